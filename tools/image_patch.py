@@ -1,0 +1,203 @@
+"""The image API that programs are written against. Its docstrings are the planner's API spec.
+
+This module runs inside the sandbox worker. It imports nothing but the standard library and
+holds no pixels: an ``ImagePatch`` is an image id and a box, and every vision operation is a
+plain-data call to the host (see ``tools.program_host``). Coordinates are pixels of the whole
+image, x to the right and y downwards.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+HostCall = Callable[[str, dict[str, Any]], Any]
+
+
+class ImagePatch:
+    """A rectangular region of the image. The program's argument `image` is the whole image.
+
+    Attributes: left, top, right, bottom (pixels, y grows downwards), width, height,
+    horizontal_center, vertical_center, area; label and score when the patch came from find().
+    """
+
+    def __init__(
+        self,
+        call: HostCall,
+        image_id: str,
+        box: tuple[float, float, float, float],
+        label: str = "",
+        score: float = 1.0,
+    ) -> None:
+        self._call = call
+        self._image_id = image_id
+        self.left, self.top, self.right, self.bottom = (float(v) for v in box)
+        self.width = self.right - self.left
+        self.height = self.bottom - self.top
+        self.horizontal_center = (self.left + self.right) / 2
+        self.vertical_center = (self.top + self.bottom) / 2
+        self.area = self.width * self.height
+        self.label = label
+        self.score = score
+
+    def _request(self, tool: str, **args: Any) -> Any:
+        return self._call(tool, {"image": self._image_id, "box": self._box(), **args})
+
+    def _box(self) -> list[float]:
+        return [self.left, self.top, self.right, self.bottom]
+
+    def _child(self, result: dict[str, Any]) -> ImagePatch:
+        return ImagePatch(
+            self._call,
+            self._image_id,
+            tuple(result["box"]),
+            str(result.get("label", "")),
+            float(result.get("score", 1.0)),
+        )
+
+    def __repr__(self) -> str:
+        name = f"{self.label!r} " if self.label else ""
+        return f"ImagePatch({name}left={self.left:.0f}, top={self.top:.0f}, right={self.right:.0f}, bottom={self.bottom:.0f})"
+
+    # Perception.
+
+    def find(self, object_name: str) -> list[ImagePatch]:
+        """Return patches of every `object_name` found inside this patch, best first.
+
+        >>> dogs = image.find("dog")
+        """
+        return [self._child(hit) for hit in self._request("find", name=object_name)]
+
+    def exists(self, object_name: str) -> bool:
+        """Return True if at least one `object_name` is in this patch.
+
+        >>> image.exists("cat")
+        """
+        return len(self.find(object_name)) > 0
+
+    def count(self, object_name: str) -> int:
+        """Return how many `object_name` are in this patch.
+
+        >>> image.count("person")
+        """
+        return len(self.find(object_name))
+
+    def verify_property(self, object_name: str, property: str) -> bool:
+        """Return True if the `object_name` in this patch has `property` (a colour, material, state...).
+
+        >>> dog.verify_property("dog", "black")
+        """
+        return bool(self._request("verify_property", name=object_name, property=property))
+
+    def best_text_match(self, options: list[str]) -> str:
+        """Return the option that best describes this patch.
+
+        >>> car.best_text_match(["red", "blue", "silver"])
+        """
+        if not options:
+            raise ValueError("best_text_match needs at least one option")
+        return str(self._request("best_text_match", options=[str(o) for o in options]))
+
+    def simple_query(self, question: str) -> str:
+        """Answer a simple, direct question about this patch ("What is the man holding?").
+
+        >>> image.simple_query("What color is the bus?")
+        """
+        return str(self._request("simple_query", question=question))
+
+    def caption(self) -> str:
+        """Return a short description of this patch."""
+        return str(self._request("caption"))
+
+    def ocr(self) -> str:
+        """Return the text written in this patch, lines joined by newlines ("" if none).
+
+        >>> image.ocr()
+        """
+        return str(self._request("ocr"))
+
+    def compute_depth(self) -> float:
+        """Return the median depth of this patch; smaller means closer to the camera."""
+        return float(self._request("compute_depth"))
+
+    def segment(self) -> float:
+        """Segment the main object of this patch; return the fraction of the patch it covers."""
+        return float(self._request("segment"))
+
+    # Geometry (computed locally, no model involved).
+
+    def crop(self, left: float, top: float, right: float, bottom: float) -> ImagePatch:
+        """Return the sub-patch with the given box, in whole-image pixel coordinates."""
+        left, right = max(self.left, min(left, right)), min(self.right, max(left, right))
+        top, bottom = max(self.top, min(top, bottom)), min(self.bottom, max(top, bottom))
+        if right <= left or bottom <= top:
+            raise ValueError("crop box does not overlap this patch")
+        return ImagePatch(self._call, self._image_id, (left, top, right, bottom))
+
+    def left_of(self, other: ImagePatch) -> bool:
+        """True if this patch's centre is left of `other`'s centre."""
+        return self.horizontal_center < other.horizontal_center
+
+    def right_of(self, other: ImagePatch) -> bool:
+        """True if this patch's centre is right of `other`'s centre."""
+        return self.horizontal_center > other.horizontal_center
+
+    def above(self, other: ImagePatch) -> bool:
+        """True if this patch's centre is above `other`'s centre."""
+        return self.vertical_center < other.vertical_center
+
+    def below(self, other: ImagePatch) -> bool:
+        """True if this patch's centre is below `other`'s centre."""
+        return self.vertical_center > other.vertical_center
+
+    def overlaps(self, other: ImagePatch) -> bool:
+        """True if the two boxes share any area."""
+        return _intersection(self, other) > 0
+
+    def inside(self, other: ImagePatch) -> bool:
+        """True if most (over 80%) of this patch lies within `other`."""
+        return self.area > 0 and _intersection(self, other) / self.area > 0.8
+
+    def distance(self, other: ImagePatch) -> float:
+        """Pixel distance between the two centres."""
+        dx = self.horizontal_center - other.horizontal_center
+        dy = self.vertical_center - other.vertical_center
+        return (dx * dx + dy * dy) ** 0.5
+
+
+def _intersection(a: ImagePatch, b: ImagePatch) -> float:
+    width = min(a.right, b.right) - max(a.left, b.left)
+    height = min(a.bottom, b.bottom) - max(a.top, b.top)
+    return max(width, 0.0) * max(height, 0.0)
+
+
+def build_program_api(call: HostCall, image: dict[str, Any]) -> tuple[ImagePatch, dict[str, Any]]:
+    """Worker factory: the root patch and the free functions a program may call."""
+    root = ImagePatch(call, str(image["id"]), (0, 0, image["width"], image["height"]))
+
+    def llm_query(question: str) -> str:
+        """Ask a language model a world-knowledge question; returns a short answer.
+
+        >>> llm_query("What do dogs usually carry in their mouth when playing fetch?")
+        """
+        return str(call("llm_query", {"question": str(question)}))
+
+    return root, {"llm_query": llm_query}
+
+
+def api_spec() -> str:
+    """The API as the planner sees it: public signatures and docstrings, no bodies."""
+    lines = [f"class ImagePatch:\n    {inspect.getdoc(ImagePatch)}\n"]
+    for name, member in vars(ImagePatch).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        signature = inspect.signature(member)
+        doc = inspect.getdoc(member) or ""
+        indented_doc = "\n".join(f"        {line}" for line in doc.splitlines())
+        lines.append(f"    def {name}{signature}:\n        \"\"\"\n{indented_doc}\n        \"\"\"\n")
+    lines.append(
+        'def llm_query(question: str) -> str:\n    """Ask a language model a world-knowledge '
+        'question; returns a short answer."""\n'
+    )
+    return "\n".join(lines)
