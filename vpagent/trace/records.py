@@ -18,6 +18,9 @@ class Step(BaseModel):
     result: Any = None
     error: str | None = None
     duration_s: float = 0.0
+    artifacts: dict[str, Any] = Field(
+        default_factory=dict, description="Region, boxes and masks to draw for this step."
+    )
 
     @property
     def ok(self) -> bool:

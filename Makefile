@@ -1,0 +1,34 @@
+# Set-up and the main jobs. `make demo` and `make test` each create/refresh .venv first.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.vpagent-installed
+DATA ?= ../shared/data
+
+.PHONY: install demo test test-all lint bench clean
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/vpagent doctor
+	$(BIN)/vpagent run-program examples/count_dogs.py $(DATA)/images/two_dogs.jpg --trace-dir traces
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: install
+	$(BIN)/python benchmarks/bench_sandbox.py
+	$(BIN)/python benchmarks/bench_tools.py
+
+clean:
+	rm -rf $(VENV) traces .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+def execute_command(image):
+    dogs = image.find("dog")
+    return len(dogs)

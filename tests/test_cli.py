@@ -1,0 +1,92 @@
+"""The command line, run as users run it: a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import vpagent
+
+
+def vpagent_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vpagent", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=cwd,
+    )
+
+
+def test_version() -> None:
+    done = vpagent_cli("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"vpagent {vpagent.__version__}"
+
+
+def test_run_program_without_tools(tmp_path: Path, images_dir: Path) -> None:
+    program = tmp_path / "p.py"
+    program.write_text("def execute_command(image):\n    return image.width > image.height\n")
+    done = vpagent_cli("run-program", str(program), str(images_dir / "truck.jpg"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "yes"
+
+
+def test_run_program_json_and_trace_dir(tmp_path: Path, images_dir: Path) -> None:
+    program = tmp_path / "p.py"
+    program.write_text("def execute_command(image):\n    print('looking')\n    return 1 / 0\n")
+    done = vpagent_cli(
+        "run-program", str(program), str(images_dir / "bus.jpg"), "--json",
+        "--trace-dir", str(tmp_path / "traces"),
+    )  # fmt: skip
+    assert done.returncode == 1
+    payload = json.loads(done.stdout)
+    assert payload["ok"] is False
+    assert payload["error_kind"] == "runtime"
+    assert "ZeroDivisionError" in payload["error"]
+    assert payload["trace"]["error_line"] == 3
+    assert payload["trace"]["stdout"] == "looking\n"
+    assert Path(payload["trace_path"]).is_file() and Path(payload["trace_html"]).is_file()
+
+
+@pytest.mark.parametrize(
+    ("source", "kind"),
+    [
+        ("import os\ndef execute_command(image):\n    return os.getcwd()\n", "rejected"),
+        ("Here is the program you asked for.", "rejected"),
+        ("def execute_command(image):\n    while True:\n        pass\n", "timeout"),
+    ],
+)
+def test_run_program_reports_error_kinds(tmp_path: Path, images_dir: Path, source: str, kind: str) -> None:
+    program = tmp_path / "p.py"
+    program.write_text(source)
+    config = tmp_path / "vpagent.toml"
+    config.write_text("[sandbox]\ncpu_seconds = 1\nwall_seconds = 5\n")
+    done = vpagent_cli("run-program", str(program), str(images_dir / "bus.jpg"), "--json", "-c", str(config))
+    assert done.returncode == 1
+    assert json.loads(done.stdout)["error_kind"] == kind
+
+
+def test_bad_inputs_are_clear_errors_not_tracebacks(tmp_path: Path, images_dir: Path) -> None:
+    program = tmp_path / "p.py"
+    program.write_text("def execute_command(image):\n    return 1\n")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes((images_dir / "bus.jpg").read_bytes()[:3000])
+    cases = [
+        (["run-program", str(program), str(corrupt)], "corrupt or truncated"),
+        (["run-program", str(program), str(tmp_path / "none.jpg")], "no image file"),
+        (["run-program", str(tmp_path / "none.py"), str(corrupt)], "cannot read the program"),
+    ]
+    for args, message in cases:
+        done = vpagent_cli(*args)
+        assert done.returncode == 2, done
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("[sandbox]\ncpu_secs = 3\n")
+    done = vpagent_cli("run-program", str(program), str(images_dir / "bus.jpg"), "-c", str(bad_config))
+    assert done.returncode == 2 and "sandbox.cpu_secs" in done.stderr

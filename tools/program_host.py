@@ -1,0 +1,192 @@
+"""Host side of the program image API: answers the sandbox's plain-data tool calls.
+
+Arguments come from an untrusted process, so each call is validated (pydantic) before it
+touches a model; boxes are clipped to the image. Results go back as plain data and are
+cached by (image content hash, tool, arguments). Visual artifacts (boxes, masks) of each call
+are kept for the trace.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tools.cache import cache_key
+from tools.server import ToolServer
+from tools.types import Box
+
+Text = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RegionArgs(_Args):
+    image: str
+    box: tuple[float, float, float, float]
+
+
+class FindArgs(RegionArgs):
+    name: Text
+
+
+class PropertyArgs(RegionArgs):
+    name: Text
+    property: Text
+
+
+class OptionsArgs(RegionArgs):
+    options: Annotated[list[Text], Field(min_length=1, max_length=50)]
+
+
+class QuestionArgs(RegionArgs):
+    question: Text
+
+
+class LLMArgs(_Args):
+    question: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+FACE_NAMES = frozenset({"face", "faces", "human face", "human faces"})
+MIN_REGION_PIXELS = 2
+
+
+def image_sha256(pixels: np.ndarray) -> str:
+    """Content hash of an image (shape and pixels), the cache's image key."""
+    digest = hashlib.sha256(str(pixels.shape).encode())
+    digest.update(np.ascontiguousarray(pixels).tobytes())
+    return digest.hexdigest()
+
+
+class ProgramHost:
+    """Answers the tool calls of programs that look at one image. Callable as a ToolHandler."""
+
+    def __init__(self, server: ToolServer, pixels: np.ndarray, image_id: str | None = None) -> None:
+        if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
+            raise ValueError("ProgramHost needs an RGB uint8 image of shape (H, W, 3)")
+        self.server = server
+        self.pixels = pixels
+        self.sha256 = image_sha256(pixels)
+        self.image_id = image_id or self.sha256[:16]
+        self.artifacts: dict[int, dict[str, Any]] = {}
+        self._calls = 0
+        self._lock = threading.Lock()
+        self._operations: dict[str, tuple[type[_Args], Callable[[Any], tuple[Any, dict]]]] = {
+            "find": (FindArgs, self._find),
+            "verify_property": (PropertyArgs, self._verify_property),
+            "best_text_match": (OptionsArgs, self._best_text_match),
+            "simple_query": (QuestionArgs, self._simple_query),
+            "caption": (RegionArgs, self._caption),
+            "ocr": (RegionArgs, self._ocr),
+            "compute_depth": (RegionArgs, self._compute_depth),
+            "segment": (RegionArgs, self._segment),
+            "llm_query": (LLMArgs, self._llm_query),
+        }
+
+    @property
+    def image(self) -> dict[str, Any]:
+        """The plain-data image description the sandboxed program receives."""
+        height, width = self.pixels.shape[:2]
+        return {"id": self.image_id, "width": width, "height": height}
+
+    def __call__(self, tool: str, args: dict[str, Any]) -> Any:
+        with self._lock:
+            index = self._calls
+            self._calls += 1
+        if tool not in self._operations:
+            raise ValueError(f"unknown tool '{tool}'")
+        model, operation = self._operations[tool]
+        try:
+            parsed = model.model_validate(args)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()
+            )
+            raise ValueError(f"bad arguments for {tool}: {problems}") from None
+        if isinstance(parsed, RegionArgs) and parsed.image != self.image_id:
+            raise ValueError(f"unknown image '{parsed.image}'")
+        hit, value = self.server.cache.get(self._key(tool, parsed))
+        if hit:
+            self.artifacts[index] = value["artifacts"]
+            return value["value"]
+        value, artifacts = operation(parsed)
+        self.server.cache.put(self._key(tool, parsed), {"value": value, "artifacts": artifacts})
+        self.artifacts[index] = artifacts
+        return value
+
+    def _key(self, tool: str, args: _Args) -> str:
+        return cache_key(self.sha256, tool, args.model_dump(mode="json"))
+
+    # Regions.
+
+    def _region(self, args: RegionArgs) -> tuple[np.ndarray, Box]:
+        height, width = self.pixels.shape[:2]
+        box = Box.of(args.box).clip(width, height)
+        x0, y0 = int(np.floor(box.x0)), int(np.floor(box.y0))
+        x1, y1 = int(np.ceil(box.x1)), int(np.ceil(box.y1))
+        if x1 - x0 < MIN_REGION_PIXELS or y1 - y0 < MIN_REGION_PIXELS:
+            raise ValueError(f"the region {args.box} is empty after clipping to the image")
+        return self.pixels[y0:y1, x0:x1], Box(x0=x0, y0=y0, x1=x1, y1=y1)
+
+    # Operations: each returns (plain-data value for the program, artifacts for the trace).
+
+    def _find(self, args: FindArgs) -> tuple[Any, dict]:
+        crop, region = self._region(args)
+        name = args.name.strip().lower()
+        if name in FACE_NAMES:
+            detections = self.server.detect_faces(crop)
+        else:
+            detections = self.server.detect(crop, [name])
+        hits = [
+            {"box": d.box.shift(region.x0, region.y0).as_list(), "score": d.score, "label": name}
+            for d in sorted(detections, key=lambda d: d.score, reverse=True)
+        ]
+        return hits, {"region": region.as_list(), "boxes": hits}
+
+    def _verify_property(self, args: PropertyArgs) -> tuple[Any, dict]:
+        crop, region = self._region(args)
+        verdict = bool(self.server.verify_property(crop, args.name, args.property))
+        return verdict, {"region": region.as_list()}
+
+    def _best_text_match(self, args: OptionsArgs) -> tuple[Any, dict]:
+        crop, region = self._region(args)
+        index = self.server.best_text_match(crop, list(args.options))
+        return args.options[index], {"region": region.as_list()}
+
+    def _simple_query(self, args: QuestionArgs) -> tuple[Any, dict]:
+        crop, region = self._region(args)
+        return self.server.answer(crop, args.question), {"region": region.as_list()}
+
+    def _caption(self, args: RegionArgs) -> tuple[Any, dict]:
+        crop, region = self._region(args)
+        return self.server.caption(crop), {"region": region.as_list()}
+
+    def _ocr(self, args: RegionArgs) -> tuple[Any, dict]:
+        crop, region = self._region(args)
+        lines = self.server.read_text(crop)
+        boxes = [
+            {"box": line.box.shift(region.x0, region.y0).as_list(), "label": line.text}
+            for line in lines
+        ]
+        return "\n".join(line.text for line in lines), {"region": region.as_list(), "boxes": boxes}
+
+    def _compute_depth(self, args: RegionArgs) -> tuple[Any, dict]:
+        _, region = self._region(args)
+        depth = self.server.depth(self.pixels)
+        window = depth[int(region.y0) : int(region.y1), int(region.x0) : int(region.x1)]
+        return float(np.median(window)), {"region": region.as_list()}
+
+    def _segment(self, args: RegionArgs) -> tuple[Any, dict]:
+        _, region = self._region(args)
+        mask = self.server.segment(self.pixels, region)
+        fraction = mask.area / max(region.area, 1.0)
+        return min(fraction, 1.0), {"region": region.as_list(), "mask": mask.to_rle().model_dump()}
+
+    def _llm_query(self, args: LLMArgs) -> tuple[Any, dict]:
+        return self.server.llm_query(args.question), {}

@@ -1,0 +1,105 @@
+"""Backend names per role, and building a specialist from its config.
+
+Backends are imported only when built, so the heavy optional dependencies (torch,
+ultralytics, segment-anything, onnxruntime...) load only for the roles that use them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from tools.errors import ModelUnavailable
+from tools.roles import Specialist
+
+# role -> backend name -> "module:Class"
+BACKENDS: dict[str, dict[str, str]] = {
+    "detector": {
+        "ssd-coco": "tools.offline.detector:SSDCocoDetector",
+        "owlvit": "tools.hf.owl:OwlDetector",
+        "grounding-dino": "tools.hf.grounding_dino:GroundingDinoDetector",
+        "yolo": "tools.hf.yolo:YoloDetector",
+        "yolo-world": "tools.hf.yolo:YoloWorldDetector",
+    },
+    "segmenter": {
+        "grabcut": "tools.offline.segmenter:GrabCutSegmenter",
+        "sam-hf": "tools.hf.sam:HFSamSegmenter",
+        "sam": "tools.hf.segment_anything:SamPredictorSegmenter",
+        "fastsam": "tools.hf.fastsam:UltralyticsSegmenter",
+        "mobilesam": "tools.hf.fastsam:UltralyticsSegmenter",
+        "sam-ultralytics": "tools.hf.fastsam:UltralyticsSegmenter",
+    },
+    "matcher": {
+        "classifier-minilm": "tools.offline.matcher:ClassifierMatcher",
+        "clip": "tools.hf.clip:ClipMatcher",
+    },
+    "captioner": {
+        "scene-description": "tools.offline.scene:SceneCaptioner",
+        "blip": "tools.hf.blip:BlipCaptioner",
+    },
+    "vqa": {
+        "scene-description-llm": "tools.offline.scene:SceneVQA",
+        "blip-vqa": "tools.hf.blip:BlipVQA",
+    },
+    "ocr": {"rapidocr": "tools.offline.ocr:RapidOCRReader"},
+    "depth": {
+        "vertical-position": "tools.offline.depth:VerticalPositionDepth",
+        "dpt": "tools.hf.depth:DptDepth",
+    },
+    "faces": {"haar": "tools.offline.faces:HaarFaceDetector"},
+}
+
+
+def backend_class(role: str, backend: str) -> type[Specialist]:
+    """Import and return the class serving ``backend`` for ``role``."""
+    choices = BACKENDS.get(role)
+    if choices is None:
+        raise ValueError(f"unknown role '{role}' (roles: {', '.join(BACKENDS)})")
+    target = choices.get(backend)
+    if target is None:
+        raise ValueError(
+            f"unknown {role} backend '{backend}' (choose from: {', '.join(sorted(choices))})"
+        )
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        extra = "hf" if module_name.startswith("tools.hf") else "offline"
+        raise ModelUnavailable(
+            f"the {role} backend '{backend}' needs packages that are not installed "
+            f"({error.name or error}); install them with: pip install 'vpagent[{extra}]'"
+        ) from error
+    return getattr(module, class_name)
+
+
+def build_specialist(
+    role: str,
+    backend: str,
+    *,
+    model: str | None = None,
+    device: str = "auto",
+    options: dict[str, Any] | None = None,
+    dependencies: dict[str, Callable[[], Any]] | None = None,
+) -> Specialist:
+    """Construct a backend from its config.
+
+    ``dependencies`` supplies constructor parameters a backend declares by name (e.g. the
+    scene-description stand-ins take the ``detector`` or an ``llm``), resolved lazily.
+    """
+    cls = backend_class(role, backend)
+    parameters = inspect.signature(cls).parameters
+    kwargs: dict[str, Any] = dict(options or {})
+    if model is not None:
+        if "model" not in parameters:
+            raise ValueError(f"the {role} backend '{backend}' takes no 'model' setting")
+        kwargs["model"] = model
+    if "device" in parameters:
+        kwargs.setdefault("device", device)
+    for name, provide in (dependencies or {}).items():
+        if name in parameters and name not in kwargs:
+            kwargs[name] = provide()
+    if "variant" in parameters:
+        kwargs.setdefault("variant", backend)
+    return cls(**kwargs)

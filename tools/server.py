@@ -1,0 +1,182 @@
+"""The tool server: specialists loaded once and lazily, calls batched across programs.
+
+Thread-safe. One server serves every concurrent program; results are cached by the caller
+(:class:`tools.program_host.ProgramHost`) through :attr:`ToolServer.cache`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tools.batching import MicroBatcher
+from tools.cache import ResultCache
+from tools.errors import CannotAnswer
+from tools.registry import build_specialist
+from tools.roles import (
+    OCR,
+    VQA,
+    Captioner,
+    DepthEstimator,
+    Detector,
+    FaceDetector,
+    Matcher,
+    Segmenter,
+    Specialist,
+)
+from tools.types import Box, Detection, Mask, TextLine, ToolInfo
+
+if TYPE_CHECKING:
+    from vpagent.config import Settings
+
+LLM = Callable[[str], str]
+
+
+def _columns(requests: list[tuple[Any, ...]]) -> list[list[Any]]:
+    """[(a1, b1), (a2, b2)] -> [[a1, a2], [b1, b2]]: batch inputs per argument."""
+    return [list(column) for column in zip(*requests, strict=True)]
+
+
+class ToolServer:
+    """Owns the specialists of one configuration and the batchers in front of them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        specialists: dict[str, Specialist] | None = None,
+        llm: LLM | None = None,
+    ) -> None:
+        self.settings = settings
+        self.llm = llm
+        self.cache = ResultCache(settings.cache.max_entries, settings.cache.directory)
+        self._specialists: dict[str, Specialist] = dict(specialists or {})
+        self._build_lock = threading.RLock()
+        self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
+        self.model_calls = 0
+        self._count_lock = threading.Lock()
+
+    # Specialists.
+
+    def specialist(self, role: str) -> Specialist:
+        """The backend serving ``role``, built on first use."""
+        with self._build_lock:
+            if role not in self._specialists:
+                config = getattr(self.settings.tools, role)
+                self._specialists[role] = build_specialist(
+                    role,
+                    config.backend,
+                    model=config.model,
+                    device=self.settings.device,
+                    options=config.options,
+                    dependencies={
+                        "detector": lambda: self.specialist("detector"),
+                        "matcher": lambda: self.specialist("matcher"),
+                        "ocr": lambda: self.specialist("ocr"),
+                        "llm": lambda: self.llm,
+                    },
+                )
+            return self._specialists[role]
+
+    def describe(self) -> list[ToolInfo]:
+        """What serves each role (for `vpagent doctor`); builds but does not load models."""
+        return [self.specialist(role).info() for role in self.settings.tools.model_fields]
+
+    def _batcher(self, name: str, run_batch: Callable[[list[Any]], list[Any]]) -> MicroBatcher:
+        with self._build_lock:
+            if name not in self._batchers:
+                self._batchers[name] = MicroBatcher(
+                    run_batch,
+                    window_s=self.settings.batching.window_ms / 1000,
+                    max_batch=self.settings.batching.max_batch,
+                    name=name,
+                )
+            return self._batchers[name]
+
+    def _counted(self, run: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], list[Any]]:
+        def wrapper(requests: list[Any]) -> list[Any]:
+            with self._count_lock:
+                self.model_calls += 1
+            return run(requests)
+
+        return wrapper
+
+    # Operations (numpy images in, typed values out).
+
+    def detect(self, image: np.ndarray, names: list[str]) -> list[Detection]:
+        detector = self.specialist("detector")
+        assert isinstance(detector, Detector)
+        batcher = self._batcher(
+            "detect",
+            self._counted(lambda reqs: detector.detect_batch(*_columns(reqs))),
+        )
+        return batcher((image, names))
+
+    def detect_faces(self, image: np.ndarray) -> list[Detection]:
+        faces = self.specialist("faces")
+        assert isinstance(faces, FaceDetector)
+        return self._counted(lambda reqs: [faces.detect_faces(reqs[0])])([image])[0]
+
+    def match_scores(self, image: np.ndarray, texts: list[str]) -> list[float]:
+        matcher = self.specialist("matcher")
+        assert isinstance(matcher, Matcher)
+        batcher = self._batcher(
+            "match",
+            self._counted(lambda reqs: matcher.score_batch(*_columns(reqs))),
+        )
+        return batcher((image, texts))
+
+    def verify_property(self, image: np.ndarray, name: str, prop: str) -> bool:
+        matcher = self.specialist("matcher")
+        assert isinstance(matcher, Matcher)
+        return self._counted(lambda reqs: [matcher.verify(*reqs[0])])([(image, name, prop)])[0]
+
+    def best_text_match(self, image: np.ndarray, options: list[str]) -> int:
+        matcher = self.specialist("matcher")
+        assert isinstance(matcher, Matcher)
+        return self._counted(lambda reqs: [matcher.best_match(*reqs[0])])([(image, options)])[0]
+
+    def caption(self, image: np.ndarray) -> str:
+        captioner = self.specialist("captioner")
+        assert isinstance(captioner, Captioner)
+        return self._batcher("caption", self._counted(captioner.caption_batch))(image)
+
+    def answer(self, image: np.ndarray, question: str) -> str:
+        vqa = self.specialist("vqa")
+        assert isinstance(vqa, VQA)
+        batcher = self._batcher(
+            "vqa",
+            self._counted(lambda reqs: vqa.answer_batch(*_columns(reqs))),
+        )
+        return batcher((image, question))
+
+    def read_text(self, image: np.ndarray) -> list[TextLine]:
+        ocr = self.specialist("ocr")
+        assert isinstance(ocr, OCR)
+        return self._counted(lambda reqs: [ocr.read(reqs[0])])([image])[0]
+
+    def depth(self, image: np.ndarray) -> np.ndarray:
+        depth = self.specialist("depth")
+        assert isinstance(depth, DepthEstimator)
+        return self._batcher("depth", self._counted(depth.depth_batch))(image)
+
+    def segment(self, image: np.ndarray, box: Box | None) -> Mask:
+        segmenter = self.specialist("segmenter")
+        assert isinstance(segmenter, Segmenter)
+        batcher = self._batcher(
+            "segment",
+            self._counted(
+                lambda reqs: segmenter.segment_batch(*_columns(reqs), [None] * len(reqs))
+            ),
+        )
+        return batcher((image, box))
+
+    def llm_query(self, question: str) -> str:
+        if self.llm is None:
+            raise CannotAnswer("llm_query needs a language model; none is configured")
+        with self._count_lock:
+            self.model_calls += 1
+        return self.llm(question)

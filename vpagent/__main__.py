@@ -1,0 +1,5 @@
+"""`python -m vpagent` is the `vpagent` command."""
+
+from vpagent.cli import app
+
+app()
