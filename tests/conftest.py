@@ -27,12 +27,9 @@ def images_dir(data_dir: Path) -> Path:
 
 
 def _is_loopback(address: object) -> bool:
-    if isinstance(address, tuple) and address:
-        host = str(address[0])
-    elif isinstance(address, str | bytes):
-        return True  # a unix socket path
-    else:
-        return False
+    if not (isinstance(address, tuple) and address):
+        return isinstance(address, str | bytes)  # a unix socket path
+    host = str(address[0])
     if host in ("localhost", ""):
         return True
     try:

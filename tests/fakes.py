@@ -21,7 +21,9 @@ class BrightSpotDetector(Detector):
     def info(self) -> ToolInfo:
         return ToolInfo(role="detector", backend="fake", model="bright-spots", stand_in=True)
 
-    def detect_batch(self, images: list[np.ndarray], names: list[list[str]]) -> list[list[Detection]]:
+    def detect_batch(
+        self, images: list[np.ndarray], names: list[list[str]]
+    ) -> list[list[Detection]]:
         with self.lock:
             self.batch_sizes.append(len(images))
         results = []

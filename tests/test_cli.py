@@ -61,12 +61,16 @@ def test_run_program_json_and_trace_dir(tmp_path: Path, images_dir: Path) -> Non
         ("def execute_command(image):\n    while True:\n        pass\n", "timeout"),
     ],
 )
-def test_run_program_reports_error_kinds(tmp_path: Path, images_dir: Path, source: str, kind: str) -> None:
+def test_run_program_reports_error_kinds(
+    tmp_path: Path, images_dir: Path, source: str, kind: str
+) -> None:
     program = tmp_path / "p.py"
     program.write_text(source)
     config = tmp_path / "vpagent.toml"
     config.write_text("[sandbox]\ncpu_seconds = 1\nwall_seconds = 5\n")
-    done = vpagent_cli("run-program", str(program), str(images_dir / "bus.jpg"), "--json", "-c", str(config))
+    done = vpagent_cli(
+        "run-program", str(program), str(images_dir / "bus.jpg"), "--json", "-c", str(config)
+    )
     assert done.returncode == 1
     assert json.loads(done.stdout)["error_kind"] == kind
 
@@ -88,5 +92,7 @@ def test_bad_inputs_are_clear_errors_not_tracebacks(tmp_path: Path, images_dir: 
         assert "Traceback" not in done.stderr
     bad_config = tmp_path / "bad.toml"
     bad_config.write_text("[sandbox]\ncpu_secs = 3\n")
-    done = vpagent_cli("run-program", str(program), str(images_dir / "bus.jpg"), "-c", str(bad_config))
+    done = vpagent_cli(
+        "run-program", str(program), str(images_dir / "bus.jpg"), "-c", str(bad_config)
+    )
     assert done.returncode == 2 and "sandbox.cpu_secs" in done.stderr

@@ -50,7 +50,9 @@ def test_find_returns_whole_image_boxes_from_a_crop(server: ToolServer) -> None:
         ("rm_rf", {}, "unknown tool"),
     ],
 )
-def test_hostile_arguments_are_rejected(server: ToolServer, tool: str, args: dict, message: str) -> None:
+def test_hostile_arguments_are_rejected(
+    server: ToolServer, tool: str, args: dict, message: str
+) -> None:
     host = ProgramHost(server, spots_image())
     if args.get("image") == "ID":
         args = {**args, "image": host.image_id}
@@ -116,13 +118,19 @@ def test_programs_reach_the_tools_through_the_sandbox(server: ToolServer) -> Non
         "    left, right = sorted(spots, key=lambda s: s.horizontal_center)\n"
         "    red = left.verify_property('spot', 'red')\n"
         "    covered = image.crop(0, 0, 40, 60).segment()\n"
-        "    return f\"{len(spots)} {left.left_of(right)} {red} {covered:.2f} \" + llm_query('hi')\n"
+        "    words = [len(spots), left.left_of(right), red, round(covered, 2)]\n"
+        "    return ' '.join(str(w) for w in words) + ' ' + llm_query('hi')\n"
     )
     with ProgramRunner(server.settings, server=server, pool_size=1) as runner:
         result, trace = runner.run(program, spots_image(), question="q?")
     assert result.ok, result.error
-    assert result.answer == "2 True True 0.50 llm says hi"
-    assert [step.tool for step in trace.steps] == ["find", "verify_property", "segment", "llm_query"]
+    assert result.answer == "2 True True 0.5 llm says hi"
+    assert [step.tool for step in trace.steps] == [
+        "find",
+        "verify_property",
+        "segment",
+        "llm_query",
+    ]
     assert trace.steps[0].artifacts["boxes"][0]["label"] == "spot"
     assert "mask" in trace.steps[2].artifacts
     assert trace.question == "q?" and trace.answer == result.answer
@@ -135,5 +143,7 @@ def test_a_tool_failure_is_a_tool_error_for_that_program(server: ToolServer) -> 
         assert result.error_kind == "tool_error"
         assert result.line == 2 and "model exploded" in (result.error or "")
         assert trace.steps[0].error is not None
-        ok, _ = runner.run("def execute_command(image):\n    return image.count('spot')\n", spots_image())
+        ok, _ = runner.run(
+            "def execute_command(image):\n    return image.count('spot')\n", spots_image()
+        )
         assert ok.answer == "2"

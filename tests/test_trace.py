@@ -32,7 +32,10 @@ def _trace() -> Trace:
                 tool="segment",
                 args={"image": "i", "box": [0, 0, 40, 60]},
                 error="ValueError: <img src=x onerror=alert(1)>",
-                artifacts={"region": [0, 0, 40, 60], "mask": Mask(pixels=mask).to_rle().model_dump()},
+                artifacts={
+                    "region": [0, 0, 40, 60],
+                    "mask": Mask(pixels=mask).to_rle().model_dump(),
+                },
             ),
         ],
         answer="<i>2</i>",
@@ -68,7 +71,9 @@ def test_drawing_marks_boxes_and_masks() -> None:
     assert (boxed[20, 10] != plain[20, 10]).any()  # the result box outline is drawn
     masked = np.asarray(draw_step(plain, trace.steps[1]))
     assert (masked[15, 15] != plain[15, 15]).any()  # the mask is overlaid
-    assert (masked[55, 70] == plain[55, 70]).all() or np.abs(masked[55, 70].astype(int) - plain[55, 70]).max() < 8
+    assert (masked[55, 70] == plain[55, 70]).all() or np.abs(
+        masked[55, 70].astype(int) - plain[55, 70]
+    ).max() < 8
 
 
 def test_html_is_self_contained_and_escapes_untrusted_text(tmp_path: Path) -> None:

@@ -58,7 +58,8 @@ class ImagePatch:
 
     def __repr__(self) -> str:
         name = f"{self.label!r} " if self.label else ""
-        return f"ImagePatch({name}left={self.left:.0f}, top={self.top:.0f}, right={self.right:.0f}, bottom={self.bottom:.0f})"
+        box = f"left={self.left:.0f}, top={self.top:.0f}, right={self.right:.0f}"
+        return f"ImagePatch({name}{box}, bottom={self.bottom:.0f})"
 
     # Perception.
 
@@ -84,7 +85,7 @@ class ImagePatch:
         return len(self.find(object_name))
 
     def verify_property(self, object_name: str, property: str) -> bool:
-        """Return True if the `object_name` in this patch has `property` (a colour, material, state...).
+        """Return True if the `object_name` in this patch has `property` (colour, material, state).
 
         >>> dog.verify_property("dog", "black")
         """
@@ -186,18 +187,23 @@ def build_program_api(call: HostCall, image: dict[str, Any]) -> tuple[ImagePatch
     return root, {"llm_query": llm_query}
 
 
+def _spec_of(function: Callable[..., Any], indent: str) -> str:
+    signature = str(inspect.signature(function)).replace("'", "")
+    doc = "\n".join(
+        f"{indent}    {line}".rstrip() for line in inspect.getdoc(function).splitlines()
+    )
+    return f'{indent}def {function.__name__}{signature}:\n{indent}    """\n{doc}\n{indent}    """\n'
+
+
 def api_spec() -> str:
     """The API as the planner sees it: public signatures and docstrings, no bodies."""
-    lines = [f"class ImagePatch:\n    {inspect.getdoc(ImagePatch)}\n"]
-    for name, member in vars(ImagePatch).items():
-        if name.startswith("_") or not callable(member):
-            continue
-        signature = inspect.signature(member)
-        doc = inspect.getdoc(member) or ""
-        indented_doc = "\n".join(f"        {line}" for line in doc.splitlines())
-        lines.append(f"    def {name}{signature}:\n        \"\"\"\n{indented_doc}\n        \"\"\"\n")
-    lines.append(
-        'def llm_query(question: str) -> str:\n    """Ask a language model a world-knowledge '
-        'question; returns a short answer."""\n'
+    class_doc = "\n".join(
+        f"    {line}".rstrip() for line in inspect.getdoc(ImagePatch).splitlines()
     )
-    return "\n".join(lines)
+    parts = [f'class ImagePatch:\n    """\n{class_doc}\n    """\n']
+    for name, member in vars(ImagePatch).items():
+        if not name.startswith("_") and callable(member):
+            parts.append(_spec_of(member, "    "))
+    _, functions = build_program_api(lambda tool, args: None, {"id": "", "width": 1, "height": 1})
+    parts.extend(_spec_of(function, "") for function in functions.values())
+    return "\n".join(parts)

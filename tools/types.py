@@ -81,7 +81,9 @@ class Mask:
         ys, xs = np.nonzero(self.pixels)
         if len(xs) == 0:
             return None
-        return Box(x0=float(xs.min()), y0=float(ys.min()), x1=float(xs.max() + 1), y1=float(ys.max() + 1))
+        return Box(
+            x0=float(xs.min()), y0=float(ys.min()), x1=float(xs.max() + 1), y1=float(ys.max() + 1)
+        )
 
     def to_rle(self) -> RLE:
         flat = np.asarray(self.pixels, dtype=bool).ravel()

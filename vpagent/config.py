@@ -156,7 +156,9 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     if config_file is not None and not Path(config_file).is_file():
         raise ConfigError(f"config file not found: {config_file}")
     settings_cls = type(
-        "Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": config_file}}
+        "Settings",
+        (Settings,),
+        {"model_config": {**Settings.model_config, "toml_file": config_file}},
     )
     try:
         return settings_cls(**overrides)

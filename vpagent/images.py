@@ -29,7 +29,8 @@ def _open(data: Any, name: str) -> np.ndarray:
         with Image.open(data) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ImageError(
-                    f"{name} is {image.width}x{image.height}; the limit is {MAX_IMAGE_PIXELS} pixels"
+                    f"{name} is {image.width}x{image.height}; "
+                    f"the limit is {MAX_IMAGE_PIXELS} pixels"
                 )
             image.load()
             return _from_pil(image)

@@ -1,0 +1,79 @@
+"""The few-shot example bank and its retrieval by question similarity."""
+
+from __future__ import annotations
+
+import threading
+import tomllib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+EXAMPLES_FILE = Path(__file__).with_name("examples.toml")
+FORM_WORDS = 2  # questions that open alike ("how many", "what color") share a program shape
+FORM_BONUS = 0.3
+
+Embed = Callable[[Sequence[str]], np.ndarray]
+"""Texts -> (n, d) unit-length embeddings."""
+
+
+class Example(BaseModel):
+    """A question and a hand-checked program that answers it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    question: str
+    program: str
+
+
+def load_examples(path: Path = EXAMPLES_FILE) -> list[Example]:
+    """Read the example bank (a TOML file of ``[[example]]`` tables)."""
+    with open(path, "rb") as handle:
+        tables = tomllib.load(handle).get("example", [])
+    return [Example(**{**table, "program": table["program"].strip() + "\n"}) for table in tables]
+
+
+def _form(question: str) -> tuple[str, ...]:
+    return tuple(question.lower().split()[:FORM_WORDS])
+
+
+def default_embed() -> Embed:
+    """all-MiniLM-L6-v2 from the offline pack (loads on first use)."""
+    from tools.offline.text_embed import shared_embedder
+
+    return shared_embedder().encode
+
+
+class ExampleRetriever:
+    """Picks the examples most similar to the user's question.
+
+    Similarity is MiniLM cosine plus a bonus for questions that open with the same words,
+    since those usually need programs of the same shape.
+    """
+
+    def __init__(self, examples: list[Example], embed: Embed | None = None) -> None:
+        if not examples:
+            raise ValueError("the example bank is empty")
+        self.examples = examples
+        self._embed = embed
+        self._matrix: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def _bank(self) -> tuple[Embed, np.ndarray]:
+        with self._lock:
+            if self._embed is None:
+                self._embed = default_embed()
+            if self._matrix is None:
+                self._matrix = self._embed([e.question for e in self.examples])
+            return self._embed, self._matrix
+
+    def top(self, question: str, k: int) -> list[Example]:
+        """The ``k`` most similar examples, most similar last (closest to the question)."""
+        embed, matrix = self._bank()
+        form = _form(question)
+        bonus = np.array([FORM_BONUS * (_form(e.question) == form) for e in self.examples])
+        scores = matrix @ embed([question])[0] + bonus
+        best = np.argsort(-scores, kind="stable")[:k]
+        return [self.examples[i] for i in reversed(best)]
