@@ -1,0 +1,173 @@
+"""The Agent: question + image -> program -> sandboxed run -> answer, with a repair loop."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from vpagent.images import ImageInput, load_image
+from vpagent.planner import Plan, Planner, PlanningFailed
+from vpagent.runner import ProgramRunner
+from vpagent.sandbox.result import ExecutionResult
+from vpagent.trace.records import Trace
+from vpagent.trace.store import save_trace
+
+MAX_QUESTION_CHARS = 1000
+
+
+class Result(BaseModel):
+    """What `Agent.ask` returns: the answer, or why there is none, with program and trace."""
+
+    question: str
+    answer: str | None = None
+    program: str | None = None
+    trace: Trace | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    error: str | None = None
+    error_kind: str | None = None
+    programs_tried: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def validate_question(question: str) -> str:
+    """The stripped question; a clear ValueError if it is empty or too long."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("the question is empty")
+    if len(question) > MAX_QUESTION_CHARS:
+        raise ValueError(f"the question is longer than {MAX_QUESTION_CHARS} characters")
+    return question.strip()
+
+
+def normalize_answer(answer: str) -> str:
+    """Lower-case, trimmed, without a final full stop: the form answers are voted in."""
+    return answer.strip().rstrip(".").strip().lower()
+
+
+class Agent:
+    """Plans a program with an LLM, runs it in the sandbox, repairs it on failure.
+
+    With ``samples`` > 1, that many programs are planned (the first at temperature 0, the rest
+    sampled) and their answers put to a majority vote (self-consistency).
+    """
+
+    def __init__(
+        self,
+        planner: Planner,
+        runner: ProgramRunner,
+        *,
+        max_repairs: int = 2,
+        samples: int = 1,
+        trace_dir: Path | None = None,
+    ) -> None:
+        self.planner = planner
+        self.runner = runner
+        self.max_repairs = max_repairs
+        self.samples = samples
+        self.trace_dir = trace_dir
+
+    def ask(self, image: ImageInput, question: str) -> Result:
+        """Answer ``question`` about ``image`` (a path, bytes, PIL image or numpy array).
+
+        Bad input (an unreadable image, an empty question) raises ValueError; everything that
+        goes wrong after that is reported in the Result.
+        """
+        question = validate_question(question)
+        pixels = load_image(image)
+        started = time.perf_counter()
+        outcomes = [self._solve(pixels, question, sample) for sample in range(self.samples)]
+        result = _vote(outcomes)
+        result.timings["total_s"] = time.perf_counter() - started
+        result.programs_tried = sum(o.programs_tried for o in outcomes)
+        if result.trace is not None:
+            result.trace.timings.update(result.timings)
+            if isinstance(image, str | Path):
+                result.trace.image.source = str(image)
+            if self.trace_dir is not None:
+                save_trace(result.trace, self.trace_dir)
+        return result
+
+    def ask_batch(
+        self, items: Iterable[tuple[ImageInput, str]], *, max_workers: int = 4
+    ) -> list[Result | ValueError]:
+        """Answer many questions concurrently; bad items give their ValueError in place."""
+
+        def one(item: tuple[ImageInput, str]) -> Result | ValueError:
+            try:
+                return self.ask(*item)
+            except ValueError as error:
+                return error
+
+        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+            return list(pool.map(one, items))
+
+    def _solve(self, pixels, question: str, sample: int) -> Result:  # type: ignore[no-untyped-def]
+        timings = {"plan_s": 0.0, "execute_s": 0.0}
+        try:
+            plan = self.planner.plan(question, sample=sample)
+        except PlanningFailed as failure:
+            return Result(question=question, error=str(failure), error_kind="planning")
+        tried = 0
+        while True:
+            timings["plan_s"] = plan.llm_seconds
+            started = time.perf_counter()
+            execution, trace = self.runner.run(plan.program, pixels, question=question)
+            timings["execute_s"] += time.perf_counter() - started
+            tried += 1
+            if execution.ok or tried > self.max_repairs:
+                return _result(question, plan, execution, trace, timings, tried)
+            try:
+                plan = self.planner.repair(plan, execution.feedback(), sample=sample)
+            except PlanningFailed:
+                return _result(question, plan, execution, trace, timings, tried)
+
+    def close(self) -> None:
+        self.runner.close()
+
+    def __enter__(self) -> Agent:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def _result(
+    question: str,
+    plan: Plan,
+    execution: ExecutionResult,
+    trace: Trace,
+    timings: dict[str, float],
+    tried: int,
+) -> Result:
+    return Result(
+        question=question,
+        answer=execution.answer,
+        program=plan.program,
+        trace=trace,
+        timings=dict(timings),
+        error=None if execution.ok else execution.feedback(),
+        error_kind=execution.error_kind.value if execution.error_kind else None,
+        programs_tried=tried,
+    )
+
+
+def _vote(outcomes: list[Result]) -> Result:
+    """The most common answer wins; ties go to the earliest (temperature 0) sample."""
+    answered = [o for o in outcomes if o.ok and o.answer is not None]
+    if not answered:
+        return outcomes[0]
+    counts = Counter(normalize_answer(o.answer or "") for o in answered)
+    best = max(counts.values())
+    winner = next(o for o in answered if counts[normalize_answer(o.answer or "")] == best)
+    winner.timings = {
+        "plan_s": sum(o.timings.get("plan_s", 0.0) for o in outcomes),
+        "execute_s": sum(o.timings.get("execute_s", 0.0) for o in outcomes),
+    }
+    return winner
