@@ -1,0 +1,169 @@
+"""FastAPI app: `POST /v1/ask`, `GET /v1/traces/{id}`, `GET /healthz`.
+
+Every bad input is a 4xx with a message (`{"detail": ...}`), never a 500: oversized bodies
+(413), non-images and empty questions (422), a wrong API key (401), an unknown trace (404).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import threading
+from typing import Annotated, Any
+
+import cachetools
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+import vpagent
+from vpagent.agent import MAX_QUESTION_CHARS, Agent, Result
+from vpagent.http.limits import BodySizeLimit
+from vpagent.images import ImageError, load_image
+from vpagent.trace.render import render_html
+
+TRACES_KEPT = 256
+
+
+class AskJSON(BaseModel):
+    """`POST /v1/ask` with a JSON body."""
+
+    image_base64: str = Field(description="The image file, base64-encoded.")
+    question: str = Field(max_length=MAX_QUESTION_CHARS)
+
+
+ASK_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image", "question"],
+                "properties": {
+                    "image": {"type": "string", "format": "binary"},
+                    "question": {"type": "string", "maxLength": MAX_QUESTION_CHARS},
+                },
+            }
+        },
+        "application/json": {"schema": AskJSON.model_json_schema()},
+    },
+}
+
+
+class AskResponse(BaseModel):
+    answer: str | None
+    program: str | None
+    error: str | None
+    error_kind: str | None
+    trace_id: str | None
+    timings: dict[str, float]
+
+
+class TraceStore:
+    """The most recent traces, with their rendered HTML, for `GET /v1/traces/{id}`."""
+
+    def __init__(self, max_entries: int = TRACES_KEPT) -> None:
+        self._entries: cachetools.LRUCache[str, tuple[dict[str, Any], str]] = cachetools.LRUCache(
+            max_entries
+        )
+        self._lock = threading.Lock()
+
+    def put(self, trace_id: str, trace_json: dict[str, Any], html: str) -> None:
+        with self._lock:
+            self._entries[trace_id] = (trace_json, html)
+
+    def get(self, trace_id: str) -> tuple[dict[str, Any], str]:
+        with self._lock:
+            if trace_id not in self._entries:
+                raise HTTPException(
+                    404, f"no trace with id '{trace_id}' (only recent traces are kept)"
+                )
+            return self._entries[trace_id]
+
+
+def create_app(agent: Agent, *, api_key: str | None = None, max_upload_mb: int = 20) -> FastAPI:
+    """The HTTP API around ``agent``. With ``api_key``, requests must send ``X-API-Key``."""
+    app = FastAPI(
+        title="vpagent",
+        version=vpagent.__version__,
+        summary="Ask compositional questions about images; get answers, programs and traces.",
+    )
+    traces = TraceStore()
+
+    def check_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
+        if api_key and not hmac.compare_digest((x_api_key or "").encode(), api_key.encode()):
+            raise HTTPException(401, "missing or wrong X-API-Key header")
+
+    def answer(image_bytes: bytes, question: str) -> AskResponse:
+        try:
+            pixels = load_image(image_bytes)
+            result: Result = agent.ask(pixels, question)
+        except (ImageError, ValueError) as error:
+            raise HTTPException(422, str(error)) from None
+        trace_id = None
+        if result.trace is not None:
+            trace_id = result.trace.id
+            traces.put(
+                trace_id, result.trace.model_dump(mode="json"), render_html(result.trace, pixels)
+            )
+        return AskResponse(
+            answer=result.answer,
+            program=result.program,
+            error=result.error,
+            error_kind=result.error_kind,
+            trace_id=trace_id,
+            timings=result.timings,
+        )
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": vpagent.__version__}
+
+    @app.post(
+        "/v1/ask",
+        response_model=AskResponse,
+        dependencies=[Depends(check_key)],
+        openapi_extra={"requestBody": ASK_REQUEST_BODY},
+    )
+    async def ask(request: Request) -> AskResponse:
+        """Multipart (`image` file + `question` field) or JSON (`image_base64`, `question`)."""
+        content_type = request.headers.get("content-type", "")
+        if content_type.startswith("application/json"):
+            try:
+                body = AskJSON.model_validate_json(await request.body())
+                image_bytes = base64.b64decode(body.image_base64, validate=True)
+            except (ValueError, binascii.Error) as error:
+                raise HTTPException(422, f"bad JSON body: {error}") from None
+            question = body.question
+        elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+            image_bytes, question = await _read_form(request)
+        else:
+            raise HTTPException(415, "send multipart/form-data (image, question) or JSON")
+        return await run_in_threadpool(answer, image_bytes, question)
+
+    @app.get("/v1/traces/{trace_id}", dependencies=[Depends(check_key)], response_model=None)
+    def get_trace(trace_id: str, format: str = "json") -> JSONResponse | HTMLResponse:
+        """The trace as JSON, or as the HTML visual rationale with `?format=html`."""
+        trace_json, html = traces.get(trace_id)
+        if format == "html":
+            return HTMLResponse(html)
+        if format != "json":
+            raise HTTPException(422, "format must be 'json' or 'html'")
+        return JSONResponse(trace_json)
+
+    app.add_middleware(BodySizeLimit, max_bytes=max_upload_mb * 1024 * 1024)
+    return app
+
+
+async def _read_form(request: Request) -> tuple[bytes, str]:
+    form = await request.form(max_files=1, max_fields=4)
+    image = form.get("image")
+    question = form.get("question")
+    if not isinstance(image, UploadFile):
+        raise HTTPException(422, "the form needs an 'image' file")
+    if not isinstance(question, str):
+        raise HTTPException(422, "the form needs a 'question' field")
+    return await image.read(), question
