@@ -1,0 +1,120 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import spots_image
+from tests.test_agent import COUNT, make_agent
+from vpagent.evaluation.datasets import DatasetError, load_blink, load_dataset, load_gqa, load_vqa
+from vpagent.evaluation.metrics import exact_match, map_to_choice, normalize, vqa_soft_accuracy
+from vpagent.evaluation.run import evaluate
+
+
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("Two.", "2"),
+        ("The Bus", "bus"),
+        ("  Yes! ", "yes"),
+        ("3.5", "3.5"),
+        ("a red-car", "red car"),
+    ],
+)
+def test_normalize(raw: str, normal: str) -> None:
+    assert normalize(raw) == normal
+
+
+def test_metrics() -> None:
+    assert exact_match("Two", ["2"]) == 1.0 and exact_match(None, ["2"]) == 0.0
+    humans = ["2"] * 3 + ["3"] * 7
+    assert vqa_soft_accuracy("3", humans) == 1.0
+    assert vqa_soft_accuracy("2", humans) == pytest.approx(0.9)  # 3/3 in 7 subsets, 2/3 in 3
+    assert vqa_soft_accuracy("4", humans) == 0.0
+    assert map_to_choice("The answer is left", ["left", "right"]) == 0
+    assert map_to_choice("rigth", ["left", "right"]) == 1
+    assert map_to_choice(None, ["a"]) is None
+
+
+def test_dev_jsonl_loads(data_dir: Path) -> None:
+    items = load_dataset(data_dir / "dev.jsonl")
+    assert len(items) == 31 and all(item.image.is_file() for item in items)
+    car = next(item for item in items if item.id == "groc-3")
+    assert car.answers == ["silver", "silver", "gray", "grey"]
+
+
+def test_loaders(tmp_path: Path) -> None:
+    (tmp_path / "gqa.json").write_text(
+        json.dumps(
+            {
+                "q1": {
+                    "imageId": "n1",
+                    "question": "Q?",
+                    "answer": "yes",
+                    "types": {"structural": "verify"},
+                }
+            }
+        )
+    )
+    assert next(load_gqa(tmp_path / "gqa.json", tmp_path)).type == "verify"
+    (tmp_path / "q.json").write_text(
+        json.dumps({"questions": [{"image_id": 7, "question": "Q?", "question_id": 70}]})
+    )
+    (tmp_path / "a.json").write_text(
+        json.dumps(
+            {
+                "annotations": [
+                    {"question_id": 70, "answers": [{"answer": "dog"}] * 10, "answer_type": "other"}
+                ]
+            }
+        )
+    )
+    (tmp_path / "COCO_val2014_000000000007.jpg").write_bytes(b"")
+    vqa = next(load_vqa(tmp_path / "q.json", tmp_path / "a.json", tmp_path))
+    assert vqa.soft and vqa.image.name == "COCO_val2014_000000000007.jpg"
+    item = tmp_path / "blink" / "001"
+    item.mkdir(parents=True)
+    (item / "request.json").write_text(
+        json.dumps({"question": "Q?", "choices": ["yes", "no"], "answer": "(B)"})
+    )
+    assert next(load_blink(tmp_path / "blink")).answers == ["no"]
+    (tmp_path / "bad.jsonl").write_text('{"id": 1, "question": "Q?"}\n')
+    with pytest.raises(DatasetError, match=r"bad\.jsonl:1"):
+        load_dataset(tmp_path / "bad.jsonl")
+
+
+def test_evaluate_writes_results_and_report(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(spots_image()).save(tmp_path / "spots.png")
+    rows = [
+        {
+            "id": "a",
+            "image": "spots.png",
+            "question": "How many spots?",
+            "answer": "two",
+            "type": "count",
+        },
+        {
+            "id": "b",
+            "image": "spots.png",
+            "question": "How many spots?",
+            "answer": "3",
+            "type": "count",
+        },
+        {
+            "id": "c",
+            "image": "missing.png",
+            "question": "How many?",
+            "answer": "2",
+            "type": "other",
+        },
+    ]
+    (tmp_path / "set.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with make_agent([COUNT]) as agent:
+        report, results = evaluate(
+            agent, load_dataset(tmp_path / "set.jsonl"), out=tmp_path / "out.jsonl", progress=False
+        )
+    assert [r.score for r in results] == [1.0, 0.0, 0.0]
+    assert report.accuracy == pytest.approx(1 / 3)
+    assert report.per_type["count"].accuracy == 0.5 and report.errors == {"input": 1}
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
