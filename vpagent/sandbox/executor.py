@@ -1,16 +1,16 @@
 """Host side of the sandbox: a warm pool of one-shot workers and the call loop.
 
 Each program runs in its own fresh worker process (never reused, so a program cannot taint
-the next one). A few workers are started ahead of time so a run does not pay interpreter
-start-up. Tool calls arrive as plain data and are answered by a host callback; each becomes a
-:class:`~vpagent.trace.records.Step`.
+the next one). A few workers are started ahead of time, in the background, so a run does not
+pay interpreter start-up. Tool calls arrive as plain data and are answered by a host callback;
+each becomes a :class:`~vpagent.trace.records.Step`. Everything a worker sends is untrusted:
+it is size-limited, validated, and a worker that breaks the protocol is killed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import shutil
 import signal
 import subprocess
@@ -18,11 +18,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from vpagent.sandbox import protocol
-from vpagent.sandbox.limits import SandboxLimits
+from vpagent.sandbox.limits import EXIT_GRACE_SECONDS, MAX_ERROR_CHARS, max_worker_frame_bytes
+from vpagent.sandbox.limits_model import SandboxLimits
 from vpagent.sandbox.policy import ProgramRejected, check_program
 from vpagent.sandbox.result import ErrorKind, ExecutionResult
 from vpagent.trace.records import Step
@@ -31,6 +33,12 @@ ToolHandler = Callable[[str, dict[str, Any]], Any]
 """Answers one tool call (name, plain-data arguments) with plain data; raises on failure."""
 
 DEFAULT_API = "tools.image_patch:build_program_api"
+EXIT_POLL_SECONDS = 0.005
+MEMORY_SIGNALS = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS)
+
+
+class WorkerStartError(RuntimeError):
+    """A worker could not start (bad API factory, failed isolation step, slow start-up)."""
 
 
 class _Worker:
@@ -42,21 +50,60 @@ class _Worker:
         self.to_worker = process.stdin.fileno()
         self.from_worker = process.stdout.fileno()
         os.set_blocking(self.to_worker, False)
+        os.set_blocking(self.from_worker, False)
         self.ready_deadline = ready_deadline
         self.isolation: list[str] = []
+        self.cpu_seconds: float | None = None
 
     def wait_ready(self) -> None:
-        message = protocol.read_frame_until(self.from_worker, self.ready_deadline)
+        """Block until the worker reports ready; raise :class:`WorkerStartError` otherwise."""
+        try:
+            message = protocol.read_frame_until(self.from_worker, self.ready_deadline)
+        except protocol.DeadlineExceeded:
+            raise WorkerStartError("the worker did not report ready in time") from None
+        except protocol.PeerClosed:
+            code = self.wait_exit(EXIT_GRACE_SECONDS)
+            raise WorkerStartError(
+                f"the worker exited during start-up (exit code {code})"
+            ) from None
+        except (protocol.ProtocolError, OSError) as error:
+            raise WorkerStartError(f"the worker sent a bad start-up message: {error}") from None
+        if message.get("op") == "failed":
+            raise WorkerStartError(str(message.get("error", "unknown error"))[:MAX_ERROR_CHARS])
         if message.get("op") != "ready":
-            raise protocol.ProtocolError("worker did not report ready")
+            raise WorkerStartError(f"the worker sent {message.get('op')!r} instead of 'ready'")
         self.isolation = [str(item) for item in message.get("isolation", [])]
 
-    def kill(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-        self.process.wait()
+    def wait_exit(self, timeout: float) -> int | None:
+        """Reap the worker if it exits within ``timeout``; its exit code, or None if alive.
+
+        Uses wait4 so the CPU time the worker used is known (to tell a CPU kill from others).
+        """
+        if self.process.returncode is not None:
+            return self.process.returncode
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                pid, status, usage = os.wait4(self.process.pid, os.WNOHANG)
+            except ChildProcessError:  # reaped elsewhere
+                return self.process.poll()
+            if pid:
+                self.process.returncode = os.waitstatus_to_exitcode(status)
+                self.cpu_seconds = usage.ru_utime + usage.ru_stime
+                return self.process.returncode
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(EXIT_POLL_SECONDS)
+
+    def kill(self, *, wait: bool = True) -> None:
+        """Kill the worker and its process group and close the pipes; reap it if ``wait``."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                self.process.kill()
+            if wait:
+                self.process.wait()
         for stream in (self.process.stdin, self.process.stdout):
             if stream is not None:
                 with contextlib.suppress(OSError):
@@ -66,7 +113,9 @@ class _Worker:
 class SandboxExecutor:
     """Runs untrusted programs in isolated one-shot worker processes.
 
-    Thread-safe: concurrent :meth:`run` calls each take their own worker.
+    Thread-safe: concurrent :meth:`run` calls each take their own worker. ``pool_size``
+    workers are kept started and ready; a run that finds none waits for one that is starting,
+    or starts its own.
     """
 
     def __init__(
@@ -79,13 +128,15 @@ class SandboxExecutor:
         self.limits = limits or SandboxLimits()
         self.api = api
         self.pool_size = pool_size
+        self._frame_limit = max_worker_frame_bytes(self.limits.max_output_chars)
         self._jail = tempfile.mkdtemp(prefix="vpagent-jail-")
         os.chmod(self._jail, 0o555)
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._pool = threading.Condition()
+        self._idle: deque[_Worker] = deque()
+        self._starting = 0
         self._closed = False
-        self._refill_lock = threading.Lock()
         for _ in range(pool_size):
-            self._idle.put(self._spawn())
+            self._refill_async()
 
     # Pool management.
 
@@ -112,31 +163,76 @@ class SandboxExecutor:
         )
         return _Worker(process, time.monotonic() + limits.startup_seconds)
 
-    def _refill_async(self) -> None:
-        if self._closed or self.pool_size == 0:
+    def _start_ready_worker(self) -> _Worker:
+        worker = self._spawn()
+        try:
+            worker.wait_ready()
+        except BaseException:
+            worker.kill()
+            raise
+        return worker
+
+    def _refill_async(self, reap: _Worker | None = None) -> None:
+        """In the background: reap ``reap`` (a killed worker), then, if the pool is short,
+        start one worker and add it to the pool once it is ready."""
+        with self._pool:
+            needed = not self._closed and len(self._idle) + self._starting < self.pool_size
+            if needed:
+                self._starting += 1
+        if needed or reap is not None:
+            threading.Thread(
+                target=self._refill, args=(needed, reap), name="vpagent-sandbox-refill", daemon=True
+            ).start()
+
+    def _refill(self, needed: bool, reap: _Worker | None) -> None:
+        if reap is not None:  # off the caller's path: teardown of a process takes milliseconds
+            reap.process.wait()
+        if not needed:
             return
-
-        def refill() -> None:
-            with self._refill_lock:
-                if not self._closed:
-                    self._idle.put(self._spawn())
-
-        threading.Thread(target=refill, name="vpagent-sandbox-refill", daemon=True).start()
+        worker: _Worker | None = None
+        try:
+            worker = self._start_ready_worker()
+        except (WorkerStartError, OSError):
+            worker = None  # a run that needs a worker starts its own and reports why
+        with self._pool:
+            self._starting -= 1
+            if worker is not None and not self._closed:
+                self._idle.append(worker)
+                worker = None
+            self._pool.notify_all()
+        if worker is not None:  # closed meanwhile
+            worker.kill()
 
     def _take_worker(self) -> _Worker:
-        if self._closed:
-            raise RuntimeError("the sandbox executor is closed")
+        """A ready worker: from the pool, else one that is starting, else a new one."""
+        deadline = time.monotonic() + self.limits.startup_seconds
+        with self._pool:
+            while True:
+                if self._closed:
+                    raise RuntimeError("the sandbox executor is closed")
+                if self._idle:
+                    return self._idle.popleft()
+                left = deadline - time.monotonic()
+                if self._starting == 0 or left <= 0:
+                    break
+                self._pool.wait(left)
+        return self._start_ready_worker()
+
+    def wait_until_warm(self, timeout: float | None = None) -> bool:
+        """Block until ``pool_size`` ready workers are idle; False if ``timeout`` ran out."""
+        with self._pool:
+            return self._pool.wait_for(
+                lambda: self._closed or len(self._idle) >= self.pool_size, timeout
+            )
+
+    def probe_isolation(self) -> list[str]:
+        """Start one worker and return the isolation layers it could apply on this machine."""
+        worker = self._take_worker()
         try:
-            worker = self._idle.get_nowait()
-        except queue.Empty:
-            worker = self._spawn()
-        else:
+            return list(worker.isolation)
+        finally:
+            worker.kill()
             self._refill_async()
-        worker.ready_deadline = max(
-            worker.ready_deadline, time.monotonic() + self.limits.startup_seconds
-        )
-        worker.wait_ready()
-        return worker
 
     # Running programs.
 
@@ -155,17 +251,18 @@ class SandboxExecutor:
             )
         try:
             worker = self._take_worker()
-        except (protocol.ProtocolError, protocol.DeadlineExceeded, OSError) as error:
+        except (WorkerStartError, OSError) as error:
             return ExecutionResult(
                 ok=False,
                 error_kind=ErrorKind.CRASHED,
-                error=f"the sandbox worker failed to start: {error!r}",
+                error=f"the sandbox worker failed to start: {error}",
             )
         steps: list[Step] = []
         try:
-            result = self._converse(worker, source, image, handle_call, steps, started)
+            result = self._converse(worker, source, image, handle_call, steps)
         finally:
-            worker.kill()
+            worker.kill(wait=False)
+            self._refill_async(reap=worker)
         result.steps = steps
         result.duration_s = time.monotonic() - started
         return result
@@ -177,20 +274,21 @@ class SandboxExecutor:
         image: dict[str, Any],
         handle_call: ToolHandler,
         steps: list[Step],
-        started: float,
     ) -> ExecutionResult:
-        deadline = started + self.limits.wall_seconds
+        deadline = time.monotonic() + self.limits.wall_seconds  # waiting for a worker is free
         try:
             request = {"op": "run", "source": source, "image": image}
             protocol.write_frame_until(worker.to_worker, request, deadline)
             while True:
-                message = protocol.read_frame_until(worker.from_worker, deadline)
+                message = protocol.read_frame_until(worker.from_worker, deadline, self._frame_limit)
                 if message["op"] == "done":
                     return _result_from_done(message)
                 if message["op"] != "call":
                     raise protocol.ProtocolError(f"unexpected message {message['op']!r}")
+                if len(steps) >= self.limits.max_tool_calls:
+                    raise protocol.ProtocolError("the worker exceeded the tool-call limit")
                 reply = _answer_call(message, handle_call, steps)
-                protocol.write_frame_until(worker.to_worker, reply, deadline)
+                protocol.write_all_until(worker.to_worker, reply, deadline)
         except protocol.DeadlineExceeded:
             return ExecutionResult(
                 ok=False,
@@ -201,22 +299,36 @@ class SandboxExecutor:
             return self._died(worker, error)
 
     def _died(self, worker: _Worker, error: BaseException) -> ExecutionResult:
-        """Classify a worker that stopped talking: CPU limit, memory, or a crash."""
+        """Classify a worker that stopped talking: CPU limit, memory, crash or misbehaviour."""
+        closed = isinstance(error, protocol.PeerClosed | BrokenPipeError)
+        code = worker.wait_exit(EXIT_GRACE_SECONDS) if closed else None
         worker.kill()
-        code = worker.process.returncode
-        if code in (-signal.SIGXCPU, -signal.SIGKILL):
+        if code is None:  # still alive: it sent garbage, or closed its pipe on purpose
+            return ExecutionResult(
+                ok=False,
+                error_kind=ErrorKind.CRASHED,
+                error=f"the sandbox worker broke the protocol and was killed: {error}",
+            )
+        used = worker.cpu_seconds or 0.0
+        if code == -signal.SIGXCPU or (code == -signal.SIGKILL and used >= self.limits.cpu_seconds):
             return ExecutionResult(
                 ok=False,
                 error_kind=ErrorKind.TIMEOUT,
                 error=f"the program used more than {self.limits.cpu_seconds} s of CPU "
                 "and was killed",
             )
-        if code in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS):
+        if -code in MEMORY_SIGNALS:
             return ExecutionResult(
                 ok=False,
                 error_kind=ErrorKind.MEMORY,
                 error=f"the worker died with signal {-code} (likely its "
                 f"{self.limits.memory_mb} MB memory limit)",
+            )
+        if code < 0:  # SIGKILL below the CPU limit: the kernel's OOM killer, or itself
+            return ExecutionResult(
+                ok=False,
+                error_kind=ErrorKind.CRASHED,
+                error=f"the sandbox worker was killed by signal {-code}",
             )
         return ExecutionResult(
             ok=False,
@@ -225,14 +337,14 @@ class SandboxExecutor:
         )
 
     def close(self) -> None:
-        """Kill idle workers and remove the jail directory."""
-        self._closed = True
-        with self._refill_lock:
-            while True:
-                try:
-                    self._idle.get_nowait().kill()
-                except queue.Empty:
-                    break
+        """Kill idle workers and remove the jail directory. Workers still starting are
+        killed as soon as they are ready."""
+        with self._pool:
+            self._closed = True
+            idle, self._idle = list(self._idle), deque()
+            self._pool.notify_all()
+        for worker in idle:
+            worker.kill()
         shutil.rmtree(self._jail, ignore_errors=True)
 
     def __enter__(self) -> SandboxExecutor:
@@ -251,24 +363,29 @@ def _worker_environment() -> dict[str, str]:
     return env
 
 
-def _answer_call(message: dict[str, Any], handle_call: ToolHandler, steps: list[Step]) -> dict:
+def _answer_call(message: dict[str, Any], handle_call: ToolHandler, steps: list[Step]) -> bytes:
+    """Answer one tool call; return the encoded reply frame. Records a step."""
     tool = message.get("tool")
     args = message.get("args")
     if not isinstance(tool, str) or not isinstance(args, dict):
         raise protocol.ProtocolError("malformed tool call")
+    if not all(isinstance(key, str) for key in args):
+        raise protocol.ProtocolError("tool-call argument names must be strings")
     started = time.perf_counter()
     step = Step(index=len(steps), tool=tool, args=args)
     try:
         value = handle_call(tool, args)
+        frame = protocol.encode({"op": "reply", "ok": True, "value": value})
     except Exception as error:  # a tool failure fails this program only
         step.error = f"{type(error).__name__}: {error}"
-        reply = {"op": "reply", "ok": False, "error": f"{tool} failed: {step.error}"}
+        frame = protocol.encode(
+            {"op": "reply", "ok": False, "error": f"{tool} failed: {step.error}"}
+        )
     else:
         step.result = value
-        reply = {"op": "reply", "ok": True, "value": value}
     step.duration_s = time.perf_counter() - started
     steps.append(step)
-    return reply
+    return frame
 
 
 def _result_from_done(message: dict[str, Any]) -> ExecutionResult:

@@ -8,7 +8,7 @@ contains whatever this check misses.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vpagent.sandbox.limits import (
     MAX_AST_NODES,
@@ -19,9 +19,60 @@ from vpagent.sandbox.limits import (
 
 ENTRY_POINT = "execute_command"
 
-ALLOWED_IMPORTS: frozenset[str] = frozenset(
-    {"math", "statistics", "itertools", "collections", "re", "string", "functools"}
-)
+# The importable modules and, for each, the only names a program sees. An allow-list, not
+# "everything public": re-exported helpers are gadgets (functools.update_wrapper copies any
+# attribute by name, statistics re-exports operator.mul, which skips the repetition guard).
+ALLOWED_MODULE_MEMBERS: dict[str, frozenset[str]] = {
+    "math": frozenset(
+        {
+            "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "cbrt", "ceil", "comb",
+            "copysign", "cos", "cosh", "degrees", "dist", "e", "erf", "erfc", "exp", "exp2",
+            "expm1", "fabs", "factorial", "floor", "fmod", "frexp", "fsum", "gamma", "gcd",
+            "hypot", "inf", "isclose", "isfinite", "isinf", "isnan", "isqrt", "lcm", "ldexp",
+            "lgamma", "log", "log10", "log1p", "log2", "modf", "nan", "nextafter", "perm", "pi",
+            "pow", "prod", "radians", "remainder", "sin", "sinh", "sqrt", "sumprod", "tan",
+            "tanh", "tau", "trunc", "ulp",
+        }
+    ),
+    "statistics": frozenset(
+        {
+            "NormalDist", "StatisticsError", "correlation", "covariance", "fmean",
+            "geometric_mean", "harmonic_mean", "linear_regression", "mean", "median",
+            "median_grouped", "median_high", "median_low", "mode", "multimode", "pstdev",
+            "pvariance", "quantiles", "stdev", "variance",
+        }
+    ),
+    "itertools": frozenset(
+        {
+            "accumulate", "batched", "chain", "combinations", "combinations_with_replacement",
+            "compress", "count", "cycle", "dropwhile", "filterfalse", "groupby", "islice",
+            "pairwise", "permutations", "product", "repeat", "starmap", "takewhile", "tee",
+            "zip_longest",
+        }
+    ),
+    "collections": frozenset(
+        {
+            "ChainMap", "Counter", "OrderedDict", "UserDict", "UserList", "UserString",
+            "defaultdict", "deque",
+        }
+    ),
+    "re": frozenset(
+        {
+            "A", "ASCII", "DOTALL", "I", "IGNORECASE", "M", "MULTILINE", "NOFLAG", "S", "U",
+            "UNICODE", "VERBOSE", "X", "Match", "Pattern", "compile", "error", "escape",
+            "findall", "finditer", "fullmatch", "match", "search", "split", "sub", "subn",
+        }
+    ),
+    "string": frozenset(
+        {
+            "ascii_letters", "ascii_lowercase", "ascii_uppercase", "capwords", "digits",
+            "hexdigits", "octdigits", "printable", "punctuation", "whitespace",
+        }
+    ),
+    "functools": frozenset({"cache", "cmp_to_key", "lru_cache", "partial", "reduce"}),
+}  # fmt: skip
+
+ALLOWED_IMPORTS: frozenset[str] = frozenset(ALLOWED_MODULE_MEMBERS)
 
 FORBIDDEN_NAMES: frozenset[str] = frozenset(
     {
@@ -42,6 +93,9 @@ FORBIDDEN_ATTRIBUTES: frozenset[str] = frozenset(
     }
 )  # fmt: skip
 FORBIDDEN_ATTRIBUTE_PREFIXES = ("_", "co_")
+
+# The one name starting with '_' a program may use: the conventional throwaway variable.
+THROWAWAY_NAME = "_"
 
 # Node types a program may contain. Anything else (class, global, async, yield, match,
 # try-star, type aliases...) is rejected with its name in the message.
@@ -77,9 +131,8 @@ class ProgramRejected(ValueError):
         self.line = line
 
 
-@dataclass(frozen=True)
-class CheckedProgram:
-    """A program that passed the check, rewritten with arithmetic guards."""
+class CheckedProgram(NamedTuple):
+    """A program that passed the check (a NamedTuple: the worker skips importing dataclasses)."""
 
     source: str
     tree: ast.Module
@@ -148,6 +201,7 @@ class _PolicyVisitor(ast.NodeVisitor):
             if alias.name == "*":
                 raise _reject(node, "'from ... import *' is not allowed")
             _check_identifier(node, alias.name)
+            _check_module_member(node, node.module, alias.name)
             if alias.asname:
                 _check_identifier(node, alias.asname)
         self.generic_visit(node)
@@ -167,7 +221,7 @@ class _PolicyVisitor(ast.NodeVisitor):
 
 
 def _check_identifier(node: ast.AST, name: str) -> None:
-    if name.startswith("_"):
+    if name.startswith("_") and name != THROWAWAY_NAME:
         raise _reject(node, f"names starting with '_' are not allowed ('{name}')")
 
 
@@ -175,6 +229,11 @@ def _check_module(node: ast.AST, module: str) -> None:
     if module not in ALLOWED_IMPORTS:
         allowed = ", ".join(sorted(ALLOWED_IMPORTS))
         raise _reject(node, f"import of '{module}' is not allowed (allowed: {allowed})")
+
+
+def _check_module_member(node: ast.AST, module: str, name: str) -> None:
+    if name not in ALLOWED_MODULE_MEMBERS[module]:
+        raise _reject(node, f"'{module}.{name}' is not available in programs")
 
 
 class _ArithmeticGuard(ast.NodeTransformer):

@@ -24,11 +24,16 @@ class ProtocolError(RuntimeError):
     """The peer sent something that is not a valid frame, or closed the pipe."""
 
 
+class PeerClosed(ProtocolError):
+    """The peer closed its end of the pipe (it exited, or was killed)."""
+
+
 class DeadlineExceeded(TimeoutError):
     """The peer did not answer before the deadline."""
 
 
 def encode(message: dict[str, Any]) -> bytes:
+    """One frame: a 4-byte big-endian length, then the msgpack payload."""
     payload = msgpack.packb(message, use_bin_type=True)
     if len(payload) > MAX_FRAME_BYTES:
         raise ProtocolError(f"message of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
@@ -36,6 +41,7 @@ def encode(message: dict[str, Any]) -> bytes:
 
 
 def decode(payload: bytes) -> dict[str, Any]:
+    """The message in one payload; anything but a map with a string 'op' is refused."""
     try:
         message = msgpack.unpackb(payload, raw=False, strict_map_key=True)
     except Exception as error:  # msgpack raises several unrelated exception types
@@ -53,7 +59,7 @@ def _read_exact(fd: int, size: int) -> bytes:
     while len(chunks) < size:
         chunk = os.read(fd, size - len(chunks))
         if not chunk:
-            raise ProtocolError("pipe closed")
+            raise PeerClosed("pipe closed")
         chunks += chunk
     return bytes(chunks)
 
@@ -65,11 +71,16 @@ def read_frame(fd: int) -> dict[str, Any]:
     return decode(_read_exact(fd, size))
 
 
-def write_frame(fd: int, message: dict[str, Any]) -> None:
-    data = memoryview(encode(message))
+def write_all(fd: int, frame: bytes) -> None:
+    """Write an encoded frame to a blocking pipe."""
+    data = memoryview(frame)
     while data:
         written = os.write(fd, data)
         data = data[written:]
+
+
+def write_frame(fd: int, message: dict[str, Any]) -> None:
+    write_all(fd, encode(message))
 
 
 # Deadline-bounded I/O, used by the host so a stuck or hostile worker cannot block it.
@@ -85,31 +96,44 @@ def _remaining(deadline: float) -> float:
 def _read_exact_until(fd: int, size: int, deadline: float) -> bytes:
     chunks = bytearray()
     while len(chunks) < size:
-        readable, _, _ = select.select([fd], [], [], _remaining(deadline))
-        if not readable:
-            raise DeadlineExceeded
-        chunk = os.read(fd, size - len(chunks))
+        try:
+            chunk = os.read(fd, size - len(chunks))
+        except BlockingIOError:  # nothing there yet: wait for it
+            readable, _, _ = select.select([fd], [], [], _remaining(deadline))
+            if not readable:
+                raise DeadlineExceeded from None
+            continue
         if not chunk:
-            raise ProtocolError("pipe closed")
+            raise PeerClosed("pipe closed")
         chunks += chunk
     return bytes(chunks)
 
 
-def read_frame_until(fd: int, deadline: float) -> dict[str, Any]:
+def read_frame_until(fd: int, deadline: float, max_bytes: int = MAX_FRAME_BYTES) -> dict[str, Any]:
+    """Read one frame from a non-blocking pipe, giving up at ``deadline`` (monotonic clock).
+
+    A frame longer than ``max_bytes`` is refused before it is read.
+    """
     (size,) = _HEADER.unpack(_read_exact_until(fd, _HEADER.size, deadline))
-    if size > MAX_FRAME_BYTES:
-        raise ProtocolError(f"frame of {size} bytes exceeds {MAX_FRAME_BYTES}")
+    if size > max_bytes:
+        raise ProtocolError(f"frame of {size} bytes exceeds {max_bytes}")
     return decode(_read_exact_until(fd, size, deadline))
 
 
-def write_frame_until(fd: int, message: dict[str, Any], deadline: float) -> None:
-    data = memoryview(encode(message))
+def write_all_until(fd: int, frame: bytes, deadline: float) -> None:
+    """Write an encoded frame to a non-blocking pipe, giving up at ``deadline``."""
+    data = memoryview(frame)
     while data:
-        _, writable, _ = select.select([], [fd], [], _remaining(deadline))
-        if not writable:
-            raise DeadlineExceeded
         try:
             written = os.write(fd, data)
-        except BlockingIOError:
+        except BlockingIOError:  # the pipe is full: wait until the peer reads
+            _, writable, _ = select.select([], [fd], [], _remaining(deadline))
+            if not writable:
+                raise DeadlineExceeded from None
             continue
         data = data[written:]
+
+
+def write_frame_until(fd: int, message: dict[str, Any], deadline: float) -> None:
+    """Write one message to a non-blocking pipe, giving up at ``deadline``."""
+    write_all_until(fd, encode(message), deadline)

@@ -2,9 +2,11 @@
 
 Started by :mod:`vpagent.sandbox.executor` as ``python -I -m vpagent.sandbox.worker``.
 Start-up order matters: import everything the program may need, then drop privileges
-(network namespace, empty chroot, ``nobody``), set rlimits, install an audit hook, and only
-then report ready and read the program. The program runs with a curated builtins table
-and reaches the host only through :class:`HostChannel`.
+(network namespace, empty chroot, a uid of its own, no_new_privs), set rlimits, and report
+ready (or why it could not start). On receiving the program: check it again, compile it,
+empty the import system and install an audit hook, then run it. The program runs with a
+curated builtins table and allow-listed module views, and reaches the host only through
+:class:`HostChannel`. Whatever happens, the worker tries to send one final report.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import itertools
 import math
 import os
 import re
+import reprlib
 import resource
 import statistics
 import string
@@ -30,15 +33,24 @@ from typing import Any
 
 from vpagent.sandbox import protocol
 from vpagent.sandbox.limits import (
+    FRAME_SLACK_BYTES,
     MAX_ANSWER_CHARS,
+    MAX_ERROR_CHARS,
     MAX_INT_BITS,
     MAX_SEQUENCE_ITEMS,
+    MAX_TOOL_ARGS_BYTES,
     RECURSION_LIMIT,
+    SANDBOX_UID_BASE,
 )
-from vpagent.sandbox.policy import ENTRY_POINT, ProgramRejected, check_program, harden
+from vpagent.sandbox.policy import (
+    ALLOWED_MODULE_MEMBERS,
+    ENTRY_POINT,
+    ProgramRejected,
+    check_program,
+    harden,
+)
 
 READ_FD, WRITE_FD = 0, 1
-NOBODY_UID = NOBODY_GID = 65534
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
 PR_SET_NO_NEW_PRIVS = 38
 
@@ -49,6 +61,15 @@ BLOCKED_AUDIT_PREFIXES = (
     "pickle.", "builtins.input", "cpython.run_", "signal.", "mmap.", "fcntl.", "resource.",
     "sys.addaudithook", "object.__setattr__", "object.__delattr__", "compile", "exec",
 )  # fmt: skip
+
+# Modules that allowed functions import lazily (Counter.most_common imports heapq, re's
+# parser imports unicodedata for \N{...}). Imported at start-up, before imports are blocked.
+PRELOADED_MODULES = ("heapq", "copy", "warnings", "unicodedata")
+
+# Shortens the arguments of an exception the program raised (they may be huge or nested).
+_SHORT_REPR = reprlib.Repr()
+_SHORT_REPR.maxlevel, _SHORT_REPR.maxlist, _SHORT_REPR.maxdict = 3, 20, 20
+_SHORT_REPR.maxstring = _SHORT_REPR.maxother = MAX_ERROR_CHARS // 4
 
 
 class ToolCallError(Exception):
@@ -64,7 +85,16 @@ class OutputBuffer:
         self.size = 0
         self.truncated = False
 
-    def print(self, *values: object, sep: str | None = " ", end: str | None = "\n") -> None:
+    def print(
+        self,
+        *values: object,
+        sep: str | None = " ",
+        end: str | None = "\n",
+        file: object = None,
+        flush: bool = False,
+    ) -> None:
+        """Like print(); ``file`` and ``flush`` are accepted and ignored (all goes to stdout)."""
+        del file, flush
         if self.size >= self.limit:
             self.truncated = True
             return
@@ -91,7 +121,13 @@ class HostChannel:
         self.calls += 1
         if self.calls > self.max_calls:
             raise ToolCallError(f"too many tool calls (limit {self.max_calls})")
-        protocol.write_frame(WRITE_FD, {"op": "call", "tool": tool, "args": args})
+        try:
+            frame = protocol.encode({"op": "call", "tool": tool, "args": args})
+        except (TypeError, ValueError, protocol.ProtocolError) as error:
+            raise TypeError(f"{tool}() arguments must be plain data: {error}") from None
+        if len(frame) > MAX_TOOL_ARGS_BYTES + FRAME_SLACK_BYTES:
+            raise ValueError(f"{tool}() arguments are larger than {MAX_TOOL_ARGS_BYTES} bytes")
+        protocol.write_all(WRITE_FD, frame)
         reply = protocol.read_frame(READ_FD)
         if not reply.get("ok"):
             raise ToolCallError(str(reply.get("error", "tool failed")))
@@ -108,9 +144,9 @@ def _too_many_bits(bits: float) -> bool:
 def guarded_pow(base: Any, exponent: Any, modulus: Any = None) -> Any:
     if modulus is not None:
         return pow(base, exponent, modulus)
-    if isinstance(base, int) and isinstance(exponent, int) and exponent > 0 and abs(base) > 1:
-        if _too_many_bits(exponent * math.log2(abs(base))):
-            raise OverflowError(f"integer power too large (limit {MAX_INT_BITS} bits)")
+    ints = isinstance(base, int) and isinstance(exponent, int)
+    if ints and exponent > 0 and abs(base) > 1 and _too_many_bits(exponent * math.log2(abs(base))):
+        raise OverflowError(f"integer power too large (limit {MAX_INT_BITS} bits)")
     return base**exponent
 
 
@@ -127,9 +163,9 @@ def guarded_mul(left: Any, right: Any) -> Any:
 
 
 def guarded_lshift(value: Any, shift: Any) -> Any:
-    if isinstance(value, int) and isinstance(shift, int) and value:
-        if _too_many_bits(value.bit_length() + shift):
-            raise OverflowError(f"shift result too large (limit {MAX_INT_BITS} bits)")
+    ints = isinstance(value, int) and isinstance(shift, int)
+    if ints and value and _too_many_bits(value.bit_length() + shift):
+        raise OverflowError(f"shift result too large (limit {MAX_INT_BITS} bits)")
     return value << shift
 
 
@@ -142,37 +178,31 @@ SAFE_BUILTIN_NAMES = (
     "sum", "tuple", "zip", "bin", "hex", "oct", "ascii", "issubclass",
     "Exception", "ValueError", "TypeError", "KeyError", "IndexError", "ZeroDivisionError",
     "ArithmeticError", "AssertionError", "LookupError", "RuntimeError", "StopIteration",
-    "NotImplementedError", "AttributeError", "OverflowError",
+    "NotImplementedError", "AttributeError", "OverflowError", "MemoryError", "RecursionError",
 )  # fmt: skip
 
 
-def _public_namespace(module: types.ModuleType, *, exclude: tuple[str, ...] = ()) -> Any:
-    """A read-only view of a module's public, non-module attributes."""
-    members = {
-        name: value
-        for name, value in vars(module).items()
-        if not name.startswith("_")
-        and name not in exclude
-        and not isinstance(value, types.ModuleType)
-    }
-    return types.MappingProxyType(members)
+def _allowed_namespace(module: types.ModuleType) -> dict[str, Any]:
+    """The allow-listed members of ``module`` that this Python version has."""
+    allowed = ALLOWED_MODULE_MEMBERS[module.__name__]
+    return {name: value for name, value in vars(module).items() if name in allowed}
 
 
-def build_module_table() -> dict[str, Any]:
-    """Namespaces for the allowed imports. Names that reach other modules are left out."""
-    return {
-        "math": _public_namespace(math),
-        "statistics": _public_namespace(statistics),
-        "itertools": _public_namespace(itertools),
-        "collections": _public_namespace(collections, exclude=("abc",)),
-        "re": _public_namespace(re),
-        "string": _public_namespace(string, exclude=("Formatter", "Template")),
-        "functools": _public_namespace(functools, exclude=("singledispatchmethod",)),
-    }
+def build_module_table() -> dict[str, dict[str, Any]]:
+    """Namespaces for the allowed imports: allow-listed members only, never a module object."""
+    modules = (math, statistics, itertools, collections, re, string, functools)
+    return {module.__name__: _allowed_namespace(module) for module in modules}
 
 
 class ModuleView(types.SimpleNamespace):
-    """What ``import math`` binds inside a program: attributes only, no module object."""
+    """What ``import math`` binds inside a program: allow-listed attributes, no module object."""
+
+    def __init__(self, module_name: str, members: dict[str, Any]) -> None:
+        super().__init__(**members)
+        self._vp_module = module_name
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"'{self._vp_module}.{name}' is not available in programs")
 
 
 def build_builtins(output: OutputBuffer, modules: dict[str, Any]) -> dict[str, Any]:
@@ -183,7 +213,7 @@ def build_builtins(output: OutputBuffer, modules: dict[str, Any]) -> dict[str, A
     ) -> Any:
         if level or name not in modules:
             raise ImportError(f"import of '{name}' is not allowed")
-        return ModuleView(**modules[name])
+        return ModuleView(name, modules[name])
 
     table.update(
         print=output.print,
@@ -215,10 +245,12 @@ def drop_privileges(jail: str | None) -> list[str]:
             os.chroot(jail)
             os.chdir("/")
             applied.append("chroot")
+        # A uid of its own: a worker cannot signal or trace a sibling worker (or the host).
+        sandbox_id = SANDBOX_UID_BASE + os.getpid()
         os.setgroups([])
-        os.setgid(NOBODY_GID)
-        os.setuid(NOBODY_UID)
-        applied.append("uid-nobody")
+        os.setgid(sandbox_id)
+        os.setuid(sandbox_id)
+        applied.append("unprivileged-uid")
     elif libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
         applied.append("network-namespace")
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0:
@@ -236,6 +268,18 @@ def apply_rlimits(cpu_seconds: int, memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NPROC, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (3, 3))
+
+
+def seal_imports() -> None:
+    """Empty the import system's finders: a module not loaded by now can never be loaded.
+
+    The audit hook blocks ``import`` statements; this also covers ``importlib`` calls that
+    do not raise that event (e.g. loading a C extension found on ``sys.path``).
+    """
+    sys.meta_path.clear()
+    sys.path_hooks.clear()
+    sys.path_importer_cache.clear()
+    sys.path.clear()
 
 
 def install_audit_hook(program_code: types.CodeType) -> None:
@@ -261,6 +305,24 @@ def _program_line(error: BaseException) -> int | None:
     return frames[-1].lineno if frames else None
 
 
+def _truncate(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 15] + " ...[truncated]"
+
+
+def _describe(error: BaseException) -> str:
+    """``Type: message`` for an exception, short even when the program raised a huge one."""
+    name = type(error).__name__
+    args = error.args
+    try:
+        if all(type(arg) is str for arg in args):
+            detail = str(error)
+        else:  # the program's own objects: never let str() of them run unbounded
+            detail = _SHORT_REPR.repr(args[0] if len(args) == 1 else args)
+    except Exception:  # a broken __str__/__repr__ of a library object
+        detail = "<unprintable message>"
+    return _truncate(f"{name}: {detail}" if detail else name)
+
+
 def _as_answer(value: Any) -> str:
     if type(value) is bool:
         return "yes" if value else "no"
@@ -276,7 +338,7 @@ def _as_answer(value: Any) -> str:
 
 
 def _failure(kind: str, message: str, line: int | None = None) -> dict[str, Any]:
-    return {"op": "done", "ok": False, "kind": kind, "message": message, "line": line}
+    return {"op": "done", "ok": False, "kind": kind, "message": _truncate(message), "line": line}
 
 
 def run_program(
@@ -293,6 +355,7 @@ def run_program(
         return _failure("rejected", rejected.message, rejected.line)
     code = builtins.compile(tree, "<program>", "exec")
     root, api_names = make_api(channel.call, image)
+    seal_imports()
     install_audit_hook(code)
     namespace: dict[str, Any] = {"__builtins__": builtins_table, **api_names}
     try:
@@ -303,10 +366,8 @@ def run_program(
     except MemoryError as error:
         namespace.clear()
         return _failure("memory", f"out of memory: {error}".rstrip(": "), _program_line(error))
-    except RecursionError as error:
-        return _failure("runtime", f"RecursionError: {error}", _program_line(error))
-    except Exception as error:
-        return _failure("runtime", f"{type(error).__name__}: {error}", _program_line(error))
+    except BaseException as error:  # RecursionError, PermissionError from the audit hook, ...
+        return _failure("runtime", _describe(error), _program_line(error))
 
 
 def _load_factory(spec: str) -> Callable[..., tuple[Any, dict[str, Any]]]:
@@ -314,7 +375,7 @@ def _load_factory(spec: str) -> Callable[..., tuple[Any, dict[str, Any]]]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def main() -> None:
+def _parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--api", required=True, help="module:factory building the program API")
     parser.add_argument("--jail", default=None, help="empty directory to chroot into (as root)")
@@ -322,9 +383,27 @@ def main() -> None:
     parser.add_argument("--memory-mb", type=int, required=True)
     parser.add_argument("--max-output-chars", type=int, required=True)
     parser.add_argument("--max-tool-calls", type=int, required=True)
-    options = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def _send_report(message: dict[str, Any]) -> None:
+    """Send the final report; if it cannot be encoded, send why instead of dying silently."""
+    try:
+        frame = protocol.encode(message)
+    except Exception as error:
+        fallback = _failure("runtime", f"the result could not be sent: {_describe(error)}")
+        fallback["stdout"] = _truncate(str(message.get("stdout", "")))
+        frame = protocol.encode(fallback)
+    protocol.write_all(WRITE_FD, frame)
+
+
+def start(
+    options: argparse.Namespace,
+) -> tuple[Callable[..., Any], OutputBuffer, dict, HostChannel]:
+    """Everything before the program arrives: imports, then isolation; report ready."""
     make_api = _load_factory(options.api)
+    for module in PRELOADED_MODULES:
+        importlib.import_module(module)
     output = OutputBuffer(options.max_output_chars)
     builtins_table = build_builtins(output, build_module_table())
     channel = HostChannel(options.max_tool_calls)
@@ -332,6 +411,16 @@ def main() -> None:
     apply_rlimits(options.cpu_seconds, options.memory_mb)
     sys.setrecursionlimit(len(traceback.extract_stack()) + RECURSION_LIMIT + 50)
     protocol.write_frame(WRITE_FD, {"op": "ready", "isolation": isolation})
+    return make_api, output, builtins_table, channel
+
+
+def main(argv: list[str] | None = None) -> None:
+    options = _parse_options(argv)
+    try:
+        make_api, output, builtins_table, channel = start(options)
+    except Exception as error:  # tell the host why, instead of just closing the pipe
+        protocol.write_frame(WRITE_FD, {"op": "failed", "error": _describe(error)})
+        raise SystemExit(1) from None
 
     request = protocol.read_frame(READ_FD)
     if request.get("op") != "run":
@@ -342,7 +431,7 @@ def main() -> None:
     )  # fmt: skip
     message["stdout"] = output.text()
     message["tool_calls"] = channel.calls
-    protocol.write_frame(WRITE_FD, message)
+    _send_report(message)
 
 
 if __name__ == "__main__":
