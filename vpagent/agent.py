@@ -8,16 +8,20 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
+from tools.cache import ResultCache
+from vpagent.config import Settings
 from vpagent.images import ImageInput, load_image
-from vpagent.planner import Plan, Planner, PlanningFailed
+from vpagent.planner import ExampleRetriever, Plan, Planner, PlanningFailed, load_examples
 from vpagent.runner import ProgramRunner
 from vpagent.sandbox.result import ExecutionResult
 from vpagent.trace.records import Trace
 from vpagent.trace.store import save_trace
 
 MAX_QUESTION_CHARS = 1000
+LLM_QUERY_SYSTEM = "Answer in a few words, without explanation."
 
 
 class Result(BaseModel):
@@ -49,6 +53,33 @@ def validate_question(question: str) -> str:
 def normalize_answer(answer: str) -> str:
     """Lower-case, trimmed, without a final full stop: the form answers are voted in."""
     return answer.strip().rstrip(".").strip().lower()
+
+
+def build_agent(settings: Settings, chat_model: BaseChatModel | None = None) -> Agent:
+    """The agent a configuration describes; ``chat_model`` overrides ``settings.llm``."""
+    from vpagent.llm.chat import build_chat_model, complete
+
+    chat = chat_model if chat_model is not None else build_chat_model(settings.llm)
+    llm = settings.llm
+    model_id = f"{llm.provider}:{llm.model or 'default'}:{llm.temperature}:{llm.seed}"
+    planner = Planner(
+        chat,
+        ExampleRetriever(load_examples()),
+        model_id=model_id,
+        examples_per_prompt=settings.agent.examples_per_prompt,
+        max_fixes=settings.agent.max_fixes,
+        cache=ResultCache(max_entries=1024, directory=settings.agent.plan_cache_dir),
+    )
+    runner = ProgramRunner(
+        settings, llm=lambda question: complete(chat, question, system=LLM_QUERY_SYSTEM)
+    )
+    return Agent(
+        planner,
+        runner,
+        max_repairs=settings.agent.max_repairs,
+        samples=settings.agent.samples,
+        trace_dir=settings.trace_dir,
+    )
 
 
 class Agent:

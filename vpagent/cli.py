@@ -25,6 +25,15 @@ app = typer.Typer(
 console = Console()
 errors = Console(stderr=True)
 
+
+def _mount_models() -> None:
+    from vpagent.llm.cli import models_app
+
+    app.add_typer(models_app, name="models")
+
+
+_mount_models()
+
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else VPAGENT_CONFIG).")
 ]
@@ -135,3 +144,126 @@ def doctor(json_output: JsonOption = False, config: ConfigOption = None) -> None
     for role in report.roles:
         if role.note:
             console.print(f"{role.role}: {role.note}", style="dim", markup=False)
+
+
+TraceDirOption = Annotated[
+    Path | None, typer.Option("--trace-dir", help="Save each trace as JSON and HTML here.")
+]
+
+
+def _build_agent(settings: Settings):  # type: ignore[no-untyped-def]
+    from vpagent.agent import build_agent
+
+    try:
+        return build_agent(settings)
+    except Exception as error:  # missing model pack, unreachable server, bad LLM config
+        raise _fail(f"cannot start the agent: {error}") from None
+
+
+@app.command()
+def ask(
+    image: Annotated[Path, typer.Argument(help="Image file.")],
+    question: Annotated[str, typer.Argument(help="The question, in quotes.")],
+    json_output: JsonOption = False,
+    trace_dir: TraceDirOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Answer a question about an image: plan a program, run it, print the answer."""
+    from vpagent.agent import validate_question
+    from vpagent.trace import save_trace
+    from vpagent.trace.render import save_html
+
+    settings = _settings(config)
+    try:
+        validate_question(question)
+        pixels = load_image(image)
+    except ValueError as error:
+        raise _fail(str(error)) from None
+    with _build_agent(settings) as agent:
+        result = agent.ask(pixels, question)
+    paths: dict[str, str] = {}
+    directory = trace_dir or settings.trace_dir
+    if result.trace is not None:
+        result.trace.image.source = str(image)
+        if directory is not None:
+            paths["trace_path"] = str(save_trace(result.trace, directory))
+            paths["trace_html"] = str(save_html(result.trace, pixels, directory))
+    if json_output:
+        payload = {
+            "answer": result.answer,
+            "program": result.program,
+            "trace": result.trace.model_dump(mode="json") if result.trace else None,
+            "timings": result.timings,
+            "error": result.error,
+            "error_kind": result.error_kind,
+            **paths,
+        }
+        typer.echo(json.dumps(payload))
+    elif result.ok:
+        console.print(result.answer, highlight=False, markup=False)
+    else:
+        errors.print(escape(result.error or "failed"), style="red", highlight=False)
+    if not json_output and paths:
+        errors.print(f"trace: {paths['trace_html']}", highlight=False, markup=False)
+    if not result.ok:
+        raise typer.Exit(EXIT_PROGRAM_FAILED)
+
+
+@app.command("eval")
+def evaluate_command(
+    dataset: Annotated[Path, typer.Argument(help="A JSONL file or a BLINK-style folder.")],
+    limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write one JSON line per item here.")] = None,
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Run the agent over a dataset; report accuracy per type and seconds per question."""
+    from vpagent.evaluation.datasets import DatasetError, load_dataset
+    from vpagent.evaluation.run import evaluate
+
+    settings = _settings(config)
+    try:
+        items = load_dataset(dataset)[:limit]
+    except (DatasetError, OSError) as error:
+        raise _fail(str(error)) from None
+    with _build_agent(settings) as agent:
+        report, _ = evaluate(agent, items, out=out, progress=not json_output)
+    if json_output:
+        typer.echo(report.model_dump_json(indent=2))
+        return
+    table = Table(title=f"{dataset.name}: {report.n} questions")
+    for column in ("type", "n", "accuracy"):
+        table.add_column(column)
+    for kind, score in report.per_type.items():
+        table.add_row(kind, str(score.n), f"{score.accuracy:.1%}")
+    table.add_row("[bold]all[/]", str(report.n), f"[bold]{report.accuracy:.1%}[/]")
+    console.print(table)
+    console.print(
+        f"seconds per question: {report.seconds_per_question:.2f} "
+        f"(plan {report.plan_seconds_per_question:.2f}, "
+        f"execute {report.execute_seconds_per_question:.2f}); errors: {report.errors or 'none'}",
+        highlight=False,
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the HTTP API (POST /v1/ask, GET /v1/traces/{id}, /docs)."""
+    import os
+
+    import uvicorn
+
+    from vpagent.http import create_app
+
+    settings = _settings(config)
+    key_env = settings.server.api_key_env
+    api_key = os.environ.get(key_env) if key_env else None
+    if key_env and not api_key:
+        raise _fail(f"server.api_key_env names ${key_env}, which is not set")
+    with _build_agent(settings) as agent:
+        http_app = create_app(agent, api_key=api_key, max_upload_mb=settings.server.max_upload_mb)
+        uvicorn.run(app_, host=host or settings.server.host, port=port or settings.server.port)

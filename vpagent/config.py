@@ -19,6 +19,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from vpagent.llm.config import LLMConfig
 from vpagent.sandbox.limits import SandboxLimits
 
 ROLES = ("detector", "segmenter", "matcher", "captioner", "vqa", "ocr", "depth", "faces")
@@ -89,6 +90,26 @@ class BatchingConfig(_Strict):
     max_batch: int = Field(8, ge=1)
 
 
+class AgentConfig(_Strict):
+    """How the agent plans: examples per prompt, fixes, repairs, self-consistency."""
+
+    examples_per_prompt: int = Field(6, ge=0, le=20)
+    max_fixes: int = Field(2, ge=0, description="Replies sent back for holding no valid program.")
+    max_repairs: int = Field(2, ge=0, description="New programs after one fails at run time.")
+    samples: int = Field(1, ge=1, le=9, description="Programs voted on (self-consistency).")
+    plan_cache_dir: Path | None = None
+
+
+class ServerConfig(_Strict):
+    """`vpagent serve` and `vpagent ui`: loopback by default."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    ui_port: int = Field(7860, ge=0, le=65535)
+    max_upload_mb: int = Field(20, ge=1, le=1024)
+    api_key_env: str | None = Field(None, description="Env var holding the HTTP API key.")
+
+
 class Settings(BaseSettings):
     """All of vpagent's configuration."""
 
@@ -105,6 +126,9 @@ class Settings(BaseSettings):
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     batching: BatchingConfig = Field(default_factory=BatchingConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     trace_dir: Path | None = None
 
     @model_validator(mode="before")
