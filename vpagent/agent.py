@@ -15,7 +15,7 @@ from tools.cache import ResultCache
 from vpagent.config import Settings
 from vpagent.images import ImageInput, load_image
 from vpagent.planner import ExampleRetriever, Plan, Planner, PlanningFailed, load_examples
-from vpagent.runner import ProgramRunner
+from vpagent.runner import EventCallback, ProgramRunner
 from vpagent.sandbox.result import ExecutionResult
 from vpagent.trace.records import Trace
 from vpagent.trace.store import save_trace
@@ -104,16 +104,19 @@ class Agent:
         self.samples = samples
         self.trace_dir = trace_dir
 
-    def ask(self, image: ImageInput, question: str) -> Result:
+    def ask(
+        self, image: ImageInput, question: str, *, on_event: EventCallback | None = None
+    ) -> Result:
         """Answer ``question`` about ``image`` (a path, bytes, PIL image or numpy array).
 
         Bad input (an unreadable image, an empty question) raises ValueError; everything that
-        goes wrong after that is reported in the Result.
+        goes wrong after that is reported in the Result. ``on_event`` hears progress messages.
         """
         question = validate_question(question)
         pixels = load_image(image)
         started = time.perf_counter()
-        outcomes = [self._solve(pixels, question, sample) for sample in range(self.samples)]
+        notify = on_event or (lambda _message: None)
+        outcomes = [self._solve(pixels, question, sample, notify) for sample in range(self.samples)]
         result = _vote(outcomes)
         result.timings["total_s"] = time.perf_counter() - started
         result.programs_tried = sum(o.programs_tried for o in outcomes)
@@ -139,8 +142,11 @@ class Agent:
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             return list(pool.map(one, items))
 
-    def _solve(self, pixels, question: str, sample: int) -> Result:  # type: ignore[no-untyped-def]
+    def _solve(  # type: ignore[no-untyped-def]
+        self, pixels, question: str, sample: int, notify: EventCallback
+    ) -> Result:
         timings = {"plan_s": 0.0, "execute_s": 0.0}
+        notify("planning" if sample == 0 else f"planning sample {sample + 1}")
         try:
             plan = self.planner.plan(question, sample=sample)
         except PlanningFailed as failure:
@@ -149,11 +155,15 @@ class Agent:
         while True:
             timings["plan_s"] = plan.llm_seconds
             started = time.perf_counter()
-            execution, trace = self.runner.run(plan.program, pixels, question=question)
+            notify(f"running program {tried + 1}")
+            execution, trace = self.runner.run(
+                plan.program, pixels, question=question, on_event=notify
+            )
             timings["execute_s"] += time.perf_counter() - started
             tried += 1
             if execution.ok or tried > self.max_repairs:
                 return _result(question, plan, execution, trace, timings, tried)
+            notify(f"repairing: {execution.error_kind}")
             try:
                 plan = self.planner.repair(plan, execution.feedback(), sample=sample)
             except PlanningFailed:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tools.program_host import ProgramHost
 from tools.server import LLM, ToolServer
 from vpagent.config import Settings
 from vpagent.images import ImageInput, load_image
-from vpagent.sandbox.executor import SandboxExecutor
+from vpagent.sandbox.executor import SandboxExecutor, ToolHandler
 from vpagent.sandbox.result import ExecutionResult
 from vpagent.trace.records import ImageInfo, Trace
+
+EventCallback = Callable[[str], None]
+"""Receives short progress messages ("planning", "step 2: find")."""
 
 
 class ProgramRunner:
@@ -33,13 +39,29 @@ class ProgramRunner:
         self.executor = SandboxExecutor(settings.sandbox, pool_size=pool_size)
 
     def run(
-        self, program: str, image: ImageInput, *, question: str | None = None
+        self,
+        program: str,
+        image: ImageInput,
+        *,
+        question: str | None = None,
+        on_event: EventCallback | None = None,
     ) -> tuple[ExecutionResult, Trace]:
-        """Run ``program`` (defining ``execute_command(image)``) on ``image``."""
+        """Run ``program`` (defining ``execute_command(image)``) on ``image``.
+
+        ``on_event`` hears "step k: tool" as each tool call starts.
+        """
         pixels = load_image(image)
         host = ProgramHost(self.server, pixels)
+        handler: ToolHandler = host
+        if on_event is not None:
+            calls = itertools.count(1)
+
+            def handler(tool: str, args: dict[str, Any]) -> Any:
+                on_event(f"step {next(calls)}: {tool}")
+                return host(tool, args)
+
         started = time.perf_counter()
-        result = self.executor.run(program, host.image, host)
+        result = self.executor.run(program, host.image, handler)
         for step in result.steps:
             step.artifacts = host.artifacts.get(step.index, {})
         height, width = pixels.shape[:2]
