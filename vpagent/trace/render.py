@@ -67,8 +67,19 @@ def _data_url(image: Image.Image) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
+def _rounded(value: Any) -> Any:
+    """Floats to 3 decimals, recursively, for display."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, list | tuple):
+        return [_rounded(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    return value
+
+
 def _short(value: Any, limit: int = 600) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    text = value if isinstance(value, str) else json.dumps(_rounded(value), default=str)
     return text if len(text) <= limit else text[:limit] + " …"
 
 
