@@ -26,6 +26,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: lint
+	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest
 
 bench: install

@@ -145,17 +145,20 @@ class Agent:
     def _solve(  # type: ignore[no-untyped-def]
         self, pixels, question: str, sample: int, notify: EventCallback
     ) -> Result:
+        """Plan, run, and repair one program; plan_s counts retrieval and LLM time."""
         timings = {"plan_s": 0.0, "execute_s": 0.0}
         notify("planning" if sample == 0 else f"planning sample {sample + 1}")
+        started = time.perf_counter()
         try:
             plan = self.planner.plan(question, sample=sample)
         except PlanningFailed as failure:
             return Result(question=question, error=str(failure), error_kind="planning")
+        finally:
+            timings["plan_s"] += time.perf_counter() - started
         tried = 0
         while True:
-            timings["plan_s"] = plan.llm_seconds
-            started = time.perf_counter()
             notify(f"running program {tried + 1}")
+            started = time.perf_counter()
             execution, trace = self.runner.run(
                 plan.program, pixels, question=question, on_event=notify
             )
@@ -164,10 +167,13 @@ class Agent:
             if execution.ok or tried > self.max_repairs:
                 return _result(question, plan, execution, trace, timings, tried)
             notify(f"repairing: {execution.error_kind}")
+            started = time.perf_counter()
             try:
                 plan = self.planner.repair(plan, execution.feedback(), sample=sample)
             except PlanningFailed:
                 return _result(question, plan, execution, trace, timings, tried)
+            finally:
+                timings["plan_s"] += time.perf_counter() - started
 
     def close(self) -> None:
         self.runner.close()

@@ -267,3 +267,15 @@ def serve(
     with _build_agent(settings) as agent:
         http_app = create_app(agent, api_key=api_key, max_upload_mb=settings.server.max_upload_mb)
         uvicorn.run(app_, host=host or settings.server.host, port=port or settings.server.port)
+
+
+@app.command()
+def ui(
+    host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 7860).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Serve the Gradio app: ask questions, see programs and visual rationales."""
+    from apps.gradio_app import launch
+
+    launch(_settings(config), host=host, port=port)
