@@ -96,3 +96,41 @@ def test_bad_inputs_are_clear_errors_not_tracebacks(tmp_path: Path, images_dir: 
         "run-program", str(program), str(images_dir / "bus.jpg"), "-c", str(bad_config)
     )
     assert done.returncode == 2 and "sandbox.cpu_secs" in done.stderr
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(("command", "path"), [("serve", "/healthz"), ("ui", "/")])
+def test_servers_start_on_loopback(command: str, path: str, tmp_path: Path) -> None:
+    import os
+    import time
+
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "VPAGENT_LLM__MODEL": "smollm2-135m", "VPAGENT_LLM__THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vpagent", command, "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
+                break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        else:
+            output = process.stdout.read() if process.stdout else ""
+            pytest.fail(f"'vpagent {command}' did not serve: {output[-2000:]}")
+        assert response.status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -266,7 +266,7 @@ def serve(
         raise _fail(f"server.api_key_env names ${key_env}, which is not set")
     with _build_agent(settings) as agent:
         http_app = create_app(agent, api_key=api_key, max_upload_mb=settings.server.max_upload_mb)
-        uvicorn.run(app_, host=host or settings.server.host, port=port or settings.server.port)
+        uvicorn.run(http_app, host=host or settings.server.host, port=port or settings.server.port)
 
 
 @app.command()
