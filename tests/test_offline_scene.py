@@ -1,0 +1,112 @@
+"""Scene description, caption stand-in and VQA stand-in (with a fake LLM)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tools.errors import CannotAnswer
+from tools.types import Box, Detection, TextLine, ToolInfo
+from vpagent.images import load_image
+
+pytest.importorskip("cv2")
+
+from tools.offline.scene import (
+    SceneCaptioner,
+    SceneVQA,
+    clean_reply,
+    describe_scene,
+    position_words,
+)
+from tools.roles import OCR, Detector
+
+
+class FixedDetector(Detector):
+    def __init__(self, detections: list[Detection]) -> None:
+        self.detections = detections
+        self.calls = 0
+
+    def detect_batch(self, images, names):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return [[d for d in self.detections if d.label in wanted] for wanted in names]
+
+    def info(self) -> ToolInfo:
+        return ToolInfo(role="detector", backend="fixed", model="none")
+
+
+class FixedOCR(OCR):
+    def read(self, image):  # type: ignore[no-untyped-def]
+        return [TextLine(text="cero emisiones", box=Box.of([540, 540, 690, 620]), confidence=0.99)]
+
+    def info(self) -> ToolInfo:
+        return ToolInfo(role="ocr", backend="fixed", model="none")
+
+
+@pytest.fixture(scope="module")
+def bus(images_dir: Path) -> np.ndarray:
+    return load_image(images_dir / "bus.jpg")
+
+
+BUS_DETECTIONS = [
+    Detection(box=Box.of([5, 213, 810, 758]), score=0.93, label="bus"),
+    Detection(box=Box.of([53, 394, 228, 898]), score=0.99, label="person"),
+    Detection(box=Box.of([224, 407, 355, 861]), score=0.85, label="person"),
+]
+
+
+def test_description_lists_objects_colours_and_text(bus: np.ndarray) -> None:
+    text = describe_scene(bus, FixedDetector(BUS_DETECTIONS), None, FixedOCR())
+    assert "810x1080" in text
+    assert "- bus #1: box [5, 213, 810, 758]" in text and "mostly blue" in text
+    assert "person #2" in text and "Counts: 2 person, 1 bus." in text
+    assert '"cero emisiones"' in text
+
+
+def test_description_says_what_is_missing(bus: np.ndarray) -> None:
+    text = describe_scene(bus, FixedDetector([]), None, None)
+    assert "Objects found by the detector (80 COCO classes): none." in text
+    assert "OCR" not in text
+
+
+def test_caption_is_built_from_the_description(bus: np.ndarray) -> None:
+    captioner = SceneCaptioner(FixedDetector(BUS_DETECTIONS), None, FixedOCR())
+    caption = captioner.caption(bus)
+    assert caption.startswith("A photo of two people and a bus.")
+    assert "the bus is blue" in caption.lower() and '"cero emisiones"' in caption
+    assert captioner.info().stand_in
+
+
+def test_vqa_asks_the_llm_over_the_description_once_per_image(bus: np.ndarray) -> None:
+    prompts: list[str] = []
+
+    def llm(prompt: str) -> str:
+        prompts.append(prompt)
+        return "Answer: blue." if "colour" in prompt.split("Question:")[1] else "unknown"
+
+    detector = FixedDetector(BUS_DETECTIONS)
+    vqa = SceneVQA(llm, detector, None, None)
+    assert vqa.answer(bus, "What colour is the bus?") == "blue"
+    assert "mostly blue" in prompts[0] and "What colour is the bus?" in prompts[0]
+    with pytest.raises(CannotAnswer, match="scene-description VQA stand-in"):
+        vqa.answer(bus, "Is it raining?")
+    assert detector.calls == 1  # the description is cached per image
+    assert vqa.info().stand_in and vqa.info().backend == "scene-description-llm"
+
+
+def test_helpers() -> None:
+    assert clean_reply("\n  Answer: 'Two dogs'.\nmore") == "Two dogs"
+    assert position_words(Box.of([0, 0, 10, 10]), 100, 100) == "top left"
+    assert position_words(Box.of([40, 40, 60, 60]), 100, 100) == "center"
+
+
+@pytest.mark.slow
+def test_offline_specialists_describe_the_real_photo(bus: np.ndarray) -> None:
+    pytest.importorskip("rapidocr_onnxruntime")
+    captioner = SceneCaptioner.offline()
+    text = captioner.describe(bus)
+    assert "bus #1" in text and "person #3" in text
+    assert "minibus" in text  # ImageNet top label
+    assert "emisiones" in text  # OCR
+    assert "bus" in captioner.caption(bus)

@@ -1,0 +1,62 @@
+"""The offline pack: the embedded default backends, with weights that ship inside registry packages.
+
+Every backend loads its model lazily on first use (thread-safe), verifies the packaged weights'
+sha256 first (``tools.weights``) and describes itself with ``info()``. Stand-ins for roles that no
+packaged model can serve (matcher, segmenter, depth, captioner, VQA) say so in ``info()``.
+
+===================  ==========================  ===========================================
+role                 backend name                class
+===================  ==========================  ===========================================
+detector             ssd-coco                    :class:`SSDCocoDetector`
+matcher (stand-in)   classifier-minilm           :class:`ClassifierMatcher`
+segmenter (st.-in)   grabcut                     :class:`GrabCutSegmenter`
+ocr                  rapidocr                    :class:`RapidOCRReader`
+faces                haar                        :class:`HaarFaceDetector`
+depth (stand-in)     vertical-position           :class:`VerticalPositionDepth`
+captioner (st.-in)   scene-description           :class:`SceneCaptioner`
+vqa (stand-in)       scene-description-llm       :class:`SceneVQA` (needs an ``llm`` callable)
+===================  ==========================  ===========================================
+"""
+
+from tools.offline.classifier import EfficientNetClassifier
+from tools.offline.coco_names import COCO_CLASSES, CocoNameMapper
+from tools.offline.colors import color_distribution, name_color
+from tools.offline.depth import VerticalPositionDepth
+from tools.offline.detector import SSDCocoDetector
+from tools.offline.faces import HaarFaceDetector
+from tools.offline.matcher import ClassifierMatcher
+from tools.offline.ocr import RapidOCRReader
+from tools.offline.scene import SceneCaptioner, SceneVQA, describe_scene
+from tools.offline.segmenter import GrabCutSegmenter
+from tools.offline.text_embed import MiniLMEmbedder, shared_embedder
+
+BACKENDS: dict[str, type] = {
+    "ssd-coco": SSDCocoDetector,
+    "classifier-minilm": ClassifierMatcher,
+    "grabcut": GrabCutSegmenter,
+    "rapidocr": RapidOCRReader,
+    "haar": HaarFaceDetector,
+    "vertical-position": VerticalPositionDepth,
+    "scene-description": SceneCaptioner,
+    "scene-description-llm": SceneVQA,
+}
+
+__all__ = [
+    "BACKENDS",
+    "COCO_CLASSES",
+    "ClassifierMatcher",
+    "CocoNameMapper",
+    "EfficientNetClassifier",
+    "GrabCutSegmenter",
+    "HaarFaceDetector",
+    "MiniLMEmbedder",
+    "RapidOCRReader",
+    "SSDCocoDetector",
+    "SceneCaptioner",
+    "SceneVQA",
+    "VerticalPositionDepth",
+    "color_distribution",
+    "describe_scene",
+    "name_color",
+    "shared_embedder",
+]

@@ -1,0 +1,331 @@
+"""COCO detector of the offline pack: SSD-MobileNet-v2 (TF frozen graph) through ``cv2.dnn``.
+
+Closed vocabulary: query names are mapped to the 80 COCO classes by :mod:`tools.offline.coco_names`
+and anything that does not map is refused with CannotAnswer. The network sees 300x300 pixels, so
+on top of one plain forward pass per image the detector does two cheap things (both batched):
+
+- zoom pass: when the query's candidates sit in a region at most half the image, that region
+  (padded) goes through the network again at full 300x300 resolution; small or touching objects
+  that the first pass merged into one box come apart (two dogs side by side, people in a crowd);
+- animal check: SSD at 300x300 confuses animals (a bulldog as a cat, a black labrador as a
+  cow); each animal box is cropped and classified by the ImageNet classifier, whose fine-grained
+  labels (118 dog breeds, 5 house cats, ...) relabel the box when they clearly disagree.
+
+Then per-class NMS, removal of "group" boxes covered by two or more boxes of the same class,
+cross-class suppression of near-identical boxes, and the score threshold. Thresholds were tuned
+on the dev photos (``benchmarks/bench_tools.py``, ``tests/test_offline_detector.py``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from tools import weights
+from tools.offline._image import as_rgb, box_iou
+from tools.offline._lazy import Lazy
+from tools.offline.classifier import COCO_ANIMALS, EfficientNetClassifier, shared_classifier
+from tools.offline.coco_names import COCO_CLASSES, COCO_TF_IDS, CocoNameMapper, shared_mapper
+from tools.roles import Detector, Image
+from tools.types import Box, Detection, ToolInfo
+
+INPUT_SIDE = 300
+MODEL_NAME = "SSD-MobileNet-v2 COCO 2018-03-29 (TensorFlow frozen graph, 80 classes)"
+
+SCORE_THRESHOLD = 0.5  # dev photos: the worst false positive scores 0.38 (skis on boats.jpg),
+# the weakest true object 0.56 (a person cut by the edge of bus.jpg)
+CANDIDATE_THRESHOLD = 0.3  # boxes kept from the network for the zoom region and merging
+NMS_IOU = 0.5
+CROSS_CLASS_IOU = 0.7  # near-identical boxes of two classes: keep the higher score
+ZOOM_MAX_AREA = 0.5  # zoom only when the region is at most this fraction of the image
+ZOOM_PAD = 0.15  # padding around the zoom region, as a fraction of its size
+ZOOM_EDGE_PX = 2.0  # zoom-pass boxes touching a cut edge of the crop are partial: dropped
+GROUP_PART_INSIDE = 0.7  # a "part" box lies at least this much inside the group box
+GROUP_COVERAGE = 0.7  # the parts together cover at least this much of the group box
+ANIMAL_AGREEMENT = 0.5  # classifier mass a different animal needs to relabel a box
+ANIMAL_KEEP = 0.2  # ... while the detector's own class gets less than this
+ANIMAL_CHECK_MIN = 0.4  # animal boxes above this score are checked by the classifier
+ANIMAL_CHECK_MAX = 8  # ... at most this many per pass (best scores first), 40-100 ms each
+ANIMAL_CHECK_SIDE = 24  # ... and only boxes at least this many pixels on each side
+
+
+@dataclass
+class Candidate:
+    box: np.ndarray  # xyxy pixels, float
+    score: float
+    cls: str
+
+    @property
+    def area(self) -> float:
+        return float(max(self.box[2] - self.box[0], 0) * max(self.box[3] - self.box[1], 0))
+
+
+class SSDCocoDetector(Detector):
+    """80-class COCO detector with name mapping, a zoom pass and an ImageNet animal check."""
+
+    backend = "ssd-coco"
+
+    def __init__(
+        self,
+        score_threshold: float = SCORE_THRESHOLD,
+        nms_iou: float = NMS_IOU,
+        zoom: bool = True,
+        check_animals: bool = True,
+        classifier: EfficientNetClassifier | None = None,
+        name_mapper: CocoNameMapper | None = None,
+    ) -> None:
+        self.score_threshold = score_threshold
+        self.nms_iou = nms_iou
+        self.zoom = zoom
+        self.check_animals = check_animals
+        self._classifier = classifier
+        self._names = name_mapper
+        self._net: Lazy[Any] = Lazy(self._load)
+        self._lock = threading.Lock()
+
+    # Loading.
+
+    def _load(self) -> Any:
+        graph = weights.packaged_file("ssd.graph")
+        config = weights.packaged_file("ssd.config")
+        net = cv2.dnn.readNetFromTensorflow(str(graph), str(config))
+        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+        return net
+
+    @property
+    def classifier(self) -> EfficientNetClassifier:
+        if self._classifier is None:
+            self._classifier = shared_classifier()
+        return self._classifier
+
+    @property
+    def names(self) -> CocoNameMapper:
+        return self._names if self._names is not None else shared_mapper()
+
+    # Public API.
+
+    def detect_batch(self, images: list[Image], names: list[list[str]]) -> list[list[Detection]]:
+        if len(images) != len(names):
+            raise ValueError(f"{len(images)} images but {len(names)} name lists")
+        resolved = [{name: self.names.resolve(name) for name in query} for query in names]
+        wanted = [{cls for classes in r.values() for cls in classes} for r in resolved]
+        found = self._detect(images, wanted)
+        results: list[list[Detection]] = []
+        for mapping, candidates in zip(resolved, found, strict=True):
+            detections = [
+                Detection(box=_to_box(c.box), score=_unit(c.score), label=name)
+                for name, classes in mapping.items()
+                for c in candidates
+                if c.cls in classes
+            ]
+            detections.sort(key=lambda d: -d.score)
+            results.append(detections)
+        return results
+
+    def detect_all_batch(self, images: list[Image]) -> list[list[Detection]]:
+        """Every COCO object in each image, labelled with its COCO class name."""
+        everything = set(COCO_CLASSES)
+        found = self._detect(images, [everything] * len(images))
+        return [
+            [Detection(box=_to_box(c.box), score=_unit(c.score), label=c.cls) for c in candidates]
+            for candidates in found
+        ]
+
+    def detect_all(self, image: Image) -> list[Detection]:
+        return self.detect_all_batch([image])[0]
+
+    def info(self) -> ToolInfo:
+        return ToolInfo(
+            role=self.role,
+            backend=self.backend,
+            model=MODEL_NAME,
+            weights=weights.location_or_none("ssd.graph"),
+            device="cpu",
+            stand_in=False,
+            note=(
+                "closed vocabulary: 80 COCO classes; other names are mapped by synonyms and "
+                "MiniLM similarity or refused (CannotAnswer); zoom pass "
+                f"{'on' if self.zoom else 'off'}, ImageNet animal check "
+                f"{'on' if self.check_animals else 'off'}, score >= {self.score_threshold}"
+            ),
+        )
+
+    # Pipeline.
+
+    def _detect(self, images: list[Image], wanted: list[set[str]]) -> list[list[Candidate]]:
+        if not images:
+            return []
+        rgbs = [as_rgb(image) for image in images]
+        first = self.forward(rgbs)
+        first = [
+            self._check_animals(rgb, cands, want)
+            for rgb, cands, want in zip(rgbs, first, wanted, strict=True)
+        ]
+        zoom_jobs: list[tuple[int, tuple[int, int, int, int]]] = []
+        if self.zoom:
+            for index, (rgb, cands, want) in enumerate(zip(rgbs, first, wanted, strict=True)):
+                region = zoom_region(cands, want, rgb.shape[1], rgb.shape[0])
+                if region is not None:
+                    zoom_jobs.append((index, region))
+        merged = [list(cands) for cands in first]
+        if zoom_jobs:
+            crops = [rgbs[i][y0:y1, x0:x1] for i, (x0, y0, x1, y1) in zoom_jobs]
+            zoomed = self.forward(crops)
+            for (index, region), cands in zip(zoom_jobs, zoomed, strict=True):
+                rgb = rgbs[index]
+                kept = _from_crop(cands, region, rgb.shape[1], rgb.shape[0])
+                merged[index].extend(self._check_animals(rgb, kept, wanted[index]))
+        return [
+            [c for c in self._suppress(cands) if c.score >= self.score_threshold]
+            for cands in merged
+        ]
+
+    def forward(self, images: list[np.ndarray]) -> list[list[Candidate]]:
+        """One batched network pass: candidates (score >= CANDIDATE_THRESHOLD) per image."""
+        if not images:
+            return []
+        net = self._net.get()
+        blob = cv2.dnn.blobFromImages(
+            [np.ascontiguousarray(image) for image in images],
+            scalefactor=1.0,
+            size=(INPUT_SIDE, INPUT_SIDE),
+            mean=(0, 0, 0),
+            swapRB=False,  # images are RGB already, as the TF graph expects
+            crop=False,
+        )
+        with self._lock:
+            net.setInput(blob)
+            output = net.forward()
+        rows = output.reshape(-1, 7)
+        results: list[list[Candidate]] = [[] for _ in images]
+        for row in rows[rows[:, 2] >= CANDIDATE_THRESHOLD]:
+            index, class_id, score = int(row[0]), int(row[1]), float(row[2])
+            cls = COCO_TF_IDS.get(class_id)
+            if cls is None or not 0 <= index < len(images):
+                continue
+            height, width = images[index].shape[:2]
+            box = np.clip(row[3:7], 0.0, 1.0) * np.array([width, height, width, height])
+            if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+                continue
+            results[index].append(Candidate(box.astype(np.float64), score, cls))
+        return results
+
+    def _check_animals(
+        self, image: np.ndarray, candidates: list[Candidate], wanted: set[str]
+    ) -> list[Candidate]:
+        """Relabel animal boxes whose crop the ImageNet classifier puts in another animal class."""
+        if not self.check_animals or not wanted.intersection(COCO_ANIMALS):
+            return candidates
+        eligible = sorted(
+            (
+                c
+                for c in candidates
+                if c.cls in COCO_ANIMALS
+                and c.score >= ANIMAL_CHECK_MIN
+                and min(c.box[2] - c.box[0], c.box[3] - c.box[1]) >= ANIMAL_CHECK_SIDE
+            ),
+            key=lambda c: -c.score,
+        )[:ANIMAL_CHECK_MAX]
+        to_check = {id(c) for c in eligible}
+        checked = []
+        for cand in candidates:
+            if id(cand) in to_check:
+                x0, y0, x1, y1 = (round(v) for v in cand.box)
+                patch = image[y0 : max(y1, y0 + 1), x0 : max(x1, x0 + 1)]
+                mass = self.classifier.category_mass(self.classifier.probabilities(patch))
+                animals = {k: v for k, v in mass.items() if k in COCO_ANIMALS}
+                best = max(animals, key=animals.__getitem__)
+                if (
+                    best != cand.cls
+                    and animals[best] >= ANIMAL_AGREEMENT
+                    and animals.get(cand.cls, 0.0) < ANIMAL_KEEP
+                ):
+                    cand = Candidate(cand.box, cand.score, best)
+            checked.append(cand)
+        return checked
+
+    def _suppress(self, candidates: list[Candidate]) -> list[Candidate]:
+        ordered = sorted(candidates, key=lambda c: -c.score)
+        kept: list[Candidate] = []
+        for cand in ordered:  # per-class NMS
+            if all(k.cls != cand.cls or box_iou(k.box, cand.box) < self.nms_iou for k in kept):
+                kept.append(cand)
+        confident = [c for c in kept if c.score >= self.score_threshold]
+        kept = [c for c in kept if not _is_group_box(c, confident)]
+        final: list[Candidate] = []
+        for cand in kept:  # cross-class: one object, two labels
+            if all(box_iou(k.box, cand.box) < CROSS_CLASS_IOU for k in final):
+                final.append(cand)
+        return final
+
+
+def zoom_region(
+    candidates: list[Candidate], wanted: set[str], width: int, height: int
+) -> tuple[int, int, int, int] | None:
+    """The padded union of the wanted candidates, if it is small enough to be worth a pass."""
+    relevant = [c.box for c in candidates if c.cls in wanted]
+    if not relevant:
+        return None
+    boxes = np.array(relevant)
+    x0, y0 = boxes[:, 0].min(), boxes[:, 1].min()
+    x1, y1 = boxes[:, 2].max(), boxes[:, 3].max()
+    pad_x, pad_y = (x1 - x0) * ZOOM_PAD, (y1 - y0) * ZOOM_PAD
+    x0, x1 = max(0, int(x0 - pad_x)), min(width, int(np.ceil(x1 + pad_x)))
+    y0, y1 = max(0, int(y0 - pad_y)), min(height, int(np.ceil(y1 + pad_y)))
+    if (x1 - x0) * (y1 - y0) > ZOOM_MAX_AREA * width * height or x1 - x0 < 8 or y1 - y0 < 8:
+        return None
+    return x0, y0, x1, y1
+
+
+def _from_crop(
+    candidates: list[Candidate], region: tuple[int, int, int, int], width: int, height: int
+) -> list[Candidate]:
+    """Shift zoom-pass boxes to image coordinates; drop those cut by an inner crop edge."""
+    x0, y0, x1, y1 = region
+    kept = []
+    for cand in candidates:
+        bx0, by0, bx1, by1 = cand.box + np.array([x0, y0, x0, y0])
+        cut = (
+            (x0 > 0 and bx0 - x0 < ZOOM_EDGE_PX)
+            or (y0 > 0 and by0 - y0 < ZOOM_EDGE_PX)
+            or (x1 < width and x1 - bx1 < ZOOM_EDGE_PX)
+            or (y1 < height and y1 - by1 < ZOOM_EDGE_PX)
+        )
+        if not cut:
+            kept.append(Candidate(np.array([bx0, by0, bx1, by1]), cand.score, cand.cls))
+    return kept
+
+
+def _is_group_box(cand: Candidate, others: list[Candidate]) -> bool:
+    """True if two or more smaller same-class boxes lie inside ``cand`` and together fill it."""
+    parts = []
+    for other in others:
+        if other is cand or other.cls != cand.cls or other.area >= 0.9 * cand.area:
+            continue
+        ix = max(0.0, min(cand.box[2], other.box[2]) - max(cand.box[0], other.box[0]))
+        iy = max(0.0, min(cand.box[3], other.box[3]) - max(cand.box[1], other.box[1]))
+        if other.area > 0 and ix * iy / other.area >= GROUP_PART_INSIDE:
+            parts.append(other.box)
+    if len(parts) < 2:
+        return False
+    grid = 64
+    bx0, by0, bx1, by1 = cand.box
+    covered = np.zeros((grid, grid), dtype=bool)
+    xs = np.linspace(bx0, bx1, grid, endpoint=False) + (bx1 - bx0) / (2 * grid)
+    ys = np.linspace(by0, by1, grid, endpoint=False) + (by1 - by0) / (2 * grid)
+    for px0, py0, px1, py1 in parts:
+        covered |= ((ys >= py0) & (ys <= py1))[:, None] & ((xs >= px0) & (xs <= px1))[None, :]
+    return float(covered.mean()) >= GROUP_COVERAGE
+
+
+def _to_box(box: np.ndarray) -> Box:
+    return Box.of([round(float(v), 1) for v in box])
+
+
+def _unit(score: float) -> float:
+    return float(min(max(score, 0.0), 1.0))

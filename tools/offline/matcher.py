@@ -1,0 +1,180 @@
+"""Matcher stand-in: ImageNet classifier labels + MiniLM text similarity + pixel colour naming.
+
+No CLIP/SigLIP weights ship in any registry package, so image-text matching is approximated:
+
+- the object part of a text ("dog", "golden retriever", "a bus") is compared, with MiniLM, to the
+  classifier's top-k ImageNet labels (each with its everyday category, "whippet (dog)"); the
+  score is the label-probability-weighted mean similarity;
+- the colour part ("red", "white truck") is scored by the pixel colour namer: the colour's share
+  relative to the image's dominant colour.
+
+Scores are independent per text, in [0, 1], and comparable across calls; they are not softmaxed
+across the texts. ``verify`` answers colour properties with the colour namer and category
+properties ("a puppy", "a retriever") with the classifier; anything else (materials, actions,
+states) is refused with CannotAnswer instead of guessed.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+
+from tools.errors import CannotAnswer
+from tools.offline._image import as_rgb
+from tools.offline.classifier import NUM_CLASSES, EfficientNetClassifier, shared_classifier
+from tools.offline.colors import COLOR_WORDS, color_distribution, color_share, has_color
+from tools.offline.text_embed import MiniLMEmbedder, shared_embedder
+from tools.roles import Image, Matcher
+from tools.types import ToolInfo
+
+TOP_K = 10
+CATEGORY_SIMILARITY = 0.62  # a property this close to some ImageNet label is a category
+CATEGORY_PRESENT = 0.15  # classifier mass on those labels needed to say "yes"
+FILLER = {"a", "an", "the", "photo", "picture", "image", "of", "is", "that", "this", "it", "its",
+          "colored", "coloured", "color", "colour", "in"}  # fmt: skip
+WORD_RE = re.compile(r"[a-z]+(?:-[a-z]+)*")
+
+
+def split_text(text: str) -> tuple[list[str], str]:
+    """(colour words in ``text``, the remaining object phrase)."""
+    words = WORD_RE.findall(text.lower())
+    colors = [w for w in words if w in COLOR_WORDS]
+    rest = [w for w in words if w not in COLOR_WORDS and w not in FILLER]
+    return list(dict.fromkeys(colors)), " ".join(rest)
+
+
+class ClassifierMatcher(Matcher):
+    """CLIP-style matcher stand-in built from the ImageNet classifier, MiniLM and colour naming."""
+
+    backend = "classifier-minilm"
+
+    def __init__(
+        self,
+        classifier: EfficientNetClassifier | None = None,
+        embedder: MiniLMEmbedder | None = None,
+        top_k: int = TOP_K,
+    ) -> None:
+        self.classifier = classifier if classifier is not None else shared_classifier()
+        self._embedder = embedder
+        self.top_k = top_k
+        self._label_lock = threading.Lock()
+        self._label_texts: list[str] | None = None
+
+    @property
+    def embedder(self) -> MiniLMEmbedder:
+        if self._embedder is None:
+            self._embedder = shared_embedder()
+        return self._embedder
+
+    def _labels(self) -> list[str]:
+        with self._label_lock:
+            if self._label_texts is None:
+                self._label_texts = [self.classifier.describe_label(i) for i in range(NUM_CLASSES)]
+            return self._label_texts
+
+    # Scores.
+
+    def top_labels(self, image: Image, k: int = 5) -> list[tuple[str, float]]:
+        """The classifier's ``k`` best ImageNet labels with probabilities."""
+        return self.classifier.top_k(as_rgb(image), k)
+
+    def score_batch(self, images: list[Image], texts: list[list[str]]) -> list[list[float]]:
+        if len(images) != len(texts):
+            raise ValueError(f"{len(images)} images but {len(texts)} text lists")
+        return [
+            self._scores(as_rgb(image), options)
+            for image, options in zip(images, texts, strict=True)
+        ]
+
+    def _scores(self, image: np.ndarray, texts: list[str]) -> list[float]:
+        parts = [split_text(text) for text in texts]
+        object_scores: dict[str, float] = {}
+        if any(rest for _, rest in parts):
+            probs = self.classifier.probabilities(image)
+            top = np.argsort(-probs)[: self.top_k]
+            weights = probs[top] / max(float(probs[top].sum()), 1e-6)
+            labels = self._labels()
+            phrases = list(dict.fromkeys(rest for _, rest in parts if rest))
+            similarity = self.embedder.similarity(phrases, [labels[i] for i in top])
+            for phrase, row in zip(phrases, similarity, strict=True):
+                object_scores[phrase] = float(np.clip(row @ weights, 0.0, 1.0))
+        distributions: dict[str, dict[str, float]] = {}  # per object word (salience differs)
+        scores = []
+        for colors, rest in parts:
+            components = []
+            if rest:
+                components.append(object_scores[rest])
+            if colors:
+                if rest not in distributions:
+                    distributions[rest] = color_distribution(image, object_name=rest or None)
+                shares = distributions[rest]
+                best = max(shares.values()) or 1.0
+                share = float(np.mean([color_share(shares, c) for c in colors]))
+                components.append(min(share / best, 1.0))
+            scores.append(float(np.mean(components)) if components else 0.0)
+        return scores
+
+    def best_match(self, image: Image, options: list[str]) -> int:
+        """Index of the best option; options that differ only in colour go to the colour namer."""
+        if not options:
+            raise ValueError("best_match needs at least one option")
+        parts = [split_text(option) for option in options]
+        objects = {rest for _, rest in parts}
+        if all(colors for colors, _ in parts) and len(objects) == 1:
+            shares = color_distribution(as_rgb(image), object_name=objects.pop() or None)
+            return int(
+                np.argmax(
+                    [np.mean([color_share(shares, c) for c in colors]) for colors, _ in parts]
+                )
+            )
+        return int(np.argmax(self.scores(image, options)))
+
+    def verify(self, image: Image, name: str, prop: str) -> bool:
+        """Whether the ``name`` shown in ``image`` (usually its crop) has the property ``prop``."""
+        colors, rest = split_text(prop)
+        if colors:  # "red", "bright red": the colour decides; other words are beyond reach
+            rgb = as_rgb(image)
+            return any(has_color(rgb, color, object_name=name) for color in colors)
+        phrase = rest or prop.strip().lower()
+        related = self.related_labels(phrase)
+        if len(related) == 0:
+            raise CannotAnswer(
+                f"cannot verify '{prop}' for '{name}' with the offline matcher stand-in "
+                "(ImageNet classifier + MiniLM + colour naming): it answers colours and ImageNet "
+                "categories only, and no ImageNet label is close to this property. A CLIP/SigLIP "
+                "matcher on the 'hf' profile can."
+            )
+        probs = self.classifier.probabilities(as_rgb(image))
+        return float(probs[related].sum()) >= CATEGORY_PRESENT
+
+    def related_labels(self, phrase: str) -> np.ndarray:
+        """Indices of ImageNet labels that ``phrase`` names: a whole-word match in a label's
+        synonyms ("retriever" -> four retrievers) or MiniLM similarity >= CATEGORY_SIMILARITY."""
+        phrase = phrase.strip().lower()
+        pattern = re.compile(rf"\b{re.escape(phrase)}s?\b")
+        labels = self._labels()
+        lexical = [
+            i
+            for i, label in enumerate(self.classifier.labels)
+            if pattern.search(label.lower()) or pattern.search(labels[i].lower())
+        ]
+        similarity = self.embedder.encode_vocabulary(labels) @ self.embedder.encode([phrase])[0]
+        semantic = np.flatnonzero(similarity >= CATEGORY_SIMILARITY).tolist()
+        return np.array(sorted({*lexical, *semantic}), dtype=np.int64)
+
+    def info(self) -> ToolInfo:
+        return ToolInfo(
+            role=self.role,
+            backend=self.backend,
+            model="EfficientNet-Lite3 ImageNet labels + all-MiniLM-L6-v2 + HSV colour naming",
+            weights=self.classifier.info().weights,
+            device="cpu",
+            stand_in=True,
+            note=(
+                "stand-in for CLIP/SigLIP: scores a text by MiniLM similarity to the top-"
+                f"{self.top_k} ImageNet labels and by pixel colour shares; verifies colours and "
+                "ImageNet categories, refuses other properties"
+            ),
+        )
