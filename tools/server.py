@@ -35,6 +35,10 @@ if TYPE_CHECKING:
 LLM = Callable[[str], str]
 
 
+def _no_llm(_prompt: str) -> str:
+    raise CannotAnswer("this tool needs a language model and none is configured")
+
+
 def _columns(requests: list[tuple[Any, ...]]) -> list[list[Any]]:
     """[(a1, b1), (a2, b2)] -> [[a1, a2], [b1, b2]]: batch inputs per argument."""
     return [list(column) for column in zip(*requests, strict=True)]
@@ -76,7 +80,7 @@ class ToolServer:
                         "detector": lambda: self.specialist("detector"),
                         "matcher": lambda: self.specialist("matcher"),
                         "ocr": lambda: self.specialist("ocr"),
-                        "llm": lambda: self.llm,
+                        "llm": lambda: self.llm or _no_llm,
                     },
                 )
             return self._specialists[role]
@@ -175,8 +179,6 @@ class ToolServer:
         return batcher((image, box))
 
     def llm_query(self, question: str) -> str:
-        if self.llm is None:
-            raise CannotAnswer("llm_query needs a language model; none is configured")
         with self._count_lock:
             self.model_calls += 1
-        return self.llm(question)
+        return (self.llm or _no_llm)(question)
