@@ -16,6 +16,8 @@ depth (stand-in)     vertical-position           :class:`VerticalPositionDepth`
 captioner (st.-in)   scene-description           :class:`SceneCaptioner`
 vqa (stand-in)       scene-description-llm       :class:`SceneVQA` (needs an ``llm`` callable)
 ===================  ==========================  ===========================================
+
+``tools.registry`` maps the backend names to these classes.
 """
 
 from tools.offline.classifier import EfficientNetClassifier
@@ -30,19 +32,7 @@ from tools.offline.scene import SceneCaptioner, SceneVQA, describe_scene
 from tools.offline.segmenter import GrabCutSegmenter
 from tools.offline.text_embed import MiniLMEmbedder, shared_embedder
 
-BACKENDS: dict[str, type] = {
-    "ssd-coco": SSDCocoDetector,
-    "classifier-minilm": ClassifierMatcher,
-    "grabcut": GrabCutSegmenter,
-    "rapidocr": RapidOCRReader,
-    "haar": HaarFaceDetector,
-    "vertical-position": VerticalPositionDepth,
-    "scene-description": SceneCaptioner,
-    "scene-description-llm": SceneVQA,
-}
-
 __all__ = [
-    "BACKENDS",
     "COCO_CLASSES",
     "ClassifierMatcher",
     "CocoNameMapper",
