@@ -52,6 +52,14 @@ BACKENDS: dict[str, dict[str, str]] = {
 }
 
 
+# Options a backend name implies, where one class serves several names.
+IMPLIED_OPTIONS: dict[str, dict[str, Any]] = {
+    "fastsam": {"kind": "fastsam"},
+    "mobilesam": {"kind": "mobilesam"},
+    "sam-ultralytics": {"kind": "sam-ultralytics"},
+}
+
+
 def backend_class(role: str, backend: str) -> type[Specialist]:
     """Import and return the class serving ``backend`` for ``role``."""
     choices = BACKENDS.get(role)
@@ -90,7 +98,7 @@ def build_specialist(
     """
     cls = backend_class(role, backend)
     parameters = inspect.signature(cls).parameters
-    kwargs: dict[str, Any] = dict(options or {})
+    kwargs: dict[str, Any] = {**IMPLIED_OPTIONS.get(backend, {}), **(options or {})}
     if model is not None:
         if "model" not in parameters:
             raise ValueError(f"the {role} backend '{backend}' takes no 'model' setting")
@@ -100,6 +108,4 @@ def build_specialist(
     for name, provide in (dependencies or {}).items():
         if name in parameters and name not in kwargs:
             kwargs[name] = provide()
-    if "variant" in parameters:
-        kwargs.setdefault("variant", backend)
     return cls(**kwargs)
