@@ -15,7 +15,7 @@ import numpy as np
 from tools.batching import MicroBatcher
 from tools.cache import ResultCache
 from tools.errors import CannotAnswer
-from tools.registry import build_specialist
+from tools.registry import BACKENDS, build_specialist
 from tools.roles import (
     OCR,
     VQA,
@@ -87,7 +87,7 @@ class ToolServer:
 
     def describe(self) -> list[ToolInfo]:
         """What serves each role (for `vpagent doctor`); builds but does not load models."""
-        return [self.specialist(role).info() for role in self.settings.tools.model_fields]
+        return [self.specialist(role).info() for role in BACKENDS]
 
     def _batcher(self, name: str, run_batch: Callable[[list[Any]], list[Any]]) -> MicroBatcher:
         with self._build_lock:

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 import vpagent
 from tools.errors import ToolError
 from tools.server import ToolServer
-from vpagent.config import Settings
+from vpagent.config import ROLES, Settings
 from vpagent.sandbox.executor import SandboxExecutor
 
 
@@ -50,7 +50,7 @@ def diagnose(settings: Settings) -> DoctorReport:
     """Build (without loading models) each configured backend and report on it."""
     server = ToolServer(settings)
     roles: list[RoleReport] = []
-    for role in settings.tools.model_fields:
+    for role in ROLES:
         config = getattr(settings.tools, role)
         try:
             info = server.specialist(role).info()
