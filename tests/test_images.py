@@ -62,3 +62,15 @@ def test_tiny_and_oversized_images() -> None:
     Image.new("RGB", (8000, 6000)).save(buffer, format="PNG")
     with pytest.raises(ImageError, match="limit"):
         load_image(buffer.getvalue())
+
+
+def test_bad_bytes_stay_clear_errors_after_ultralytics_patches_pil() -> None:
+    """Importing ultralytics replaces PIL.Image.open; a non-image must still be an ImageError."""
+    pytest.importorskip("ultralytics")
+    import vpagent.offline_env
+
+    vpagent.offline_env.prepare_ultralytics_config_dir()
+    import ultralytics  # noqa: F401
+
+    with pytest.raises(ImageError, match="not a readable image"):
+        load_image(b"plain text, not an image")
