@@ -22,6 +22,7 @@ class ItemResult(BaseModel):
     question: str
     prediction: str | None
     expected: list[str]
+    program: str | None = None
     score: float
     error_kind: str | None = None
     error: str | None = None
@@ -72,6 +73,7 @@ def evaluate_item(agent: Agent, item: EvalItem) -> ItemResult:
         question=item.question,
         prediction=result.answer,
         expected=item.answers,
+        program=result.program,
         score=score_item(item, result.answer),
         error_kind=result.error_kind,
         error=result.error,
