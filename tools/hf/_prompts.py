@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tools.hf._base import as_rgb, check_lengths
 from tools.types import Box
 
 
@@ -38,3 +39,16 @@ def make_prompt(
         x, y = (float(v) for v in point)
         point_array = np.array([min(max(x, 0.0), width - 1), min(max(y, 0.0), height - 1)])
     return Prompt(box_array, point_array, multimask=box_array is None)
+
+
+def prepare_batch(
+    images: list[np.ndarray], boxes: list[Box | None], points: list[tuple[float, float] | None]
+) -> tuple[list[np.ndarray], list[Prompt]]:
+    """Check a segment_batch call's lengths; return RGB images and one prompt per image."""
+    check_lengths("segment_batch", images, boxes, points)
+    rgbs = [as_rgb(image) for image in images]
+    prompts = [
+        make_prompt(box, point, image.shape[1], image.shape[0])
+        for image, box, point in zip(rgbs, boxes, points, strict=True)
+    ]
+    return rgbs, prompts

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from tools.errors import ModelUnavailable
-from tools.hf._base import LazyBackend, as_rgb, check_lengths, require, resolve_weights_file
-from tools.hf._prompts import Prompt, make_prompt
+from tools.hf._base import LazyBackend, require, resolve_weights_file
+from tools.hf._prompts import Prompt, prepare_batch
 from tools.roles import Image, Segmenter
 from tools.types import Box, Mask
 
@@ -87,15 +87,10 @@ class SamPredictorSegmenter(LazyBackend, Segmenter):
     def segment_batch(
         self, images: list[Image], boxes: list[Box | None], points: list[tuple[float, float] | None]
     ) -> list[Mask]:
-        check_lengths("segment_batch", images, boxes, points)
+        images, prompts = prepare_batch(images, boxes, points)
         if not images:
             return []
         self.load()
-        images = [as_rgb(image) for image in images]
-        prompts = [
-            make_prompt(b, p, image.shape[1], image.shape[0])
-            for image, b, p in zip(images, boxes, points, strict=True)
-        ]
         with self._lock, self._autocast():
             if len(images) == 1:
                 return [self._predict_one(images[0], prompts[0])]
