@@ -218,6 +218,18 @@ class LazyBackend:
     @abstractmethod
     def _load(self) -> str: ...
 
+    def _from_pretrained(self, processor_class: str, model_class: str) -> tuple[str, Any, Any]:
+        """(source, processor, model) through transformers' ``from_pretrained``, in our dtype.
+
+        The model comes back on the CPU, as loaded, so callers can check its type first.
+        """
+        source = resolve_pretrained(self.model, self.backend)
+        transformers = require("transformers", f"the {self.backend} backend")
+        with loading(self.backend, self.model):
+            processor = getattr(transformers, processor_class).from_pretrained(source)
+            model = getattr(transformers, model_class).from_pretrained(source, dtype=self.dtype)
+        return source, processor, model
+
     def info(self) -> ToolInfo:
         device = self._device or str(self.requested_device)
         note = self.note

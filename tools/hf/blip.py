@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.hf._base import LazyBackend, check_lengths, loading, require, resolve_pretrained, to_pil
+from tools.hf._base import LazyBackend, check_lengths, to_pil
 from tools.roles import VQA, Captioner, Image
 
 
@@ -25,13 +25,7 @@ class _BlipBase(LazyBackend):
     model_class: str = ""
 
     def _load(self) -> str:
-        source = resolve_pretrained(self.model, self.backend)
-        transformers = require("transformers", f"the {self.backend} backend")
-        with loading(self.backend, self.model):
-            self._processor = transformers.AutoProcessor.from_pretrained(source)
-            model = getattr(transformers, self.model_class).from_pretrained(
-                source, dtype=self.dtype
-            )
+        source, self._processor, model = self._from_pretrained("AutoProcessor", self.model_class)
         self._net = model.to(self.device).eval()
         return source
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.hf._base import LazyBackend, check_lengths, loading, require, resolve_pretrained, to_pil
+from tools.hf._base import LazyBackend, check_lengths, to_pil
 from tools.roles import Image, Matcher
 
 SIGMOID_MODEL_TYPES = frozenset({"siglip", "siglip2"})
@@ -28,11 +28,7 @@ class ClipMatcher(LazyBackend, Matcher):
     backend = "clip"
 
     def _load(self) -> str:
-        source = resolve_pretrained(self.model, self.backend)
-        transformers = require("transformers", "the clip backend")
-        with loading(self.backend, self.model):
-            self._processor = transformers.AutoProcessor.from_pretrained(source)
-            model = transformers.AutoModel.from_pretrained(source, dtype=self.dtype)
+        source, self._processor, model = self._from_pretrained("AutoProcessor", "AutoModel")
         self._net = model.to(self.device).eval()
         self._sigmoid = model.config.model_type in SIGMOID_MODEL_TYPES
         return source

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.hf._base import LazyBackend, loading, require, resolve_pretrained, to_pil
+from tools.hf._base import LazyBackend, to_pil
 from tools.roles import DepthEstimator, Image
 
 METRIC_MODEL_TYPES = frozenset({"zoedepth", "depth_pro"})
@@ -35,13 +35,9 @@ class DptDepth(LazyBackend, DepthEstimator):
     backend = "dpt"
 
     def _load(self) -> str:
-        source = resolve_pretrained(self.model, self.backend)
-        transformers = require("transformers", "the dpt backend")
-        with loading(self.backend, self.model):
-            self._processor = transformers.AutoImageProcessor.from_pretrained(source)
-            model = transformers.AutoModelForDepthEstimation.from_pretrained(
-                source, dtype=self.dtype
-            )
+        source, self._processor, model = self._from_pretrained(
+            "AutoImageProcessor", "AutoModelForDepthEstimation"
+        )
         self._net = model.to(self.device).eval()
         output = self.options.get("output", "auto")
         if output == "auto":

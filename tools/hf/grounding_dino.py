@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.hf._base import LazyBackend, check_lengths, loading, require, resolve_pretrained, to_pil
+from tools.hf._base import LazyBackend, check_lengths, to_pil
 from tools.hf._detect import to_detections
 from tools.roles import Detector, Image
 from tools.types import Detection
@@ -43,13 +43,9 @@ class GroundingDinoDetector(LazyBackend, Detector):
     backend = "grounding-dino"
 
     def _load(self) -> str:
-        source = resolve_pretrained(self.model, self.backend)
-        transformers = require("transformers", "the grounding-dino backend")
-        with loading(self.backend, self.model):
-            self._processor = transformers.AutoProcessor.from_pretrained(source)
-            model = transformers.AutoModelForZeroShotObjectDetection.from_pretrained(
-                source, dtype=self.dtype
-            )
+        source, self._processor, model = self._from_pretrained(
+            "AutoProcessor", "AutoModelForZeroShotObjectDetection"
+        )
         if "grounding" not in model.config.model_type:
             raise ValueError(f"{source} is a {model.config.model_type!r} model, not Grounding DINO")
         self._net = model.to(self.device).eval()

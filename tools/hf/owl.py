@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from tools.hf._base import LazyBackend, check_lengths, loading, require, resolve_pretrained, to_pil
+from tools.hf._base import LazyBackend, check_lengths, to_pil
 from tools.hf._detect import to_detections
 from tools.roles import Detector, Image
 from tools.types import Detection
@@ -29,13 +29,9 @@ class OwlDetector(LazyBackend, Detector):
     backend = "owlvit"
 
     def _load(self) -> str:
-        source = resolve_pretrained(self.model, self.backend)
-        transformers = require("transformers", "the owlvit backend")
-        with loading(self.backend, self.model):
-            self._processor = transformers.AutoProcessor.from_pretrained(source)
-            model = transformers.AutoModelForZeroShotObjectDetection.from_pretrained(
-                source, dtype=self.dtype
-            )
+        source, self._processor, model = self._from_pretrained(
+            "AutoProcessor", "AutoModelForZeroShotObjectDetection"
+        )
         if model.config.model_type not in ("owlvit", "owlv2"):
             raise ValueError(f"{source} is a {model.config.model_type!r} model, not OWL-ViT/OWLv2")
         self._net = model.to(self.device).eval()

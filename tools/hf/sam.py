@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.hf._base import LazyBackend, check_lengths, loading, require, resolve_pretrained, to_pil
+from tools.hf._base import LazyBackend, check_lengths, to_pil
 from tools.hf._prompts import make_prompt
 from tools.roles import Image, Segmenter
 from tools.types import Box, Mask
@@ -26,11 +26,7 @@ class HFSamSegmenter(LazyBackend, Segmenter):
     backend = "sam-hf"
 
     def _load(self) -> str:
-        source = resolve_pretrained(self.model, self.backend)
-        transformers = require("transformers", "the sam-hf backend")
-        with loading(self.backend, self.model):
-            self._processor = transformers.SamProcessor.from_pretrained(source)
-            model = transformers.SamModel.from_pretrained(source, dtype=self.dtype)
+        source, self._processor, model = self._from_pretrained("SamProcessor", "SamModel")
         self._net = model.to(self.device).eval()
         return source
 
