@@ -134,3 +134,30 @@ def test_servers_start_on_loopback(command: str, path: str, tmp_path: Path) -> N
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_doctor_reports_stand_ins_and_missing_hub_models(tmp_path: Path) -> None:
+    offline = json.loads(vpagent_cli("doctor", "--json", cwd=tmp_path).stdout)
+    roles = {role["role"]: role for role in offline["roles"]}
+    assert set(roles) == {
+        "detector",
+        "segmenter",
+        "matcher",
+        "captioner",
+        "vqa",
+        "ocr",
+        "depth",
+        "faces",
+    }
+    assert roles["detector"]["available"] and not roles["detector"]["stand_in"]
+    assert roles["segmenter"]["stand_in"] and roles["depth"]["stand_in"]
+    assert "no-new-privs" in offline["sandbox_isolation"]
+    config = tmp_path / "hf.toml"
+    config.write_text('profile = "hf"\n[tools.detector]\nmodel = "/no/such/owlv2"\n')
+    hf = json.loads(vpagent_cli("doctor", "--json", "-c", str(config), cwd=tmp_path).stdout)
+    roles = {role["role"]: role for role in hf["roles"]}
+    assert not roles["detector"]["available"] and "/no/such/owlv2" in roles["detector"]["problem"]
+    assert (
+        not roles["matcher"]["available"]
+        and "not in the local Hugging Face cache" in roles["matcher"]["problem"]
+    )

@@ -59,7 +59,7 @@ def diagnose(settings: Settings) -> DoctorReport:
                 RoleReport(role=role, backend=config.backend, available=False, problem=str(error))
             )
             continue
-        problem = _weights_problem(info.weights)
+        problem = _weights_problem(info.weights or config.model)
         roles.append(
             RoleReport(
                 role=role,
