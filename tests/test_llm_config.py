@@ -11,7 +11,7 @@ from vpagent.llm import LLMConfig
 def test_defaults_are_the_deterministic_embedded_pack() -> None:
     config = LLMConfig()
     assert config.provider == "embedded"
-    assert config.resolved_model() == "qwen2.5-coder-0.5b"
+    assert config.resolved_model() == "qwen2.5-coder-1.5b"
     assert (config.temperature, config.seed, config.max_tokens, config.n_ctx) == (0.0, 0, 512, 4096)
 
 

@@ -185,12 +185,12 @@ def test_models_bench_command(smollm2: Path) -> None:
 
 
 @pytest.mark.slow
-def test_default_config_serves_the_qwen_0_5b_pack(tmp_path: Path, monkeypatch) -> None:
-    """The offline default end to end: join the 0.5B pack, load it, answer one question."""
+def test_the_faster_qwen_0_5b_pack_serves(tmp_path: Path, monkeypatch) -> None:
+    """The faster option end to end: join the 0.5B pack, load it, answer one question."""
     if packs.status("qwen2.5-coder-0.5b").parts_missing:
         pytest.skip("the qwen2.5-coder-0.5b part packages are not installed")
     monkeypatch.setenv("VPAGENT_CACHE_DIR", str(tmp_path))
-    config = LLMConfig(max_tokens=24, threads=THREADS)
+    config = LLMConfig(model="qwen2.5-coder-0.5b", max_tokens=24, threads=THREADS)
     try:
         model = build_chat_model(config, progress=False)
         answer = complete(model, "What is 2 + 3? Reply with the number only.")
