@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from machine import cpu_model  # benchmarks/machine.py, beside this script
+
 from tools.image_patch import ImagePatch
 from vpagent.sandbox.executor import SandboxExecutor
 from vpagent.sandbox.limits import SandboxLimits
@@ -113,14 +115,7 @@ def bench_smolagents(runs: int, calls: int) -> dict[str, list[float]]:
 
 
 def machine_facts() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (
         f"nproc {os.cpu_count()}, {cpu}; Python {platform.python_version()} "
         f"({sys.implementation.name}), {platform.system()} {platform.release()}; "

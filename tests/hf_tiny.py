@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import vpagent  # noqa: F401  (offline environment before any model library loads)
+from tools.types import Box
 
 TEST_VOCAB_WORDS = [
     "a", "an", "the", "photo", "of", "cat", "dog", "car", "red", "blue", "green", "what",
@@ -30,6 +31,17 @@ def test_image(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
 
 
 test_image.__test__ = False  # not a pytest test
+
+
+# Segmenter inputs shared by the SAM-family tests: mixed sizes, box / point / whole-image
+# prompts, and a box that must be clipped to the image.
+SEGMENT_IMAGES = [
+    test_image(height=40, width=64),
+    test_image(height=50, width=30, seed=1),
+    test_image(seed=2),
+]
+SEGMENT_BOXES = [Box.of([5, 5, 30, 30]), None, Box.of([-10, 3, 200, 40])]
+SEGMENT_POINTS = [None, (10.0, 20.0), (20.0, 20.0)]
 
 
 def seeded(build):

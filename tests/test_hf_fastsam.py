@@ -9,12 +9,14 @@ import pytest
 pytest.importorskip("ultralytics")
 
 from hf_tiny import (
+    SEGMENT_BOXES,
+    SEGMENT_IMAGES,
+    SEGMENT_POINTS,
     ULTRALYTICS_TINY_SAM_NAME,
     build_mobile_sam,
     build_tiny_ultralytics_sam,
     build_yolo,
     save_tiny_ultralytics_sam,
-    test_image,
 )
 
 from tools.errors import ModelUnavailable
@@ -23,13 +25,7 @@ from tools.types import Box, Mask
 
 pytestmark = pytest.mark.hf
 
-IMAGES = [
-    test_image(height=40, width=64),
-    test_image(height=50, width=30, seed=1),
-    test_image(seed=2),
-]
-BOXES = [Box.of([5, 5, 30, 30]), None, Box.of([-10, 3, 200, 40])]
-POINTS = [None, (10.0, 20.0), (20.0, 20.0)]
+IMAGES, BOXES, POINTS = SEGMENT_IMAGES, SEGMENT_BOXES, SEGMENT_POINTS
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,14 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from hf_tiny import build_sam_hf, test_image
+from hf_tiny import SEGMENT_BOXES, SEGMENT_IMAGES, SEGMENT_POINTS, build_sam_hf
 
 from tools.hf.sam import HFSamSegmenter
-from tools.types import Box, Mask
+from tools.types import Mask
 
 pytestmark = pytest.mark.hf
 
-IMAGES = [
-    test_image(height=40, width=64),
-    test_image(height=50, width=30, seed=1),
-    test_image(seed=2),
-]
-BOXES = [Box.of([5, 5, 30, 30]), None, Box.of([-10, 3, 200, 40])]  # the last one is clipped
-POINTS = [None, (10.0, 20.0), (20.0, 20.0)]
+IMAGES, BOXES, POINTS = SEGMENT_IMAGES, SEGMENT_BOXES, SEGMENT_POINTS
 
 
 @pytest.fixture(scope="module")

@@ -9,24 +9,20 @@ pytest.importorskip("segment_anything")
 
 from hf_tiny import (
     SEGMENT_ANYTHING_TINY_TYPE,
+    SEGMENT_BOXES,
+    SEGMENT_IMAGES,
+    SEGMENT_POINTS,
     build_tiny_segment_anything,
     save_tiny_segment_anything,
-    test_image,
 )
 
 from tools.errors import ModelUnavailable
 from tools.hf.segment_anything import SamPredictorSegmenter, model_type_from_name
-from tools.types import Box, Mask
+from tools.types import Mask
 
 pytestmark = pytest.mark.hf
 
-IMAGES = [
-    test_image(height=40, width=64),
-    test_image(height=50, width=30, seed=1),
-    test_image(seed=2),
-]
-BOXES = [Box.of([5, 5, 30, 30]), None, Box.of([-10, 3, 200, 40])]
-POINTS = [None, (10.0, 20.0), (20.0, 20.0)]
+IMAGES, BOXES, POINTS = SEGMENT_IMAGES, SEGMENT_BOXES, SEGMENT_POINTS
 
 
 @pytest.fixture(scope="module")
