@@ -13,6 +13,7 @@ from rich.progress import track
 
 from vpagent.agent import Agent
 from vpagent.evaluation.datasets import EvalItem
+from vpagent.evaluation.datasets.choices import letter_index
 from vpagent.evaluation.metrics import exact_match, map_to_choice, vqa_soft_accuracy
 
 
@@ -46,10 +47,19 @@ class Report(BaseModel):
     errors: dict[str, int]
 
 
+def choice_index(prediction: str | None, choices: list[str]) -> int | None:
+    """The choice a prediction names: a letter ("B", "(b)", "(B) no"), else by its text."""
+    if prediction is not None:
+        letter = letter_index(prediction, len(choices))
+        if letter is not None:
+            return letter
+    return map_to_choice(prediction, choices)
+
+
 def score_item(item: EvalItem, prediction: str | None) -> float:
     """Multiple choice: the mapped choice is right; VQA: soft accuracy; else exact match."""
     if item.choices:
-        index = map_to_choice(prediction, item.choices)
+        index = choice_index(prediction, item.choices)
         return float(index is not None and item.choices[index] == item.answers[0])
     if item.soft:
         return vqa_soft_accuracy(prediction, item.answers)

@@ -1,0 +1,48 @@
+"""vpagent's own JSONL: what ``vpagent eval`` reads and ``vpagent distill questions`` writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from vpagent.evaluation.datasets.items import DatasetError, EvalItem, LoadedDataset
+
+
+def load_jsonl(path: Path) -> LoadedDataset:
+    """Rows: id, image (relative to the file), question, answer, [accept, type, choices,
+    license, license_url, source]. Any malformed row is an error naming its line."""
+    loaded = LoadedDataset(layout="vpagent JSONL")
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                answers = [row["answer"], *row.get("accept", [])]
+                loaded.items.append(
+                    EvalItem(
+                        id=str(row.get("id", number)),
+                        image=path.parent / row["image"],
+                        question=row["question"],
+                        answers=[str(a) for a in answers],
+                        choices=row.get("choices"),
+                        type=row.get("type", "all"),
+                        license=row.get("license"),
+                        license_url=row.get("license_url"),
+                        source=row.get("source"),
+                    )
+                )
+            except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as error:
+                raise DatasetError(f"{path}:{number}: {_reason(error)}") from None
+    return loaded
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, KeyError):
+        return f"missing field {error}; rows need image, question and answer"
+    if isinstance(error, ValidationError):
+        detail = error.errors()[0]
+        return f"{'.'.join(str(p) for p in detail['loc'])}: {detail['msg']}"
+    return str(error)
