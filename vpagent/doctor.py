@@ -46,6 +46,30 @@ def _weights_problem(weights: str | None) -> str:
     return f"'{weights}' is not in the local Hugging Face cache (download it or set a folder)"
 
 
+VLM_HINT = (
+    "for a real vision-language model behind simple_query, caption and verify_property, "
+    "set [vlm] (Ollama, vLLM, a local GGUF VLM + mmproj, or a transformers checkpoint; "
+    "see docs/vlm.md)"
+)
+
+
+def _vlm_problem(specialist: object, backend: str) -> str | None:
+    """For the VLM backends: the local GGUF files' check (None: not a GGUF/endpoint backend).
+
+    An endpoint is not called by doctor; the registered GGUF files are checked (sha256 when
+    they changed on disk) without starting llama.cpp.
+    """
+    if backend == "openai-vlm":
+        return ""
+    if backend == "llamacpp-vlm":
+        try:
+            specialist.engine.files()  # type: ignore[attr-defined]
+        except ToolError as error:
+            return str(error)
+        return ""
+    return None
+
+
 def diagnose(settings: Settings) -> DoctorReport:
     """Build (without loading models) each configured backend and report on it."""
     server = ToolServer(settings)
@@ -53,13 +77,19 @@ def diagnose(settings: Settings) -> DoctorReport:
     for role in ROLES:
         config = getattr(settings.tools, role)
         try:
-            info = server.specialist(role).info()
+            specialist = server.specialist(role)
+            info = specialist.info()
         except (ToolError, ValueError, ImportError) as error:
             roles.append(
                 RoleReport(role=role, backend=config.backend, available=False, problem=str(error))
             )
             continue
-        problem = _weights_problem(info.weights or config.model)
+        problem = _vlm_problem(specialist, config.backend)
+        if problem is None:
+            problem = _weights_problem(info.weights or config.model)
+        note = info.note
+        if role == "vqa" and info.stand_in:
+            note = f"{note}; {VLM_HINT}" if note else VLM_HINT
         roles.append(
             RoleReport(
                 role=role,
@@ -70,7 +100,7 @@ def diagnose(settings: Settings) -> DoctorReport:
                 stand_in=info.stand_in,
                 available=not problem,
                 problem=problem,
-                note=info.note,
+                note=note,
             )
         )
     with SandboxExecutor(settings.sandbox, pool_size=0) as executor:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -11,6 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from vpagent.llm import packs
+
+if TYPE_CHECKING:
+    from vpagent.llm.local_models import LocalModel
 
 models_app = typer.Typer(
     name="models",
@@ -44,6 +48,7 @@ def list_command(json_output: JsonOption = False) -> None:
         payload = {
             "models_dir": str(packs.models_dir()),
             "packs": [status.to_dict() for status in statuses],
+            "local": [entry.model_dump() for entry in _local_models()],
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -68,6 +73,26 @@ def list_command(json_output: JsonOption = False) -> None:
     for status in statuses:
         if status.parts_missing and not status.tests_only:
             console.print(f"{status.name}: {status.pip_command}", style="dim", markup=False)
+    local = _local_models()
+    if local:
+        table = Table(title="local models (vpagent models add)")
+        for column in ("name", "model", "mmproj"):
+            table.add_column(column)
+        for entry in local:
+            projector = entry.mmproj.path if entry.mmproj else "-"
+            table.add_row(entry.name, entry.model.path, projector)
+        console.print(table)
+
+
+def _local_models() -> list[LocalModel]:
+    """The registered local GGUF models; an unreadable registry is reported, not fatal."""
+    from vpagent.llm import local_models
+
+    try:
+        return local_models.list_models()
+    except local_models.LocalModelError as error:
+        errors.print(f"[yellow]warning:[/] {escape(str(error))}", highlight=False)
+        return []
 
 
 @models_app.command("install")
@@ -88,6 +113,37 @@ def verify_command(name: NameArgument, quiet: QuietOption = False) -> None:
     except packs.PackError as error:
         raise _fail(error) from None
     typer.echo(f"{name}: sha256 ok ({path})")
+
+
+@models_app.command("add")
+def add_command(
+    name: Annotated[str, typer.Argument(help="A name for the model (used as its `model`).")],
+    model: Annotated[Path, typer.Option("--model", help="The model's .gguf file.")],
+    mmproj: Annotated[
+        Path | None, typer.Option("--mmproj", help="A VLM's image projector .gguf file.")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace a model of this name.")] = False,
+    quiet: QuietOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Register GGUF files you have (a VLM + mmproj) by sha256; later use refuses changed files."""
+    from vpagent.llm import local_models
+
+    try:
+        entry = local_models.add(name, model, mmproj, force=force, progress=not quiet)
+    except local_models.LocalModelError as error:
+        errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    if json_output:
+        typer.echo(entry.model_dump_json(indent=2))
+        return
+    typer.echo(f"{name}: registered {entry.model.path} (sha256 {entry.model.sha256})")
+    if entry.mmproj is not None:
+        typer.echo(f"{name}: mmproj {entry.mmproj.path} (sha256 {entry.mmproj.sha256})")
+        typer.echo(
+            f'use it: [vlm] provider = "embedded-gguf", model = "{name}" '
+            f'(or [tools.vqa] backend = "llamacpp-vlm", model = "{name}")'
+        )
 
 
 @models_app.command("bench")
