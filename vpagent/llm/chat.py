@@ -18,13 +18,14 @@ from urllib.parse import urlsplit
 from vpagent.llm.config import DEFAULT_OLLAMA_URL, LLMConfig
 from vpagent.llm.embedded import EmbeddedLlamaServer, default_threads
 from vpagent.llm.packs import PACKS, resolve_model_file
+from vpagent.offline_env import cache_root
 
 if TYPE_CHECKING:
     from langchain_core.language_models.chat_models import BaseChatModel
 
 NO_KEY = "unused"  # OpenAI-compatible servers without auth still want a non-empty key
 
-_SERVERS: dict[tuple[str, int, int, int], EmbeddedLlamaServer] = {}
+_SERVERS: dict[tuple[str, int, int, int, str, str, int], EmbeddedLlamaServer] = {}
 _SERVERS_LOCK = threading.Lock()
 
 
@@ -62,6 +63,12 @@ def _loopback_http_clients() -> dict[str, Any]:
     }
 
 
+def _prompt_cache_dir(config: LLMConfig) -> Path | None:
+    if not config.prompt_cache:
+        return None
+    return config.prompt_cache_dir or cache_root() / "prompt-cache"
+
+
 def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> EmbeddedLlamaServer:
     """The process-wide embedded server for this config's model, started on first use.
 
@@ -71,13 +78,31 @@ def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> Embed
     model = config.resolved_model()
     model_file = resolve_model_file(model, progress=progress)
     threads = config.threads or default_threads()
-    key = (str(Path(model_file).resolve()), config.n_ctx, threads, config.seed)
+    slot_dir = _prompt_cache_dir(config)
+    draft_name = config.resolved_draft_model()
+    draft = resolve_model_file(draft_name, progress=progress) if draft_name else None
+    key = (
+        str(Path(model_file).resolve()),
+        config.n_ctx,
+        threads,
+        config.seed,
+        str(slot_dir),
+        str(draft),
+        config.draft_tokens,
+    )
     with _SERVERS_LOCK:
         server = _SERVERS.get(key)
         if server is None or not server.running:
             alias = model if model in PACKS else Path(model_file).stem
             server = EmbeddedLlamaServer(
-                model_file, n_ctx=config.n_ctx, threads=threads, seed=config.seed, alias=alias
+                model_file,
+                n_ctx=config.n_ctx,
+                threads=threads,
+                seed=config.seed,
+                alias=alias,
+                slot_dir=slot_dir,
+                draft_model=draft,
+                draft_tokens=config.draft_tokens,
             )
             server.start()
             _SERVERS[key] = server
@@ -110,6 +135,7 @@ def build_chat_model(
             model=server.alias,
             base_url=server.base_url,
             api_key=server.api_key,
+            stream_usage=True,  # llama.cpp reports token usage (with cached tokens) when streaming
             **common,
             **_loopback_http_clients(),
         )

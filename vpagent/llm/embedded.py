@@ -86,10 +86,15 @@ class EmbeddedLlamaServer:
         n_parallel: int = 1,
         verbosity: int = 0,
         startup_timeout_s: float = 120.0,
+        mmproj: str | Path | None = None,
+        slot_dir: str | Path | None = None,
+        draft_model: str | Path | None = None,
+        draft_tokens: int = 4,
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the embedded server binds to loopback only, not {host!r}")
         self.model_path = Path(model_path)
+        self.mmproj = Path(mmproj) if mmproj is not None else None  # a VLM's image projector
         self.n_ctx = n_ctx
         self.threads = threads or default_threads()
         self.seed = seed
@@ -100,6 +105,9 @@ class EmbeddedLlamaServer:
         self.n_parallel = n_parallel
         self.verbosity = verbosity
         self.startup_timeout_s = startup_timeout_s
+        self.slot_dir = Path(slot_dir) if slot_dir is not None else None  # slot save/restore
+        self.draft_model = Path(draft_model) if draft_model is not None else None
+        self.draft_tokens = draft_tokens
         self.load_seconds: float | None = None
         self._server: Any = None
         self._url: str | None = None
@@ -110,9 +118,22 @@ class EmbeddedLlamaServer:
     def _params(self, xllamacpp: Any) -> Any:
         params = xllamacpp.CommonParams()
         params.model.path = str(self.model_path)
+        if self.mmproj is not None:
+            params.mmproj.path = str(self.mmproj)
         params.model_alias = {self.alias}
         params.n_ctx = self.n_ctx
         params.n_parallel = self.n_parallel
+        if self.draft_model is not None:  # speculative decoding: a small model drafts tokens
+            params.speculative.types = [
+                xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE
+            ]
+            draft = params.speculative.draft
+            draft.mparams.path = str(self.draft_model)
+            draft.n_max = self.draft_tokens
+            draft.cpuparams.n_threads = self.threads
+            draft.cpuparams_batch.n_threads = self.threads
+        if self.slot_dir is not None:
+            params.slot_save_path = f"{self.slot_dir}/"  # llama.cpp prepends it to file names
         params.cpuparams.n_threads = self.threads
         params.cpuparams_batch.n_threads = self.threads
         params.sampling.seed = self.seed
@@ -131,14 +152,18 @@ class EmbeddedLlamaServer:
                 return self
             if not self.model_path.is_file():
                 raise EmbeddedServerError(f"GGUF file {self.model_path} does not exist")
+            if self.mmproj is not None and not self.mmproj.is_file():
+                raise EmbeddedServerError(f"mmproj file {self.mmproj} does not exist")
             xllamacpp = _import_xllamacpp()
             started = time.perf_counter()
             try:
                 server = xllamacpp.Server(self._params(xllamacpp))
             except RuntimeError as error:
+                projector = f" with mmproj {self.mmproj}" if self.mmproj is not None else ""
                 raise EmbeddedServerError(
-                    f"llama.cpp could not load {self.model_path} (n_ctx={self.n_ctx}): {error}; "
-                    "is it a valid GGUF file? Run with verbosity=1 to see llama.cpp's log."
+                    f"llama.cpp could not load {self.model_path}{projector} (n_ctx={self.n_ctx}): "
+                    f"{error}; is it a valid GGUF file{' pair' if projector else ''}? Run with "
+                    "verbosity=1 to see llama.cpp's log."
                 ) from error
             self._server = server
             self._url = str(server.listening_address).rstrip("/")
@@ -231,16 +256,40 @@ class EmbeddedLlamaServer:
         except (OSError, EmbeddedServerError, ValueError):
             return False
 
-    def chat(self, messages: list[dict[str, str]], **options: Any) -> dict[str, Any]:
-        """One chat completion over HTTP without LangChain (diagnostics and benchmarks)."""
-        body = json.dumps({"model": self.alias, "messages": messages, **options}).encode()
+    def _post(self, route: str, body: dict[str, Any], timeout: float) -> Any:
         request = urllib.request.Request(
-            self.base_url + "/chat/completions",
-            data=body,
+            self.url + route,
+            data=json.dumps(body).encode(),
             headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}"},
         )
-        with _OPENER.open(request, timeout=max(self.startup_timeout_s, 300.0)) as response:
-            return json.loads(response.read())
+        try:
+            with _OPENER.open(request, timeout=timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            detail = error.read().decode(errors="replace")[:300]
+            raise EmbeddedServerError(f"POST {route}: HTTP {error.code}: {detail}") from error
+
+    def chat(
+        self, messages: list[dict[str, Any]], *, timeout: float = 300.0, **options: Any
+    ) -> dict[str, Any]:
+        """One chat completion over HTTP without LangChain (diagnostics, warm-up, benchmarks)."""
+        body = {"model": self.alias, "messages": messages, **options}
+        return self._post("/v1/chat/completions", body, max(self.startup_timeout_s, timeout))
+
+    def save_slot(self, filename: str, slot: int = 0) -> dict[str, Any]:
+        """Write slot ``slot``'s KV cache to ``slot_dir/filename`` (a bare file name)."""
+        return self._slot_action("save", filename, slot)
+
+    def restore_slot(self, filename: str, slot: int = 0) -> dict[str, Any]:
+        """Load ``slot_dir/filename`` into slot ``slot``; EmbeddedServerError if it is unusable."""
+        return self._slot_action("restore", filename, slot)
+
+    def _slot_action(self, action: str, filename: str, slot: int) -> dict[str, Any]:
+        if self.slot_dir is None:
+            raise EmbeddedServerError("this server was started without a slot_dir")
+        if Path(filename).name != filename:
+            raise ValueError(f"slot file names are bare names, not paths: {filename!r}")
+        return self._post(f"/slots/{slot}?action={action}", {"filename": filename}, 120.0)
 
 
 def stop_all() -> None:

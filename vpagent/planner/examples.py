@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,33 @@ def load_examples(path: Path = EXAMPLES_FILE) -> list[Example]:
     with open(path, "rb") as handle:
         tables = tomllib.load(handle).get("example", [])
     return [Example(**{**table, "program": table["program"].strip() + "\n"}) for table in tables]
+
+
+def load_banks(extra: Sequence[Path] = ()) -> list[Example]:
+    """The built-in bank followed by each extra bank (e.g. from ``vpagent distill examples``)."""
+    examples = load_examples()
+    for path in extra:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"example bank {path} does not exist")
+        examples.extend(load_examples(Path(path)))
+    return examples
+
+
+def fixed_examples(examples: Sequence[Example], n: int) -> list[Example]:
+    """``n`` examples for the static prompt prefix: one of each kind in turn, in bank order.
+
+    Round-robin over kinds (in order of first appearance) so the prefix shows every program
+    shape before it shows a second example of any.
+    """
+    by_kind: dict[str, list[Example]] = {}
+    for example in examples:
+        by_kind.setdefault(example.kind, []).append(example)
+    chosen: list[Example] = []
+    for rank in range(max((len(group) for group in by_kind.values()), default=0)):
+        for group in by_kind.values():
+            if len(chosen) < n and rank < len(group):
+                chosen.append(group[rank])
+    return chosen
 
 
 def _form(question: str) -> tuple[str, ...]:
@@ -69,11 +96,13 @@ class ExampleRetriever:
                 self._matrix = self._embed([e.question for e in self.examples])
             return self._embed, self._matrix
 
-    def top(self, question: str, k: int) -> list[Example]:
-        """The ``k`` most similar examples, most similar last (closest to the question)."""
+    def top(self, question: str, k: int, exclude: Collection[Example] = ()) -> list[Example]:
+        """The ``k`` most similar examples not in ``exclude``, most similar last."""
+        if k <= 0:
+            return []
         embed, matrix = self._bank()
         form = _form(question)
         bonus = np.array([FORM_BONUS * (_form(e.question) == form) for e in self.examples])
         scores = matrix @ embed([question])[0] + bonus
-        best = np.argsort(-scores, kind="stable")[:k]
-        return [self.examples[i] for i in reversed(best)]
+        ranked = [i for i in np.argsort(-scores, kind="stable") if self.examples[i] not in exclude]
+        return [self.examples[i] for i in reversed(ranked[:k])]

@@ -1,20 +1,46 @@
-"""Question -> program: retrieve examples, ask the chat model, extract, check, repair."""
+"""Question -> program: static prefix + retrieved examples, ask the chat model, extract, check."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage, messages_to_dict
+from langchain_core.messages import AIMessage, BaseMessage, messages_to_dict
 
 from tools.cache import ResultCache
-from vpagent.planner.examples import ExampleRetriever
+from vpagent.planner.examples import Example, ExampleRetriever
 from vpagent.planner.extract import NoProgramFound, extract_program
-from vpagent.planner.prompt import build_messages, repair_messages
+from vpagent.planner.prompt import (
+    SpecStyle,
+    build_messages,
+    prefix_messages,
+    repair_messages,
+)
 from vpagent.sandbox.policy import ProgramRejected, check_program
+
+TokenCallback = Callable[[int], None]
+"""Hears the number of tokens written so far while a reply streams in."""
+
+
+@dataclass
+class Usage:
+    """Tokens the chat model read (and found cached) and wrote, summed over replies."""
+
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    generated_tokens: int = 0
+
+    def add(self, message: AIMessage) -> None:
+        meta = message.usage_metadata or {}
+        self.prompt_tokens += int(meta.get("input_tokens", 0) or 0)
+        self.generated_tokens += int(meta.get("output_tokens", 0) or 0)
+        details = meta.get("input_token_details") or {}
+        self.cached_tokens += int(details.get("cache_read", 0) or 0)
 
 
 @dataclass
@@ -35,6 +61,7 @@ class Plan:
     conversation: list[BaseMessage]
     attempts: list[Attempt] = field(default_factory=list)
     llm_seconds: float = 0.0
+    usage: Usage = field(default_factory=Usage)
 
 
 class PlanningFailed(RuntimeError):
@@ -48,9 +75,13 @@ class PlanningFailed(RuntimeError):
 class Planner:
     """Writes programs with a LangChain chat model.
 
-    Replies that hold no program or fail the sandbox's static check are sent back with the
-    reason, at most ``max_fixes`` times. Replies are cached by (model, sample, prompt), so with
-    temperature 0 and a seed a question is planned the same way every time.
+    The prompt is a static prefix (rules, API spec, ``fixed`` examples), then up to
+    ``examples_per_prompt`` examples retrieved by similarity, then the question. ``prefill``
+    (for servers that continue an assistant turn, like llama.cpp) starts the reply with the
+    function's first line; ``stop`` ends it at the code block's end. Replies that hold no
+    program or fail the sandbox's static check are sent back with the reason, at most
+    ``max_fixes`` times. Replies are cached by (model, sample, prompt), so with temperature 0
+    and a seed a question is planned the same way every time.
     """
 
     def __init__(
@@ -59,7 +90,12 @@ class Planner:
         retriever: ExampleRetriever,
         *,
         model_id: str,
-        examples_per_prompt: int = 6,
+        fixed: Sequence[Example] = (),
+        examples_per_prompt: int = 0,
+        notes: str = "",
+        spec: SpecStyle = "compact",
+        prefill: str | None = None,
+        stop: Sequence[str] = (),
         max_fixes: int = 2,
         sample_temperature: float = 0.7,
         cache: ResultCache | None = None,
@@ -67,37 +103,55 @@ class Planner:
         self.chat_model = chat_model
         self.retriever = retriever
         self.model_id = model_id
+        self.fixed = list(fixed)
         self.examples_per_prompt = examples_per_prompt
+        self.notes = notes
+        self.spec = spec
+        self.prefill = prefill
+        self.stop = list(stop)
         self.max_fixes = max_fixes
         self.sample_temperature = sample_temperature
         self.cache = cache if cache is not None else ResultCache(max_entries=1024)
 
-    def plan(self, question: str, *, sample: int = 0) -> Plan:
+    def prefix(self) -> list[BaseMessage]:
+        """The messages every prompt starts with (what a prompt cache can keep)."""
+        return prefix_messages(self.fixed, self.notes, self.spec)
+
+    def plan(
+        self, question: str, *, sample: int = 0, on_tokens: TokenCallback | None = None
+    ) -> Plan:
         """A checked program for ``question``; ``sample`` > 0 draws a different, sampled one."""
         if not question or not question.strip():
             raise ValueError("the question is empty")
-        examples = self.retriever.top(question, self.examples_per_prompt)
-        return self._until_valid(question, build_messages(question, examples), sample, [], 0.0)
+        retrieved = self.retriever.top(question, self.examples_per_prompt, exclude=self.fixed)
+        conversation = build_messages(question, self.fixed, retrieved, self.notes, self.spec)
+        return self._until_valid(Plan(question, "", conversation), conversation, sample, on_tokens)
 
-    def repair(self, plan: Plan, feedback: str, *, sample: int = 0) -> Plan:
+    def repair(
+        self,
+        plan: Plan,
+        feedback: str,
+        *,
+        sample: int = 0,
+        on_tokens: TokenCallback | None = None,
+    ) -> Plan:
         """A new program after ``plan.program`` failed at run time with ``feedback``."""
         conversation = repair_messages(plan.conversation, plan.program, feedback)
-        return self._until_valid(
-            plan.question, conversation, sample, plan.attempts, plan.llm_seconds
-        )
+        return self._until_valid(plan, conversation, sample, on_tokens)
 
     def _until_valid(
         self,
-        question: str,
+        previous: Plan,
         conversation: list[BaseMessage],
         sample: int,
-        attempts: list[Attempt],
-        llm_seconds: float,
+        on_tokens: TokenCallback | None,
     ) -> Plan:
-        attempts = list(attempts)
+        attempts = list(previous.attempts)
+        usage = Usage(**vars(previous.usage))
+        llm_seconds = previous.llm_seconds
         for _ in range(self.max_fixes + 1):
             started = time.perf_counter()
-            reply = self._complete(conversation, sample)
+            reply = self._complete(conversation, sample, usage, on_tokens)
             llm_seconds += time.perf_counter() - started
             attempt = Attempt(reply=reply)
             attempts.append(attempt)
@@ -108,28 +162,57 @@ class Planner:
                 attempt.problem = _describe(problem)
                 conversation = repair_messages(conversation, reply, attempt.problem)
                 continue
-            return Plan(question, attempt.program, conversation, attempts, llm_seconds)
+            return Plan(
+                previous.question, attempt.program, conversation, attempts, llm_seconds, usage
+            )
         raise PlanningFailed(
             f"no usable program after {len(attempts)} replies; "
             f"last problem: {attempts[-1].problem}",
             attempts,
         )
 
-    def _complete(self, conversation: list[BaseMessage], sample: int) -> str:
+    def _complete(
+        self,
+        conversation: list[BaseMessage],
+        sample: int,
+        usage: Usage,
+        on_tokens: TokenCallback | None,
+    ) -> str:
         payload = json.dumps(
-            [self.model_id, sample, messages_to_dict(conversation)], sort_keys=True
+            [self.model_id, sample, self.prefill, self.stop, messages_to_dict(conversation)],
+            sort_keys=True,
         )
         key = hashlib.sha256(payload.encode()).hexdigest()
         hit, cached = self.cache.get(key)
         if hit:
             return str(cached)
-        model = self.chat_model
+        model: Any = self.chat_model
+        options: dict[str, Any] = {"stop": self.stop} if self.stop else {}
         if sample:
-            model = model.bind(temperature=self.sample_temperature, seed=sample)  # type: ignore[assignment]
-        message = model.invoke(conversation)
+            options.update(temperature=self.sample_temperature, seed=sample)
+        if options:
+            model = model.bind(**options)
+        messages = [*conversation, AIMessage(self.prefill)] if self.prefill else conversation
+        message = _stream(model, messages, on_tokens) if on_tokens else model.invoke(messages)
+        usage.add(message)
         reply = message.content if isinstance(message.content, str) else str(message.content)
+        if self.prefill and not reply.startswith(self.prefill):
+            reply = self.prefill + reply  # the server continued the prefilled turn
         self.cache.put(key, reply)
         return reply
+
+
+def _stream(model: Any, messages: list[BaseMessage], on_tokens: TokenCallback) -> AIMessage:
+    """The reply, streamed; ``on_tokens`` hears the count of chunks (about tokens) so far."""
+    merged, count = None, 0
+    for chunk in model.stream(messages):
+        merged = chunk if merged is None else merged + chunk
+        if chunk.content:
+            count += 1
+            on_tokens(count)
+    if merged is None:
+        return AIMessage("")
+    return AIMessage(content=merged.content, usage_metadata=merged.usage_metadata)
 
 
 def _describe(problem: Exception) -> str:

@@ -1,32 +1,50 @@
-"""The planner's prompt: rules, the API spec from the tools' docstrings, examples, question."""
+"""The planner's prompt: a static prefix (rules, API, fixed examples), then the question.
+
+Everything before the question is the same for every question of a configuration, so an LLM
+server that caches prompts (llama.cpp does) re-reads only the question. Retrieved examples, if
+any, go after that prefix.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
 from tools.image_patch import api_spec
 from vpagent.planner.examples import Example
+from vpagent.planner.spec import compact_spec
 from vpagent.sandbox.policy import ALLOWED_IMPORTS, ENTRY_POINT
 
-SYSTEM_TEMPLATE = """You answer questions about an image by writing a short Python program.
+SYSTEM_TEMPLATE = """Answer questions about an image by writing a short Python program: one \
+function `def {entry}(image):` that returns the answer as a short string (a word, a number, \
+"yes" or "no"). `image` is an ImagePatch of the whole image. Use only this API; imports \
+allowed: {imports}. No names starting with an underscore, no classes, eval, exec or files. \
+Reply with the code in one ```python block.{notes}
 
-Write exactly one function `def {entry}(image):` that returns the answer as a short string
-(a word, a number, "yes" or "no"). Use only the API below; `image` is an ImagePatch of the
-whole image. Allowed imports: {imports}. Do not use underscores at the start of names, classes,
-files, eval or exec. Answer with the code in one ```python block and nothing else.
-
-API:
 ```python
 {spec}
 ```"""
 
+SpecStyle = Literal["compact", "full"]
+
 REPAIR_TEMPLATE = """That program cannot be used: {feedback}
 Write a corrected program for the same question. Answer with the code only."""
 
+PROGRAM_OPENING = f"```python\ndef {ENTRY_POINT}(image):\n"
+"""What every reply starts with: servers that continue an assistant turn are given it."""
+PROGRAM_END = "\n```"
+"""Stop sequence: the end of the code block."""
 
-def system_prompt() -> str:
+
+def system_prompt(notes: str = "", spec: SpecStyle = "compact") -> str:
+    """Rules and the API spec; ``notes`` describe the configured backends (may be empty)."""
     return SYSTEM_TEMPLATE.format(
-        entry=ENTRY_POINT, imports=", ".join(sorted(ALLOWED_IMPORTS)), spec=api_spec().strip()
+        entry=ENTRY_POINT,
+        imports=", ".join(sorted(ALLOWED_IMPORTS)),
+        notes=f"\n{notes.strip()}" if notes.strip() else "",
+        spec=compact_spec() if spec == "compact" else api_spec().strip(),
     )
 
 
@@ -34,14 +52,35 @@ def _fenced(program: str) -> str:
     return f"```python\n{program.strip()}\n```"
 
 
-def build_messages(question: str, examples: list[Example]) -> list[BaseMessage]:
-    """System rules + API, then each example as a question/answer turn, then the question."""
-    messages: list[BaseMessage] = [SystemMessage(system_prompt())]
+def example_turns(examples: Sequence[Example]) -> list[BaseMessage]:
+    """Each example as a question turn and a program turn."""
+    turns: list[BaseMessage] = []
     for example in examples:
-        messages.append(HumanMessage(f"Question: {example.question}"))
-        messages.append(AIMessage(_fenced(example.program)))
-    messages.append(HumanMessage(f"Question: {question.strip()}"))
-    return messages
+        turns.append(HumanMessage(f"Question: {example.question}"))
+        turns.append(AIMessage(_fenced(example.program)))
+    return turns
+
+
+def prefix_messages(
+    fixed: Sequence[Example], notes: str = "", spec: SpecStyle = "compact"
+) -> list[BaseMessage]:
+    """The static prefix: system rules + API, then the fixed examples."""
+    return [SystemMessage(system_prompt(notes, spec)), *example_turns(fixed)]
+
+
+def build_messages(
+    question: str,
+    fixed: Sequence[Example],
+    retrieved: Sequence[Example] = (),
+    notes: str = "",
+    spec: SpecStyle = "compact",
+) -> list[BaseMessage]:
+    """The prefix, then the retrieved examples, then the question."""
+    return [
+        *prefix_messages(fixed, notes, spec),
+        *example_turns(retrieved),
+        HumanMessage(f"Question: {question.strip()}"),
+    ]
 
 
 def repair_messages(
