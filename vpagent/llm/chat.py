@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 NO_KEY = "unused"  # OpenAI-compatible servers without auth still want a non-empty key
 
-_SERVERS: dict[tuple[str, int, int, int, str, str, int], EmbeddedLlamaServer] = {}
+_SERVERS: dict[tuple[str, int, int, int, str], EmbeddedLlamaServer] = {}
 _SERVERS_LOCK = threading.Lock()
 
 
@@ -79,16 +79,12 @@ def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> Embed
     model_file = resolve_model_file(model, progress=progress)
     threads = config.threads or default_threads()
     slot_dir = _prompt_cache_dir(config)
-    draft_name = config.resolved_draft_model()
-    draft = resolve_model_file(draft_name, progress=progress) if draft_name else None
     key = (
         str(Path(model_file).resolve()),
         config.n_ctx,
         threads,
         config.seed,
         str(slot_dir),
-        str(draft),
-        config.draft_tokens,
     )
     with _SERVERS_LOCK:
         server = _SERVERS.get(key)
@@ -101,8 +97,6 @@ def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> Embed
                 seed=config.seed,
                 alias=alias,
                 slot_dir=slot_dir,
-                draft_model=draft,
-                draft_tokens=config.draft_tokens,
             )
             server.start()
             _SERVERS[key] = server

@@ -14,7 +14,6 @@ from pydantic import BaseModel, ConfigDict, Field
 Provider = Literal["embedded", "openai", "ollama"]
 
 DEFAULT_PACK = "qwen2.5-coder-1.5b"  # 35% vs 23% on the dev set, ~2x slower (README)
-AUTO_DRAFTS = {"qwen2.5-coder-1.5b": "qwen2.5-coder-0.5b"}  # same tokenizer, 77% accepted
 DEFAULT_OLLAMA_URL = "http://127.0.0.1:11434/v1"
 DEFAULT_OLLAMA_MODEL = "qwen2.5-coder:1.5b"
 
@@ -64,15 +63,6 @@ class LLMConfig(BaseModel):
         ge=1,
         description="CPU threads of the embedded model (default: usable cores, up to 8).",
     )
-    draft_model: str | None = Field(
-        "auto",
-        description=(
-            "embedded: a small model of the same tokenizer family that drafts tokens for the "
-            "planner to verify (speculative decoding); a pack name or .gguf path, 'auto' (the "
-            "0.5B coder drafts for the 1.5B coder, nothing otherwise) or 'none'."
-        ),
-    )
-    draft_tokens: int = Field(4, ge=1, le=16, description="Tokens drafted per step.")
     prompt_cache: bool = Field(
         True,
         description=(
@@ -95,14 +85,6 @@ class LLMConfig(BaseModel):
         if self.provider == "ollama":
             return DEFAULT_OLLAMA_MODEL
         raise ValueError("llm.model is required for the openai provider (the server's model name)")
-
-    def resolved_draft_model(self) -> str | None:
-        """The draft model this config selects, or None for plain decoding."""
-        if self.provider != "embedded" or self.draft_model in (None, "none"):
-            return None
-        if self.draft_model == "auto":
-            return AUTO_DRAFTS.get(self.resolved_model())
-        return self.draft_model
 
     def resolved_api_key_env(self) -> str:
         """The environment variable to read the key from; empty when no key is sent."""

@@ -88,8 +88,6 @@ class EmbeddedLlamaServer:
         startup_timeout_s: float = 120.0,
         mmproj: str | Path | None = None,
         slot_dir: str | Path | None = None,
-        draft_model: str | Path | None = None,
-        draft_tokens: int = 4,
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"the embedded server binds to loopback only, not {host!r}")
@@ -106,8 +104,6 @@ class EmbeddedLlamaServer:
         self.verbosity = verbosity
         self.startup_timeout_s = startup_timeout_s
         self.slot_dir = Path(slot_dir) if slot_dir is not None else None  # slot save/restore
-        self.draft_model = Path(draft_model) if draft_model is not None else None
-        self.draft_tokens = draft_tokens
         self.load_seconds: float | None = None
         self._server: Any = None
         self._url: str | None = None
@@ -123,15 +119,6 @@ class EmbeddedLlamaServer:
         params.model_alias = {self.alias}
         params.n_ctx = self.n_ctx
         params.n_parallel = self.n_parallel
-        if self.draft_model is not None:  # speculative decoding: a small model drafts tokens
-            params.speculative.types = [
-                xllamacpp.common_speculative_type.COMMON_SPECULATIVE_TYPE_DRAFT_SIMPLE
-            ]
-            draft = params.speculative.draft
-            draft.mparams.path = str(self.draft_model)
-            draft.n_max = self.draft_tokens
-            draft.cpuparams.n_threads = self.threads
-            draft.cpuparams_batch.n_threads = self.threads
         if self.slot_dir is not None:
             params.slot_save_path = f"{self.slot_dir}/"  # llama.cpp prepends it to file names
         params.cpuparams.n_threads = self.threads

@@ -50,8 +50,8 @@ def build_planner(
     """A planner for ``settings.agent`` talking to ``chat``.
 
     With the embedded LLM the reply is prefilled with the function's first line and stops at
-    the end of the code block, and (``warm``) the static prefix is loaded into the server's
-    cache now: restored from disk, or computed once and saved (``llm.prompt_cache``).
+    the end of the code block, and (``warm`` and ``llm.prompt_cache``) the static prefix is
+    loaded into the server's cache now: restored from disk, or computed once and saved.
     """
     llm, agent = settings.llm, settings.agent
     bank = load_banks(agent.example_banks)
@@ -69,7 +69,7 @@ def build_planner(
         max_fixes=agent.max_fixes,
         cache=ResultCache(max_entries=1024, directory=agent.plan_cache_dir),
     )
-    if warm and llm.provider == "embedded":
+    if warm and llm.provider == "embedded" and llm.prompt_cache:
         _warm(settings, planner, on_event or (lambda _message: None))
     return planner
 
