@@ -1,0 +1,194 @@
+"""`vpagent distill traces | rationales | export | examples`: from labels to training data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from distill.cli import distill_app
+from vpagent.config import Settings
+
+console = Console()
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="TOML settings file (else VPAGENT_CONFIG).")
+]
+EXIT_INTERRUPTED = 130
+
+
+def _settings(config: Path | None) -> Settings:
+    from vpagent.cli import _settings as load
+
+    return load(config)
+
+
+def _fail(message: str) -> typer.Exit:
+    from vpagent.cli import _fail as fail
+
+    return fail(message)
+
+
+def teacher_config(settings: Settings) -> dict[str, Any]:
+    """What identifies the teacher in ``run.json`` and the data card."""
+    llm = settings.llm
+    return {
+        "provider": llm.provider,
+        "planner": llm.model or llm.resolved_model(),
+        "temperature": llm.temperature,
+        "max_repairs": settings.agent.max_repairs,
+        "tools_profile": settings.profile,
+    }
+
+
+@distill_app.command("traces")
+def traces_command(
+    dataset: Annotated[Path, typer.Argument(help="Labelled items: a JSONL file or a folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for items.jsonl + run.json.")],
+    k: Annotated[int, typer.Option("--k", min=1, help="Programs per item at most.")] = 5,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: in this process).")] = 1,
+    use_ray: Annotated[bool, typer.Option("--ray", help="Run the workers as Ray actors.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+    retry_errors: Annotated[
+        bool, typer.Option(help="Trace again items rejected with worker_error (e.g. timeouts).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Plan and run up to K programs per item; keep the first that matches the label.
+
+    Resumable: a rerun skips finished items; Ctrl-C or a crash loses only items in flight.
+    """
+    from distill.local_pool import AgentBuildFailed
+    from distill.trace_item import SettingsAgentFactory
+    from distill.traces import TraceRunError, generate_traces
+    from vpagent.evaluation.datasets import DatasetError, load_dataset
+
+    settings = _settings(config)
+    try:
+        items = load_dataset(dataset)[:limit]
+    except (DatasetError, OSError) as error:
+        raise _fail(str(error)) from None
+    try:
+        summary = generate_traces(
+            items,
+            out,
+            SettingsAgentFactory(settings),
+            k=k,
+            workers=workers,
+            use_ray=use_ray,
+            teacher=teacher_config(settings),
+            dataset=str(dataset),
+            retry_errors=retry_errors,
+        )
+    except KeyboardInterrupt:
+        console.print("interrupted: finished items are saved; rerun the same command to resume")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (TraceRunError, AgentBuildFailed, RuntimeError, OSError) as error:
+        raise _fail(str(error)) from None
+    table = Table(title=f"{out}: {summary.finished} of {summary.total} items traced")
+    table.add_column("outcome")
+    table.add_column("items")
+    table.add_row("verified", str(summary.verified))
+    for reason, n in summary.reasons.most_common():
+        table.add_row(f"rejected: {reason}", str(n))
+    console.print(table)
+    console.print(
+        f"coverage {summary.coverage:.1%}; this run traced {summary.traced}, "
+        f"{summary.skipped} were already done",
+        highlight=False,
+    )
+
+
+@distill_app.command("rationales")
+def rationales_command(
+    traces: Annotated[Path, typer.Argument(help="A folder written by `distill traces`.")],
+    rewrite: Annotated[
+        bool, typer.Option("--rewrite", help="Let the chat model reword each rationale.")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Write a rationale per verified item to DIR/rationales.jsonl (template, or reworded)."""
+    from distill.jsonl import CorruptFile
+    from distill.rationales import write_rationales
+
+    complete = None
+    if rewrite:
+        from vpagent.llm.chat import build_chat_model
+        from vpagent.llm.chat import complete as ask
+
+        try:
+            chat = build_chat_model(_settings(config).llm)
+        except Exception as error:  # missing model pack, bad LLM config
+            raise _fail(f"cannot start the chat model: {error}") from None
+
+        def complete(prompt: str) -> str:
+            return ask(chat, prompt)
+
+    if not (traces / "items.jsonl").is_file():
+        raise _fail(f"{traces} holds no items.jsonl (run `vpagent distill traces`)")
+    try:
+        counts = write_rationales(traces, complete)
+    except CorruptFile as error:
+        raise _fail(str(error)) from None
+    written = ", ".join(f"{kind}: {n}" for kind, n in counts.items()) or "none (all done)"
+    console.print(f"rationales written: {written}", highlight=False)
+
+
+@distill_app.command("export")
+def export_command(
+    traces: Annotated[Path, typer.Argument(help="A folder written by `distill traces`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Export folder.")],
+    val_fraction: Annotated[float, typer.Option(help="Share of images for validation.")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the split by image.")] = 0,
+) -> None:
+    """SFT records (rationale + answer tasks) as JSONL and parquet, split by image, with a card."""
+    from distill.export import ExportError, export_dataset
+    from distill.jsonl import CorruptFile
+
+    try:
+        summary = export_dataset(traces, out, val_fraction=val_fraction, seed=seed)
+    except (ExportError, CorruptFile, OSError) as error:
+        raise _fail(str(error)) from None
+    card = summary.card
+    table = Table(title=f"{out}: coverage {card['coverage']:.1%} of {card['items']} items")
+    for column in ("split", "images", "records"):
+        table.add_column(column)
+    for name, split in card["splits"].items():
+        table.add_row(name, str(split["images"]), str(split["records"]))
+    console.print(table)
+    for name, split in card["splits"].items():
+        if not split["records"]:
+            console.print(f"note: the {name} split is empty (no parquet file written)")
+    console.print(f"data card: {out / 'README.md'}", highlight=False)
+
+
+@distill_app.command("examples")
+def examples_command(
+    traces: Annotated[Path, typer.Argument(help="A folder written by `distill traces`.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Example bank TOML to write.")],
+    exclude_images: Annotated[
+        list[Path] | None,
+        typer.Option("--exclude-images", help="Eval dataset whose images to leave out."),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Verified programs -> planner example bank, deduplicated and re-checked in the sandbox."""
+    from distill.example_bank import build_bank, write_bank
+    from distill.jsonl import CorruptFile
+    from distill.local_pool import AgentBuildFailed
+    from distill.trace_item import SettingsAgentFactory
+    from vpagent.evaluation.datasets import DatasetError
+
+    settings = _settings(config)
+    if not (traces / "items.jsonl").is_file():
+        raise _fail(f"{traces} holds no items.jsonl (run `vpagent distill traces`)")
+    try:
+        factory = SettingsAgentFactory(settings, plans=False)
+        summary = build_bank(traces, factory, exclude=exclude_images or [])
+        write_bank(summary.kept, out, origin=str(traces))
+    except (DatasetError, CorruptFile, AgentBuildFailed, OSError) as error:
+        raise _fail(str(error)) from None
+    dropped = ", ".join(f"{reason}: {n}" for reason, n in summary.dropped.items()) or "none"
+    console.print(f"{out}: {len(summary.kept)} examples; left out: {dropped}", highlight=False)

@@ -1,0 +1,177 @@
+"""Tracing one item: up to k programs (temperature 0 first, then sampled), stop at a match."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from distill.trace_records import (
+    GUESSED,
+    IMAGE_CORRUPT,
+    IMAGE_MISSING,
+    NO_MATCH,
+    PLANNING_FAILED,
+    PROGRAMS_FAILED,
+    WORKER_ERROR,
+    Attempt,
+    ItemRecord,
+    asked_question,
+)
+from tools.program_host import UNVERIFIED
+from vpagent.agent import Agent, build_agent
+from vpagent.config import Settings, load_settings
+from vpagent.evaluation.datasets import EvalItem
+from vpagent.evaluation.run import score_item
+from vpagent.images import ImageError, load_image
+from vpagent.planner import PlanningFailed
+from vpagent.trace.records import Trace
+
+VERIFY_SCORE = 1.0  # an answer counts as matching the label only with full credit
+MAX_REPLY_CHARS = 500
+
+
+class SettingsAgentFactory:
+    """Builds the configured agent; picklable (settings as plain data), so worker processes
+    and Ray actors can call it. ``plans=False``: an agent that will only run given programs."""
+
+    def __init__(self, settings: Settings, *, plans: bool = True) -> None:
+        self.values = settings.model_dump()
+        self.plans = plans
+
+    def __call__(self) -> Agent:
+        settings = load_settings(None, **self.values)
+        if self.plans:
+            return build_agent(settings)
+        from vpagent.llm.chat import build_chat_model
+
+        # Only re-running programs: an explicit chat model skips warming the planner's prompt.
+        return build_agent(settings, chat_model=build_chat_model(settings.llm))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def trace_item(agent: Agent, item: EvalItem, k: int) -> ItemRecord:
+    """Trace ``item``: never raises; whatever goes wrong becomes a named rejection."""
+    started = time.perf_counter()
+    record = ItemRecord(
+        item_id=item.id,
+        status="rejected",
+        item=item.model_dump(mode="json"),
+        question=asked_question(item),
+    )
+    try:
+        _trace_into(agent, item, k, record)
+    except Exception as error:  # a bug or a broken backend must not end the run
+        record.status, record.verified = "rejected", None
+        record.reason, record.detail = WORKER_ERROR, f"{type(error).__name__}: {error}"
+    record.seconds = time.perf_counter() - started
+    return record
+
+
+def _trace_into(agent: Agent, item: EvalItem, k: int, record: ItemRecord) -> None:
+    path = Path(item.image)
+    if not path.is_file():
+        record.reason, record.detail = IMAGE_MISSING, f"no image file at {path}"
+        return
+    try:
+        pixels = load_image(path)
+    except ImageError as error:
+        record.reason, record.detail = IMAGE_CORRUPT, str(error)
+        return
+    record.image_sha256 = file_sha256(path)
+    record.height, record.width = (int(n) for n in pixels.shape[:2])
+    for sample in range(k):
+        for attempt in _sample(agent, pixels, record.question, sample):
+            attempt.matches = (
+                attempt.answer is not None and score_item(item, attempt.answer) >= VERIFY_SCORE
+            )  # a constant answer that happens to match is a guess, not a verified program
+            attempt.correct = attempt.matches and any(
+                step.get("error") is None for step in attempt.steps
+            )
+            record.attempts.append(attempt)
+            if attempt.correct:
+                record.status, record.verified = "verified", len(record.attempts) - 1
+                return
+    record.reason = _reason(record.attempts)
+
+
+def _reason(attempts: list[Attempt]) -> str:
+    if any(a.matches for a in attempts):
+        return GUESSED
+    if all(a.error_kind == "planning" for a in attempts):
+        return PLANNING_FAILED
+    if all(a.answer is None for a in attempts):
+        return PROGRAMS_FAILED
+    return NO_MATCH
+
+
+def _sample(agent: Agent, pixels: np.ndarray, question: str, sample: int) -> Iterator[Attempt]:
+    """The attempts of one sample: its program, then run-time repairs while it fails."""
+    started = time.perf_counter()
+    try:
+        plan = agent.planner.plan(question, sample=sample)
+    except PlanningFailed as failure:
+        yield _planning_failed(failure, sample, 0, time.perf_counter() - started)
+        return
+    plan_s = time.perf_counter() - started
+    for repair in range(agent.max_repairs + 1):
+        started = time.perf_counter()
+        execution, trace = agent.runner.run(plan.program, pixels, question=question)
+        attempt = _attempt(trace, sample, repair, plan_s, time.perf_counter() - started)
+        yield attempt
+        if execution.ok or repair == agent.max_repairs or _unfixable(trace):
+            return
+        started = time.perf_counter()
+        try:
+            plan = agent.planner.repair(plan, execution.feedback(), sample=sample)
+        except PlanningFailed as failure:
+            yield _planning_failed(failure, sample, repair + 1, time.perf_counter() - started)
+            return
+        plan_s = time.perf_counter() - started
+
+
+def _unfixable(trace: Trace) -> bool:
+    """A tool said it cannot answer: no new program changes what the tools can see."""
+    return any(step.error and step.error.startswith("CannotAnswer") for step in trace.steps)
+
+
+def _attempt(trace: Trace, sample: int, repair: int, plan_s: float, execute_s: float) -> Attempt:
+    guesses = [
+        f"step {step.index} ({step.tool}): {step.artifacts[UNVERIFIED]}"
+        for step in trace.steps
+        if UNVERIFIED in step.artifacts
+    ]
+    return Attempt(
+        unverified=guesses,
+        sample=sample,
+        repair=repair,
+        program=trace.program,
+        answer=trace.answer,
+        error_kind=trace.error_kind,
+        error=trace.error,
+        steps=[step.model_dump(mode="json", exclude={"artifacts"}) for step in trace.steps],
+        plan_s=plan_s,
+        execute_s=execute_s,
+    )
+
+
+def _planning_failed(failure: PlanningFailed, sample: int, repair: int, plan_s: float) -> Attempt:
+    reply = failure.attempts[-1].reply[:MAX_REPLY_CHARS] if failure.attempts else None
+    return Attempt(
+        sample=sample,
+        repair=repair,
+        error_kind="planning",
+        error=str(failure),
+        reply=reply,
+        plan_s=plan_s,
+    )

@@ -1,0 +1,48 @@
+"""`distill traces --ray`: the same records as the local path, on a loopback-only local Ray."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from distill.traces import generate_traces
+from tests.test_distill_traces import comparable, fake_agent, spots_png, write_dataset
+from vpagent.evaluation.datasets import load_dataset
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray() -> Iterator[None]:
+    from distill.ray_backend import start_local_ray
+
+    start_local_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.mark.slow  # starts Ray and two actors: ~20 s idle, a minute on a busy machine
+def test_ray_path_gives_the_same_records_as_the_local_path(local_ray: None, tmp_path: Path) -> None:
+    for spots in (1, 2):
+        spots_png(tmp_path / f"{spots}.png", spots)
+    ask = "How many spots?"
+    rows = [
+        {"id": "one", "image": "1.png", "question": ask, "answer": "1", "type": "count"},
+        {"id": "two", "image": "2.png", "question": ask, "answer": "2", "type": "count"},
+        {"id": "miss", "image": "2.png", "question": ask, "answer": "4", "type": "count"},
+        {"id": "gone", "image": "0.png", "question": ask, "answer": "4", "type": "count"},
+    ]
+    items = load_dataset(write_dataset(tmp_path, rows))
+    generate_traces(items, tmp_path / "local", fake_agent, k=2, workers=0, progress=False)
+    summary = generate_traces(
+        items[:2], tmp_path / "ray", fake_agent, k=2, workers=2, use_ray=True, progress=False
+    )
+    assert summary.traced == 2
+    resumed = generate_traces(
+        items, tmp_path / "ray", fake_agent, k=2, workers=2, use_ray=True, progress=False
+    )
+    assert resumed.skipped == 2 and resumed.traced == 2
+    assert comparable(tmp_path / "ray") == comparable(tmp_path / "local")
+    assert ray.is_initialized() and not ray.cluster_resources().get("GPU")
