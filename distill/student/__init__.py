@@ -1,0 +1,1 @@
+"""The student VLM: the embedded model, training, evaluation against the agent, serving."""

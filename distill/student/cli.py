@@ -1,0 +1,174 @@
+"""``vpagent distill train`` and ``vpagent distill eval``: the student's commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from distill.cli import distill_app
+
+
+@distill_app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Option("--data", help="Export folder (or SFT records JSONL).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained student.")],
+    student: Annotated[
+        str | None,
+        typer.Option(
+            help="embedded (default), a model pack (smollm2-135m, qwen2.5-coder-0.5b), a causal "
+            "LM or an image-text-to-text model (hub id or folder), or a trained student."
+        ),
+    ] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N optimiser steps.")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the records.")] = 3.0,
+    lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-4,
+    batch_size: Annotated[int, typer.Option(help="Records per step and device.")] = 4,
+    grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
+    lora: Annotated[bool, typer.Option("--lora/--full", help="LoRA or full fine-tuning.")] = True,
+    lora_rank: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    save_steps: Annotated[int, typer.Option(help="Checkpoint every N steps.")] = 50,
+    tasks: Annotated[
+        list[str] | None,
+        typer.Option("--task", help="rationale and/or answer (repeatable); default both (VPD)."),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Fine-tune a student VLM on exported SFT records; checkpoints, --resume after a kill."""
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from distill.student.base import StudentError
+    from distill.student.train import TrainOptions, train
+    from vpagent.cli import _fail
+
+    try:
+        options = TrainOptions(
+            data=data, out=out, student=student, max_steps=max_steps, epochs=epochs, lr=lr,
+            batch_size=batch_size, grad_accum=grad_accum, lora=lora, lora_rank=lora_rank,
+            lora_alpha=2 * lora_rank, save_steps=save_steps, tasks=tasks or ["rationale", "answer"],
+            resume=resume, device=device, seed=seed,
+        )  # fmt: skip
+        bad = set(options.tasks) - {"rationale", "answer"}
+        if bad:
+            raise StudentError(f"unknown task(s) {', '.join(sorted(bad))}: rationale or answer")
+        result = train(options)
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise _fail(f"bad option {first['loc'][0]}: {first['msg']}") from None
+    except (StudentError, OSError) as error:
+        raise _fail(str(error)) from None
+    first = result.losses[0][1] if result.losses else float("nan")
+    last = result.losses[-1][1] if result.losses else float("nan")
+    resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
+    Console().print(
+        f"trained {result.steps} steps{resumed} on {result.data['records']} records "
+        f"({result.samples_per_second:.2f} samples/s); loss {first:.3f} -> {last:.3f}; "
+        f"student saved to {result.out}",
+        highlight=False,
+    )
+
+
+@distill_app.command("eval")
+def eval_command(
+    dataset: Annotated[
+        Path, typer.Argument(help="Export folder (its validation_items.jsonl) or eval dataset.")
+    ],
+    student: Annotated[Path, typer.Option("--student", help="Trained student folder.")],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report folder (default: STUDENT/eval).")
+    ] = None,
+    teacher: Annotated[
+        bool, typer.Option("--teacher/--no-teacher", help="Run the agent as the teacher.")
+    ] = True,
+    teacher_results: Annotated[
+        Path | None,
+        typer.Option(help="Reuse the teacher's answers from a `vpagent eval --out` file."),
+    ] = None,
+    task: Annotated[str, typer.Option(help="answer (short) or rationale prompt.")] = "answer",
+    limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(help="Reply length limit.")] = 48,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Agent settings.")] = None,
+) -> None:
+    """Teacher (the agent) vs student: accuracy per type, agreement, seconds per question."""
+    from distill.student.base import StudentError
+    from distill.student.evaluate import (
+        agent_teacher,
+        compare,
+        load_items,
+        read_teacher_results,
+        write_report,
+    )
+    from distill.student.students import load_student
+    from vpagent.cli import _build_agent, _fail, _settings
+
+    if task not in ("answer", "rationale"):
+        raise _fail(f"--task must be answer or rationale, not {task!r}")
+    try:
+        items = load_items(dataset, limit)
+        model = load_student(student)
+        stored = read_teacher_results(teacher_results) if teacher_results else None
+    except (StudentError, OSError) as error:
+        raise _fail(str(error)) from None
+    agent = None
+    if stored is None and teacher:
+        agent = _build_agent(_settings(config))
+    try:
+        report, rows = compare(
+            model, items, teacher=stored if stored is not None else (
+                agent_teacher(agent) if agent is not None else None
+            ),
+            dataset=str(dataset), student_name=str(student), task=task,  # type: ignore[arg-type]
+            max_new_tokens=max_new_tokens, progress=not json_output,
+        )  # fmt: skip
+    finally:
+        if agent is not None:
+            agent.close()
+    paths = write_report(report, rows, out or student / "eval")
+    if json_output:
+        typer.echo(json.dumps(report.model_dump(mode="json")))
+    else:
+        print_report(report)
+        typer.echo(f"report: {paths['json']}  plot: {paths['plot']}")
+
+
+def print_report(report) -> None:  # type: ignore[no-untyped-def]
+    """The comparison as a rich table: one row per question type, then the totals."""
+    from rich.console import Console
+    from rich.table import Table
+
+    taught = report.teacher_summary is not None
+    table = Table(title=f"teacher vs student on {report.n} items ({report.dataset})")
+    table.add_column("type")
+    table.add_column("n", justify="right")
+    if taught:
+        table.add_column("teacher", justify="right")
+    table.add_column("student", justify="right")
+    for kind, n in report.per_type_n.items():
+        cells = [kind, str(n)]
+        if taught:
+            cells.append(f"{report.teacher_summary.per_type.get(kind, 0.0):.1%}")
+        cells.append(f"{report.student_summary.per_type.get(kind, 0.0):.1%}")
+        table.add_row(*cells)
+    total = ["all", str(report.n)]
+    if taught:
+        total.append(f"{report.teacher_summary.accuracy:.1%}")
+    total.append(f"{report.student_summary.accuracy:.1%}")
+    table.add_row(*total, style="bold")
+    seconds = ["s/question (median, p90)", ""]
+    for summary in [report.teacher_summary] * taught + [report.student_summary]:
+        seconds.append(f"{summary.seconds.median:.3f}, {summary.seconds.p90:.3f}")
+    table.add_row(*seconds)
+    console = Console()
+    console.print(table)
+    if taught:
+        console.print(
+            f"agreement {report.agreement:.1%}; student {report.speedup or 0:.1f}x faster "
+            "(median seconds per question)",
+            highlight=False,
+        )

@@ -1,0 +1,105 @@
+"""The exported SFT records a student trains on, as a torch dataset.
+
+An export folder holds ``train.jsonl`` / ``validation.jsonl`` (one :class:`SFTRecord` per line,
+``image`` relative to the folder) and ``images/``. Every record's image is checked before
+training starts, so a dataset without its images fails at once with the first missing path.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from torch.utils.data import Dataset
+
+from distill.records import SFTRecord, Task
+from distill.student.base import StudentError
+
+TASKS: tuple[Task, ...] = ("rationale", "answer")
+
+
+def records_file(data: Path, split: str) -> Path:
+    """``data`` itself when it is a JSONL file, else ``data/<split>.jsonl``."""
+    path = data if data.is_file() else data / f"{split}.jsonl"
+    if not path.is_file():
+        raise StudentError(
+            f"no {split} records at {path}: --data takes an export folder (from "
+            "`vpagent distill export`) or an SFT records JSONL file"
+        )
+    return path
+
+
+def read_records(path: Path) -> list[SFTRecord]:
+    """The SFT records of a JSONL file; a bad line is an error naming it."""
+    records = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(SFTRecord.model_validate(json.loads(line)))
+            except (json.JSONDecodeError, ValidationError) as error:
+                raise StudentError(f"{path}:{number}: not an SFT record: {error}") from None
+    if not records:
+        raise StudentError(f"{path} holds no records")
+    return records
+
+
+def check_images(records: Iterable[SFTRecord], root: Path) -> None:
+    """Every record's image exists under ``root``; else an error naming the missing ones."""
+    missing = sorted({r.image for r in records if not (root / r.image).is_file()})
+    if missing:
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        raise StudentError(
+            f"{len(missing)} image(s) of the dataset are missing under {root}: {shown}"
+        )
+
+
+def load_split(
+    data: Path, split: str, tasks: Iterable[str] = TASKS
+) -> tuple[list[SFTRecord], Path]:
+    """The records of ``split`` with the given tasks, their images checked; and their root."""
+    path = records_file(data, split)
+    wanted = set(tasks)
+    records = [r for r in read_records(path) if r.task in wanted]
+    if not records:
+        raise StudentError(f"{path} has no records of task(s) {', '.join(sorted(wanted))}")
+    check_images(records, path.parent)
+    return records, path.parent
+
+
+def describe(records: list[SFTRecord]) -> dict[str, Any]:
+    """Counts per task and the number of distinct images and items."""
+    return {
+        "records": len(records),
+        "tasks": dict(Counter(r.task for r in records)),
+        "items": len({r.item_id for r in records}),
+        "images": len({r.image for r in records}),
+    }
+
+
+class SFTDataset(Dataset):
+    """Records -> training examples through a student (image read and encoded on access)."""
+
+    def __init__(self, records: list[SFTRecord], root: Path, student: Any) -> None:
+        self.records = records
+        self.root = root
+        self.student = student
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        record = self.records[index]
+        try:
+            return self.student.training_example(
+                self.root / record.image, record.prompt, record.target
+            )
+        except ValueError as error:  # an unreadable image
+            raise StudentError(f"record {record.id}: {error}") from error

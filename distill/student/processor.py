@@ -1,0 +1,109 @@
+"""Text and image inputs of the embedded student: chat prompt with 81 ``<image>`` slots.
+
+The user turn is the 81 image placeholders, a newline, then the record's prompt, rendered with
+the language model's own chat template. Training examples are the prompt's tokens followed by
+the assistant turn's tokens (the template's rendering of the target, end-of-turn included); the
+labels mask the prompt, so the loss falls on the answer/rationale tokens only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from distill.student.base import StudentError
+from distill.student.encoder import FeatureEncoder
+from distill.student.model import IMAGE_TOKEN
+
+IGNORE_INDEX = -100
+
+
+class StudentProcessor:
+    """Tokenizer + frozen feature encoder: what turns (image, prompt) into model inputs."""
+
+    def __init__(self, tokenizer: Any, encoder: FeatureEncoder | None = None) -> None:
+        if tokenizer.chat_template is None:
+            raise StudentError("the student's tokenizer has no chat template")
+        if IMAGE_TOKEN not in tokenizer.get_vocab():
+            tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer = tokenizer
+        self.encoder = encoder or FeatureEncoder()
+
+    @property
+    def image_token_id(self) -> int:
+        return int(self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
+
+    def _user_turn(self, prompt: str) -> dict[str, str]:
+        images = IMAGE_TOKEN * self.encoder.num_tokens
+        return {"role": "user", "content": f"{images}\n{prompt}"}
+
+    def prompt_text(self, prompt: str) -> str:
+        return self.tokenizer.apply_chat_template(
+            [self._user_turn(prompt)], tokenize=False, add_generation_prompt=True
+        )
+
+    def target_text(self, prompt: str, target: str) -> str:
+        """The assistant turn as the chat template renders it after the prompt."""
+        messages = [self._user_turn(prompt), {"role": "assistant", "content": target}]
+        full = self.tokenizer.apply_chat_template(messages, tokenize=False)
+        start = self.prompt_text(prompt)
+        if not full.startswith(start):
+            raise StudentError("the chat template does not render the prompt as a prefix")
+        return full[len(start) :]
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def training_example(
+        self, image: np.ndarray | Path, prompt: str, target: str
+    ) -> dict[str, Any]:
+        """input_ids, labels (prompt masked) and image_features of one record."""
+        prompt_ids = self._ids(self.prompt_text(prompt))
+        target_ids = self._ids(self.target_text(prompt, target))
+        return {
+            "input_ids": prompt_ids + target_ids,
+            "labels": [IGNORE_INDEX] * len(prompt_ids) + target_ids,
+            "image_features": self.encoder.encode(image),
+        }
+
+    def prompt_inputs(
+        self, images: list[np.ndarray] | list[Path], prompts: list[str]
+    ) -> dict[str, Any]:
+        """Left-padded prompts and image features, ready for ``generate``."""
+        ids = [self._ids(self.prompt_text(p)) for p in prompts]
+        batch = pad(ids, self.tokenizer.pad_token_id, side="left")
+        batch["image_features"] = torch.from_numpy(self.encoder.encode_batch(images))
+        return batch
+
+    def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        """Right-padded training batch."""
+        batch = pad([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
+        labels = pad([e["labels"] for e in examples], IGNORE_INDEX)["input_ids"]
+        batch["labels"] = labels
+        batch["image_features"] = torch.from_numpy(
+            np.stack([e["image_features"] for e in examples])
+        )
+        return batch
+
+    def save_pretrained(self, folder: Path) -> None:
+        self.tokenizer.save_pretrained(folder)
+
+    def decode(self, ids: torch.Tensor) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def pad(sequences: list[list[int]], value: int, side: str = "right") -> dict[str, torch.Tensor]:
+    """input_ids padded with ``value`` and the matching attention_mask."""
+    longest = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), longest), value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), longest), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        span = slice(longest - len(sequence), longest) if side == "left" else slice(len(sequence))
+        ids[row, span] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, span] = 1
+    return {"input_ids": ids, "attention_mask": mask}

@@ -1,0 +1,153 @@
+"""A trained student as the Agent's first answerer (``agent.mode``).
+
+- ``program`` (default): the student is not used.
+- ``student``: the student answers every question in one pass; no program is planned.
+- ``student-then-program``: the student answers when its confidence (the mean probability of
+  its answer's tokens) reaches ``agent.student_threshold``; otherwise a program is planned.
+
+The Result says which path answered (``answered_by``) and, for the student, its confidence.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from vpagent.agent import Result
+
+MODES = ("program", "student", "student-then-program")
+STUDENT = "student"
+PROGRAM = "program"
+
+
+@dataclass
+class StudentAnswer:
+    answer: str | None
+    confidence: float
+    seconds: float
+    text: str
+
+
+class StudentAnswerer:
+    """Loads a student checkpoint once and answers (image, question) pairs with it."""
+
+    def __init__(
+        self, folder: Path | str, *, mode: str = STUDENT, threshold: float = 0.5,
+        max_new_tokens: int = 32,
+    ) -> None:  # fmt: skip
+        from distill.student.students import load_student
+
+        if mode not in MODES[1:]:
+            raise ValueError(f"agent.mode {mode!r} does not use a student ({', '.join(MODES)})")
+        self.folder = Path(folder)
+        self.mode = mode
+        self.threshold = threshold
+        self.max_new_tokens = max_new_tokens
+        self.student = load_student(self.folder)
+        self._lock = threading.Lock()  # one generate at a time: the model is not re-entrant
+
+    def answer(self, pixels: np.ndarray, question: str) -> StudentAnswer:
+        """The student's short answer and its confidence."""
+        from distill.records import parse_answer, user_prompt
+
+        started = time.perf_counter()
+        with self._lock:
+            generation = self.student.generate(
+                [pixels], [user_prompt(question, "answer")], max_new_tokens=self.max_new_tokens
+            )[0]
+        return StudentAnswer(
+            answer=parse_answer(generation.text) or None,
+            confidence=generation.confidence,
+            seconds=time.perf_counter() - started,
+            text=generation.text,
+        )
+
+    def first_answer(
+        self, pixels: np.ndarray, question: str, notify: Any = None, mode: str | None = None
+    ) -> Result | None:
+        """A Result when the student answers (always in ``student`` mode), else None."""
+        from vpagent.agent import Result
+
+        mode = mode or self.mode
+        notify = notify or (lambda _message: None)
+        notify("asking the student")
+        reply = self.answer(pixels, question)
+        confident = reply.answer is not None and reply.confidence >= self.threshold
+        if mode == STUDENT or confident:
+            return Result(
+                question=question,
+                answer=reply.answer,
+                timings={"student_s": reply.seconds, "total_s": reply.seconds},
+                error=None if reply.answer else "the student gave no answer",
+                error_kind=None if reply.answer else "student",
+                answered_by=STUDENT,
+                student_confidence=reply.confidence,
+                unverified_reason=(
+                    f"answered by the distilled student in one pass (confidence "
+                    f"{reply.confidence:.2f}); no program checked it"
+                ),
+            )
+        notify(
+            f"student unsure (confidence {reply.confidence:.2f} < {self.threshold:.2f}): "
+            "planning a program"
+        )
+        return None
+
+
+def build_student_answerer(agent_config: Any) -> StudentAnswerer | None:
+    """The answerer ``agent.mode`` / ``agent.student`` ask for, or None in program mode."""
+    mode = getattr(agent_config, "mode", PROGRAM)
+    if mode == PROGRAM:
+        return None
+    folder = getattr(agent_config, "student", None)
+    if folder is None:
+        raise ValueError(f"agent.mode = {mode!r} needs agent.student = a trained student folder")
+    return StudentAnswerer(folder, mode=mode, threshold=agent_config.student_threshold)
+
+
+def with_student_options(settings: Any, mode: str | None, student: Path | None) -> Any:
+    """``settings`` with ``agent.mode`` / ``agent.student`` replaced where given (validated)."""
+    if mode is None and student is None:
+        return settings
+    agent = settings.agent.model_dump()
+    agent.update({k: v for k, v in (("mode", mode), ("student", student)) if v is not None})
+    if mode is None and student is not None and agent["mode"] == PROGRAM:
+        agent["mode"] = STUDENT  # --student alone: let the student answer
+    from pydantic import ValidationError
+
+    try:
+        return settings.model_copy(update={"agent": type(settings.agent)(**agent)})
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(["agent", *(str(part) for part in first["loc"])])
+        raise ValueError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
+
+
+def student_only(agent_config: Any) -> StudentAnswerer | None:
+    """In ``student`` mode, the answerer that replaces the agent; else None."""
+    if getattr(agent_config, "mode", PROGRAM) != STUDENT:
+        return None
+    return build_student_answerer(agent_config)
+
+
+def student_first(
+    answerer: StudentAnswerer | None, pixels: np.ndarray, question: str, notify: Any,
+    mode: str | None = None,
+) -> Result | None:  # fmt: skip
+    """What ``Agent.ask`` runs first: the student's Result, or None to plan a program.
+
+    ``mode`` overrides the configured ``agent.mode`` for one question (HTTP API, app).
+    """
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if mode == PROGRAM or (answerer is None and mode is None):
+        return None
+    if answerer is None:
+        raise ValueError(f"mode {mode!r} needs a student: set agent.student to a trained student")
+    return answerer.first_answer(pixels, question, notify, mode=mode)
