@@ -123,3 +123,17 @@ def test_grayscale_and_empty_inputs(detector: SSDCocoDetector, photos) -> None: 
     assert detector.detect_batch([], []) == []
     blank = np.zeros((64, 64, 3), dtype=np.uint8)
     assert detector.detect(blank, ["person"]) == []
+
+
+def test_search_finds_at_least_what_detect_finds_and_scores_lower(
+    detector: SSDCocoDetector, data_dir: Path
+) -> None:
+    from tools.offline.detector import SEARCH_THRESHOLD
+
+    crowd = load_image(data_dir / "coco128" / "images" / "000000000257.jpg")
+    found = detector.detect(crowd, ["person"])
+    searched = detector.search(crowd, "people")
+    assert {d.label for d in searched} == {"people"}
+    assert [d.score for d in searched] == sorted((d.score for d in searched), reverse=True)
+    assert len(searched) >= len(found) and min(d.score for d in searched) >= SEARCH_THRESHOLD
+    assert searched[0].score >= found[0].score - 1e-6

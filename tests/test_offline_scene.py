@@ -95,6 +95,23 @@ def test_vqa_asks_the_llm_over_the_description_once_per_image(bus: np.ndarray) -
     assert vqa.info().stand_in and vqa.info().backend == "scene-description-llm"
 
 
+def test_vqa_guesses_when_asked_and_says_so_only_through_the_caller(bus: np.ndarray) -> None:
+    prompts: list[str] = []
+
+    def llm(prompt: str) -> str:
+        prompts.append(prompt)
+        return "unknown" if "Never reply unknown" not in prompt else "Answer: yes."
+
+    vqa = SceneVQA(llm, FixedDetector(BUS_DETECTIONS), None, None)
+    with pytest.raises(CannotAnswer):
+        vqa.answer(bus, "Is it raining?")
+    assert vqa.guess(bus, "Is it raining?") == "yes"
+    assert "most likely answer" in prompts[-1] and "mostly blue" in prompts[-1]
+    stubborn = SceneVQA(lambda prompt: "I don't know", FixedDetector(BUS_DETECTIONS), None, None)
+    with pytest.raises(CannotAnswer, match="no guess"):
+        stubborn.guess(bus, "Is it raining?")
+
+
 def test_helpers() -> None:
     assert clean_reply("\n  Answer: 'Two dogs'.\nmore") == "Two dogs"
     assert position_words(Box.of([0, 0, 10, 10]), 100, 100) == "top left"

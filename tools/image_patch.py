@@ -70,6 +70,14 @@ class ImagePatch:
         """
         return [self._child(hit) for hit in self._request("find", name=object_name)]
 
+    def locate(self, object_name: str) -> ImagePatch:
+        """The best `object_name` when the question presupposes it exists: searches harder than
+        find (its score may be low). Use it rather than answering "no" when find() is empty.
+
+        >>> cup = image.locate("cup")
+        """
+        return self._child(self._request("find", name=object_name, thorough=True)[0])
+
     def exists(self, object_name: str) -> bool:
         """Return True if at least one `object_name` is in this patch.
 
@@ -166,6 +174,87 @@ class ImagePatch:
         dy = self.vertical_center - other.vertical_center
         return (dx * dx + dy * dy) ** 0.5
 
+    # Relations (geometry; in_front_of/behind also use compute_depth).
+
+    def next_to(self, other: ImagePatch) -> bool:
+        """True if side by side: rows overlap, gap under half the smaller's size. Alias: beside."""
+        return (
+            _overlap(self.top, self.bottom, other.top, other.bottom) > 0
+            and _gap(self, other) < NEAR * _size(self, other)
+            and not self.inside(other)
+            and not other.inside(self)
+        )
+
+    def touching(self, other: ImagePatch) -> bool:
+        """True if the boxes overlap or nearly meet."""
+        return _gap(self, other) <= TOUCH * _size(self, other)
+
+    def on(self, other: ImagePatch) -> bool:
+        """True if this rests on `other` (bottom in its upper half). Alias: on_top_of."""
+        over = _overlap(self.left, self.right, other.left, other.right) / max(self.width, 1e-6)
+        lowest = other.top + ON_DEPTH * other.height
+        return (
+            over >= ON_OVERLAP
+            and other.top - TOUCH * other.height <= self.bottom <= lowest
+            and self.vertical_center < other.vertical_center
+        )
+
+    def under(self, other: ImagePatch) -> bool:
+        """True if this is beneath `other` (lower, within its columns). Alias: beneath."""
+        over = _overlap(self.left, self.right, other.left, other.right)
+        return (
+            over >= ON_OVERLAP * min(self.width, other.width)
+            and self.vertical_center > other.vertical_center
+            and self.top >= other.top + UNDER_TOP * other.height
+        )
+
+    def in_front_of(self, other: ImagePatch) -> bool:
+        """True if closer to the camera than `other` (depth of the lower parts)."""
+        return _near_depth(self) < _near_depth(other)
+
+    def behind(self, other: ImagePatch) -> bool:
+        """True if farther from the camera than `other`."""
+        return _near_depth(self) > _near_depth(other)
+
+    def contains(self, other: ImagePatch) -> bool:
+        """True if `other` lies mostly within this patch."""
+        return other.inside(self)
+
+    beside = next_to
+    on_top_of = on
+    beneath = under
+
+
+NEAR = 0.5  # next_to: largest gap, as a fraction of the smaller object's size
+TOUCH = 0.05  # touching: largest gap, same unit
+ON_OVERLAP = 0.5  # on/under: share of the narrower width that must be shared
+ON_DEPTH = 0.5  # on: the upper object's bottom lies within this top fraction of the lower one
+UNDER_TOP = 0.3  # under: the lower object's top is at least this far down the upper one
+NEAR_PART = 0.2  # in_front_of/behind: depth of the lowest fifth of a box (where it meets
+# the ground on a level scene; the nearest part for a depth model)
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+def _gap(a: ImagePatch, b: ImagePatch) -> float:
+    """Distance between the boxes' nearest edges (0 when they overlap)."""
+    dx = max(0.0, max(a.left, b.left) - min(a.right, b.right))
+    dy = max(0.0, max(a.top, b.top) - min(a.bottom, b.bottom))
+    return (dx * dx + dy * dy) ** 0.5
+
+
+def _size(a: ImagePatch, b: ImagePatch) -> float:
+    """The smaller object's size: the larger side of the smaller box (by area)."""
+    small = a if a.area <= b.area else b
+    return max(small.width, small.height)
+
+
+def _near_depth(patch: ImagePatch) -> float:
+    top = patch.bottom - max(NEAR_PART * patch.height, 2.0)
+    return patch.crop(patch.left, top, patch.right, patch.bottom).compute_depth()
+
 
 def _intersection(a: ImagePatch, b: ImagePatch) -> float:
     width = min(a.right, b.right) - max(a.left, b.left)
@@ -189,10 +278,12 @@ def build_program_api(call: HostCall, image: dict[str, Any]) -> tuple[ImagePatch
 
 def _spec_of(function: Callable[..., Any], indent: str) -> str:
     signature = str(inspect.signature(function)).replace("'", "")
-    doc = "\n".join(
-        f"{indent}    {line}".rstrip() for line in inspect.getdoc(function).splitlines()
-    )
-    return f'{indent}def {function.__name__}{signature}:\n{indent}    """\n{doc}\n{indent}    """\n'
+    lines = inspect.getdoc(function).splitlines()
+    head = f"{indent}def {function.__name__}{signature}:\n"
+    if len(lines) == 1:  # one-line docstrings stay on one line: the prompt is a latency cost
+        return f'{head}{indent}    """{lines[0]}"""\n'
+    doc = "\n".join(f"{indent}    {line}".rstrip() for line in lines)
+    return f'{head}{indent}    """\n{doc}\n{indent}    """\n'
 
 
 def api_spec() -> str:
@@ -201,8 +292,8 @@ def api_spec() -> str:
         f"    {line}".rstrip() for line in inspect.getdoc(ImagePatch).splitlines()
     )
     parts = [f'class ImagePatch:\n    """\n{class_doc}\n    """\n']
-    for name, member in vars(ImagePatch).items():
-        if not name.startswith("_") and callable(member):
+    for name, member in vars(ImagePatch).items():  # aliases (beside = next_to) are skipped
+        if not name.startswith("_") and callable(member) and member.__name__ == name:
             parts.append(_spec_of(member, "    "))
     _, functions = build_program_api(lambda tool, args: None, {"id": "", "width": 1, "height": 1})
     parts.extend(_spec_of(function, "") for function in functions.values())

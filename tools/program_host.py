@@ -17,8 +17,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.cache import cache_key
+from tools.errors import CannotAnswer
 from tools.server import ToolServer
-from tools.types import Box
+from tools.types import Box, Detection
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
@@ -34,6 +35,7 @@ class RegionArgs(_Args):
 
 class FindArgs(RegionArgs):
     name: Text
+    thorough: bool = False
 
 
 class PropertyArgs(RegionArgs):
@@ -53,6 +55,7 @@ class LLMArgs(_Args):
     question: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
+UNVERIFIED = "unverified"  # artifact key: why a step's result is a low-confidence guess
 FACE_NAMES = frozenset({"face", "faces", "human face", "human faces"})
 MIN_REGION_PIXELS = 2
 
@@ -141,18 +144,64 @@ class ProgramHost:
         name = args.name.strip().lower()
         if name in FACE_NAMES:
             detections = self.server.detect_faces(crop)
+        elif args.thorough:
+            detections = self._search(crop, name)
         else:
             detections = self.server.detect(crop, [name])
         hits = [
             {"box": d.box.shift(region.x0, region.y0).as_list(), "score": d.score, "label": name}
             for d in sorted(detections, key=lambda d: d.score, reverse=True)
         ]
-        return hits, {"region": region.as_list(), "boxes": hits}
+        artifacts: dict[str, Any] = {"region": region.as_list(), "boxes": hits}
+        if args.thorough:
+            if not hits:
+                raise CannotAnswer(f"no '{name}' in the image, even searching harder")
+            threshold = getattr(self.server.specialist("detector"), "score_threshold", None)
+            if threshold is not None and hits[0]["score"] < threshold:
+                artifacts[UNVERIFIED] = (
+                    f"the best '{name}' scores {hits[0]['score']:.2f}, below the detector's "
+                    f"threshold {threshold}: it may not be there"
+                )
+        return hits, artifacts
+
+    def _search(self, crop: np.ndarray, name: str) -> list[Detection]:
+        """The detector's harder search where it has one (tiles, flip, low threshold)."""
+        search = getattr(self.server.specialist("detector"), "search", None)
+        return search(crop, name) if callable(search) else self.server.detect(crop, [name])
 
     def _verify_property(self, args: PropertyArgs) -> tuple[Any, dict]:
         crop, region = self._region(args)
-        verdict = bool(self.server.verify_property(crop, args.name, args.property))
+        try:
+            verdict = bool(self.server.verify_property(crop, args.name, args.property))
+        except CannotAnswer as refusal:
+            question = f"Is the {args.name} {args.property}? Answer yes or no."
+            reply = self._guess(crop, question, refusal)
+            verdict = reply.strip().lower().startswith(("yes", "true"))
+            return verdict, {
+                "region": region.as_list(),
+                UNVERIFIED: f"a guess: the matcher cannot check '{args.property}' ({refusal})",
+            }
         return verdict, {"region": region.as_list()}
+
+    def _guess(self, crop: np.ndarray, question: str, refusal: CannotAnswer) -> str:
+        """The VQA role's best guess where it offers one; otherwise the original refusal."""
+        guess = getattr(self.server.specialist("vqa"), "guess", None)
+        if not callable(guess):
+            raise refusal
+        try:
+            return str(guess(crop, question))
+        except CannotAnswer:
+            raise refusal from None
+
+    def best_guess(self, question: str) -> tuple[str, str]:
+        """Answer ``question`` about the whole image without a program: (answer, how)."""
+        vqa = self.server.specialist("vqa")
+        backend = f"the {vqa.info().backend} VQA backend"
+        try:
+            return self.server.answer(self.pixels, question), f"answered directly by {backend}"
+        except CannotAnswer as refusal:
+            reply = self._guess(self.pixels, question, refusal)
+            return reply, f"a best guess by {backend} ({refusal})"
 
     def _best_text_match(self, args: OptionsArgs) -> tuple[Any, dict]:
         crop, region = self._region(args)
@@ -161,7 +210,11 @@ class ProgramHost:
 
     def _simple_query(self, args: QuestionArgs) -> tuple[Any, dict]:
         crop, region = self._region(args)
-        return self.server.answer(crop, args.question), {"region": region.as_list()}
+        try:
+            return self.server.answer(crop, args.question), {"region": region.as_list()}
+        except CannotAnswer as refusal:
+            reply = self._guess(crop, args.question, refusal)
+            return reply, {"region": region.as_list(), UNVERIFIED: f"a guess ({refusal})"}
 
     def _caption(self, args: RegionArgs) -> tuple[Any, dict]:
         crop, region = self._region(args)

@@ -80,6 +80,14 @@ class ProgramRunner:
         )
         return result, trace
 
+    def answer_directly(self, image: ImageInput, question: str) -> tuple[str, str]:
+        """Answer without a program, from what the VQA role knows: (answer, how it was got).
+
+        The fallback when every program failed; raises the VQA role's CannotAnswer (or other
+        ToolError) if it has no answer at all.
+        """
+        return ProgramHost(self.server, load_image(image)).best_guess(question)
+
     def close(self) -> None:
         self.executor.close()
         self.server.cache.close()

@@ -37,6 +37,15 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 COLOR_WORDS = frozenset(PALETTE) | frozenset(ALIASES)
 
+MASK_SIDE = 120  # object_mask: GrabCut works on the crop scaled to this longest side
+MASK_MIN_SIDE = 12  # ... not on crops smaller than this
+MASK_RIM = 0.08  # ... the crop's rim of this width seeds the background model
+MASK_ITERATIONS = 3
+MASK_MIN_SHARE = 0.15  # ... a cut keeping less of the crop than this is not trusted
+EXPOSURE_TARGET = 230.0  # a region's 95th-percentile value is brightened towards this ...
+EXPOSURE_GAIN = 1.5  # ... by at most this factor
+SHADE_VALUE = 0.5  # pixels at least this bright vote fully ...
+SHADE_FLOOR = 0.3  # ... black ones with this weight
 MAX_PIXELS = 160_000  # regions are downsampled to about this many pixels
 CENTER_SIGMA = 0.35  # Gaussian width as a fraction of the box size
 RING = 0.25  # background ring width around the box, as a fraction of its size
@@ -142,6 +151,25 @@ def _histogram(names: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return hist / total if total > 0 else hist
 
 
+def _exposed(region: np.ndarray, photo: np.ndarray) -> np.ndarray:
+    """The region brightened (at most EXPOSURE_GAIN times) so that the photo's brightest pixels
+    (95th percentile of the value) would reach EXPOSURE_TARGET: in a dim photo an object is
+    not black; in a well-lit one a black object stays black."""
+    step = max(1, int(np.sqrt(photo.shape[0] * photo.shape[1] / MAX_PIXELS)))
+    bright = float(np.percentile(photo[::step, ::step].max(axis=2), 95))
+    gain = min(EXPOSURE_GAIN, EXPOSURE_TARGET / max(bright, 1.0))
+    if gain <= 1.0:
+        return region
+    return np.clip(region.astype(np.float32) * gain, 0, 255).astype(np.uint8)
+
+
+def _light_weights(rgb: np.ndarray) -> np.ndarray:
+    """Per-pixel vote: a pixel in shade says little about the paint or fur under it, so votes
+    fall from 1 at value >= SHADE_VALUE to SHADE_FLOOR at value 0 (HSV value, 0..1)."""
+    value = rgb.max(axis=2).astype(np.float32) / 255.0
+    return SHADE_FLOOR + (1.0 - SHADE_FLOOR) * np.clip(value / SHADE_VALUE, 0.0, 1.0)
+
+
 def _center_weights(height: int, width: int) -> np.ndarray:
     ys = (np.arange(height) + 0.5) / height - 0.5
     xs = (np.arange(width) + 0.5) / width - 0.5
@@ -177,11 +205,14 @@ def color_distribution(
     region = rgb[y0:y1, x0:x1]
     region_mask = mask[y0:y1, x0:x1] if mask is not None else None
     small, small_mask = _downsample(region, region_mask)
+    if (x1 - x0) * (y1 - y0) < height * width:  # a box in a photo: expose by the whole photo
+        small = _exposed(small, rgb)
     names = pixel_names(small)
+    light = _light_weights(small)
     if small_mask is not None:
-        inside = _histogram(names, small_mask.astype(np.float32))
+        inside = _histogram(names, small_mask.astype(np.float32) * light)
     else:
-        inside = _histogram(names, _center_weights(*names.shape))
+        inside = _histogram(names, _center_weights(*names.shape) * light)
         background = _ring_histogram(rgb, (x0, y0, x1, y1))
         if background is not None:
             # A colour more common around the box than inside it is mostly background: scale it
@@ -210,6 +241,38 @@ def _ring_histogram(rgb: np.ndarray, bounds: tuple[int, int, int, int]) -> np.nd
     small, small_ring = _downsample(outer, ring)
     assert small_ring is not None
     return _histogram(pixel_names(small), small_ring.astype(np.float32))
+
+
+def object_mask(crop: np.ndarray) -> np.ndarray | None:
+    """The object's own pixels in a crop of its box: GrabCut seeded with the box's rim as
+    probable background and the inside as probable object. None when the cut keeps under
+    MASK_MIN_SHARE of the crop (a thin or camouflaged object: use the whole box instead)."""
+    rgb = as_rgb(crop)
+    height, width = rgb.shape[:2]
+    if min(height, width) < MASK_MIN_SIDE:
+        return None
+    scale = min(1.0, MASK_SIDE / max(height, width))
+    small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))))
+    sh, sw = small.shape[:2]
+    rim_y, rim_x = max(1, int(MASK_RIM * sh)), max(1, int(MASK_RIM * sw))
+    seed = np.full((sh, sw), cv2.GC_PR_FGD, dtype=np.uint8)
+    seed[:rim_y, :] = seed[-rim_y:, :] = cv2.GC_PR_BGD
+    seed[:, :rim_x] = seed[:, -rim_x:] = cv2.GC_PR_BGD
+    background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
+    bgr = np.ascontiguousarray(small[..., ::-1])
+    cv2.grabCut(bgr, seed, None, background, foreground, MASK_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    mask = (seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)
+    if mask.mean() < MASK_MIN_SHARE:
+        return None
+    full = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
+    return full > 0
+
+
+def object_distribution(crop: np.ndarray, object_name: str | None = None) -> dict[str, float]:
+    """Colour shares of the object in a crop of its box, from its own pixels (object_mask)
+    where the cut succeeds, else from the centre-weighted box."""
+    rgb = as_rgb(crop)
+    return color_distribution(rgb, mask=object_mask(rgb), object_name=object_name)
 
 
 def name_color(

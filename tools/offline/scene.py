@@ -348,6 +348,20 @@ contain what is needed to answer, reply exactly: unknown
 Answer:"""
 
 
+GUESS_PROMPT = """You answer a question about an image that you cannot see. You only have the \
+description below, written by vision tools (an object detector for 80 common object classes, \
+an ImageNet image classifier, colour naming and OCR). It may not settle the question: then give \
+the most likely answer given what it does say and what such scenes usually look like.
+
+Description:
+{description}
+
+Question: {question}
+
+Reply with the answer only: one word, a number or a short phrase. Never reply unknown.
+Answer:"""
+
+
 class SceneVQA(_SceneBase, VQA):
     """VQA stand-in: a language model answers the question over the scene description."""
 
@@ -378,6 +392,16 @@ class SceneVQA(_SceneBase, VQA):
         return [
             self._answer(image, question) for image, question in zip(images, questions, strict=True)
         ]
+
+    def guess(self, image: Image, question: str) -> str:
+        """The most likely answer even when the description does not settle it (a guess: the
+        caller must mark it unverified). CannotAnswer only if the model gives no answer."""
+        description = self.describe(image)
+        prompt = GUESS_PROMPT.format(description=description, question=question.strip())
+        reply = clean_reply(self.llm(prompt))
+        if not reply or reply.lower().startswith(UNKNOWN_REPLIES):
+            raise CannotAnswer(f"the language model gave no guess for '{question}'")
+        return reply
 
     def _answer(self, image: Image, question: str) -> str:
         reply = clean_reply(self.llm(self.prompt(image, question)))
