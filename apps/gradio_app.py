@@ -463,6 +463,10 @@ class AppController:
             error = _short(result.error or "", 600)
             headline = f"{PROBLEM} No answer after {tries}. {error}"
             outcome = f"failed: {result.error_kind}"
+        if result.answer is not None and not result.verified:
+            reason = _short(result.unverified_reason or "", 600)
+            headline = f"{PROBLEM} Unverified answer ({tries}): {reason}"
+            outcome = "unverified"
         history, rows = self._add_history(
             history,
             HistoryEntry(

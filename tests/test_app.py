@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from gradio_client import Client, handle_file
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.messages import AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk
 from PIL import Image
 
 from apps.gradio_app import build_ui, find_examples, launch, launch_options
@@ -40,6 +42,11 @@ class ScriptedChat(FakeListChatModel):
         if "slow" in question:
             time.sleep(SLOW_SECONDS)
         return CRASH if "crash" in question else COUNT
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        """The app streams plans (to show tokens as they come): stream the scripted reply."""
+        reply = self._call(messages, stop, run_manager, **kwargs)
+        yield ChatGenerationChunk(message=AIMessageChunk(content=reply))
 
 
 def make_agent() -> Agent:

@@ -34,14 +34,26 @@ BACKENDS: dict[str, dict[str, str]] = {
     "matcher": {
         "classifier-minilm": "tools.offline.matcher:ClassifierMatcher",
         "clip": "tools.hf.clip:ClipMatcher",
+        # verify_property asked to a VLM as yes/no; scores from a base matcher (tools.vlm_roles)
+        "vlm": "tools.hf.vlm:TransformersVLMMatcher",
+        "openai-vlm": "tools.remote_vlm:OpenAIVLMMatcher",
+        "llamacpp-vlm": "tools.remote_vlm:EmbeddedVLMMatcher",
     },
     "captioner": {
         "scene-description": "tools.offline.scene:SceneCaptioner",
         "blip": "tools.hf.blip:BlipCaptioner",
+        "vlm": "tools.hf.vlm:TransformersVLMCaptioner",
+        "openai-vlm": "tools.remote_vlm:OpenAIVLMCaptioner",
+        "llamacpp-vlm": "tools.remote_vlm:EmbeddedVLMCaptioner",
+        "student": "tools.student_backend:StudentCaptioner",  # a `vpagent distill train` output
     },
     "vqa": {
         "scene-description-llm": "tools.offline.scene:SceneVQA",
         "blip-vqa": "tools.hf.blip:BlipVQA",
+        "vlm": "tools.hf.vlm:TransformersVLMVQA",
+        "openai-vlm": "tools.remote_vlm:OpenAIVLMVQA",
+        "llamacpp-vlm": "tools.remote_vlm:EmbeddedVLMVQA",
+        "student": "tools.student_backend:StudentVQA",  # a `vpagent distill train` output
     },
     "ocr": {"rapidocr": "tools.offline.ocr:RapidOCRReader"},
     "depth": {
@@ -50,6 +62,18 @@ BACKENDS: dict[str, dict[str, str]] = {
     },
     "faces": {"haar": "tools.offline.faces:HaarFaceDetector"},
 }
+
+
+# Backends that put a vision-language model behind simple_query / caption / verify_property.
+VLM_BACKENDS = frozenset({"vlm", "openai-vlm", "llamacpp-vlm"})
+
+
+def is_vlm_backed(settings: Any, role: str = "vqa") -> bool:
+    """Whether ``role`` (vqa: ``simple_query``) is served by a real vision-language model.
+
+    Reads the configuration only (nothing is built), so the planner can say so in its prompt.
+    """
+    return getattr(settings.tools, role).backend in VLM_BACKENDS
 
 
 # Options a backend name implies, where one class serves several names.

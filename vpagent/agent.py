@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
 from pydantic import BaseModel, Field
 
-from tools.cache import ResultCache
+from tools.program_host import UNVERIFIED
 from vpagent.config import Settings
 from vpagent.images import ImageInput, load_image
-from vpagent.planner import ExampleRetriever, Plan, Planner, PlanningFailed, load_examples
+from vpagent.planner import Plan, Planner, PlanningFailed
 from vpagent.runner import EventCallback, ProgramRunner
 from vpagent.sandbox.result import ExecutionResult
+from vpagent.student_mode import StudentAnswerer, student_first
 from vpagent.trace.records import Trace
 from vpagent.trace.store import save_trace
 
@@ -32,9 +34,16 @@ class Result(BaseModel):
     program: str | None = None
     trace: Trace | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    usage: dict[str, int] = Field(
+        default_factory=dict, description="Planner tokens: prompt, cached, generated."
+    )
     error: str | None = None
     error_kind: str | None = None
     programs_tried: int = 0
+    verified: bool = False
+    unverified_reason: str | None = None
+    answered_by: Literal["program", "student"] = "program"
+    student_confidence: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -55,21 +64,22 @@ def normalize_answer(answer: str) -> str:
     return answer.strip().rstrip(".").strip().lower()
 
 
-def build_agent(settings: Settings, chat_model: BaseChatModel | None = None) -> Agent:
-    """The agent a configuration describes; ``chat_model`` overrides ``settings.llm``."""
+def build_agent(
+    settings: Settings,
+    chat_model: BaseChatModel | None = None,
+    *,
+    on_event: EventCallback | None = None,
+) -> Agent:
+    """The agent a configuration describes; ``chat_model`` overrides ``settings.llm``.
+
+    ``on_event`` hears start-up progress (the planner's prompt prefix is loaded now).
+    """
     from vpagent.llm.chat import build_chat_model, complete
+    from vpagent.planner.factory import build_planner
+    from vpagent.student_mode import build_student_answerer
 
     chat = chat_model if chat_model is not None else build_chat_model(settings.llm)
-    llm = settings.llm
-    model_id = f"{llm.provider}:{llm.model or 'default'}:{llm.temperature}:{llm.seed}"
-    planner = Planner(
-        chat,
-        ExampleRetriever(load_examples()),
-        model_id=model_id,
-        examples_per_prompt=settings.agent.examples_per_prompt,
-        max_fixes=settings.agent.max_fixes,
-        cache=ResultCache(max_entries=1024, directory=settings.agent.plan_cache_dir),
-    )
+    planner = build_planner(settings, chat, warm=chat_model is None, on_event=on_event)
     runner = ProgramRunner(
         settings, llm=lambda question: complete(chat, question, system=LLM_QUERY_SYSTEM)
     )
@@ -79,6 +89,7 @@ def build_agent(settings: Settings, chat_model: BaseChatModel | None = None) -> 
         max_repairs=settings.agent.max_repairs,
         samples=settings.agent.samples,
         trace_dir=settings.trace_dir,
+        student=build_student_answerer(settings.agent),
     )
 
 
@@ -97,7 +108,9 @@ class Agent:
         max_repairs: int = 2,
         samples: int = 1,
         trace_dir: Path | None = None,
+        student: StudentAnswerer | None = None,
     ) -> None:
+        self.student = student  # agent.mode student / student-then-program (student_mode.py)
         self.planner = planner
         self.runner = runner
         self.max_repairs = max_repairs
@@ -105,7 +118,12 @@ class Agent:
         self.trace_dir = trace_dir
 
     def ask(
-        self, image: ImageInput, question: str, *, on_event: EventCallback | None = None
+        self,
+        image: ImageInput,
+        question: str,
+        *,
+        on_event: EventCallback | None = None,
+        mode: str | None = None,
     ) -> Result:
         """Answer ``question`` about ``image`` (a path, bytes, PIL image or numpy array).
 
@@ -116,8 +134,17 @@ class Agent:
         pixels = load_image(image)
         started = time.perf_counter()
         notify = on_event or (lambda _message: None)
-        outcomes = [self._solve(pixels, question, sample, notify) for sample in range(self.samples)]
+        early = student_first(self.student, pixels, question, notify, mode)  # agent.mode
+        if early is not None:
+            return early
+        on_tokens = _token_events(on_event) if on_event else None  # streams only when heard
+        outcomes = [
+            self._solve(pixels, question, sample, notify, on_tokens)
+            for sample in range(self.samples)
+        ]
         result = _vote(outcomes)
+        if not result.ok:
+            self._answer_anyway(pixels, result, notify)
         result.timings["total_s"] = time.perf_counter() - started
         result.programs_tried = sum(o.programs_tried for o in outcomes)
         if result.trace is not None:
@@ -143,14 +170,19 @@ class Agent:
             return list(pool.map(one, items))
 
     def _solve(  # type: ignore[no-untyped-def]
-        self, pixels, question: str, sample: int, notify: EventCallback
+        self,
+        pixels,
+        question: str,
+        sample: int,
+        notify: EventCallback,
+        on_tokens: Callable[[int], None] | None,
     ) -> Result:
         """Plan, run, and repair one program; plan_s counts retrieval and LLM time."""
         timings = {"plan_s": 0.0, "execute_s": 0.0}
         notify("planning" if sample == 0 else f"planning sample {sample + 1}")
         started = time.perf_counter()
         try:
-            plan = self.planner.plan(question, sample=sample)
+            plan = self.planner.plan(question, sample=sample, on_tokens=on_tokens)
         except PlanningFailed as failure:
             return Result(question=question, error=str(failure), error_kind="planning")
         finally:
@@ -164,16 +196,29 @@ class Agent:
             )
             timings["execute_s"] += time.perf_counter() - started
             tried += 1
-            if execution.ok or tried > self.max_repairs:
+            if execution.ok or tried > self.max_repairs or _unfixable(trace):
                 return _result(question, plan, execution, trace, timings, tried)
             notify(f"repairing: {execution.error_kind}")
             started = time.perf_counter()
             try:
-                plan = self.planner.repair(plan, execution.feedback(), sample=sample)
+                plan = self.planner.repair(
+                    plan, execution.feedback(), sample=sample, on_tokens=on_tokens
+                )
             except PlanningFailed:
                 return _result(question, plan, execution, trace, timings, tried)
             finally:
                 timings["plan_s"] += time.perf_counter() - started
+
+    def _answer_anyway(self, pixels, result: Result, notify: EventCallback) -> None:  # type: ignore[no-untyped-def]
+        """No program answered: ask the VQA role about the whole image; mark it unverified."""
+        notify("answering without a program")
+        started = time.perf_counter()
+        try:
+            result.answer, how = self.runner.answer_directly(pixels, result.question)
+            result.unverified_reason = f"no program succeeded ({result.error_kind}); {how}"
+        except Exception as error:  # the fallback's own failure is reported, never raised
+            result.unverified_reason = f"no program succeeded and no fallback answer: {error}"
+        result.timings["fallback_s"] = time.perf_counter() - started
 
     def close(self) -> None:
         self.runner.close()
@@ -193,16 +238,34 @@ def _result(
     timings: dict[str, float],
     tried: int,
 ) -> Result:
+    guesses = [
+        f"step {step.index} ({step.tool}): {step.artifacts[UNVERIFIED]}"
+        for step in trace.steps
+        if UNVERIFIED in step.artifacts
+    ]
     return Result(
         question=question,
         answer=execution.answer,
         program=plan.program,
         trace=trace,
         timings=dict(timings),
+        usage=dict(vars(plan.usage)),
         error=None if execution.ok else execution.feedback(),
         error_kind=execution.error_kind.value if execution.error_kind else None,
         programs_tried=tried,
+        verified=execution.ok and not guesses,
+        unverified_reason="; ".join(guesses) or None,
     )
+
+
+def _token_events(notify: EventCallback) -> Callable[[int], None]:
+    """Planner token counts as progress messages."""
+    return lambda count: notify(f"planning: {count} tokens written")
+
+
+def _unfixable(trace: Trace) -> bool:
+    """A tool said it cannot answer (CannotAnswer): no re-plan changes what the tools can see."""
+    return any(step.error and step.error.startswith("CannotAnswer") for step in trace.steps)
 
 
 def _vote(outcomes: list[Result]) -> Result:
@@ -217,4 +280,5 @@ def _vote(outcomes: list[Result]) -> Result:
         "plan_s": sum(o.timings.get("plan_s", 0.0) for o in outcomes),
         "execute_s": sum(o.timings.get("execute_s", 0.0) for o in outcomes),
     }
+    winner.usage = dict(sum((Counter(o.usage) for o in outcomes), Counter()))
     return winner

@@ -26,13 +26,15 @@ console = Console()
 errors = Console(stderr=True)
 
 
-def _mount_models() -> None:
+def _mount_subcommands() -> None:
+    from distill.cli import distill_app
     from vpagent.llm.cli import models_app
 
     app.add_typer(models_app, name="models")
+    app.add_typer(distill_app, name="distill")
 
 
-_mount_models()
+_mount_subcommands()
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else VPAGENT_CONFIG).")
@@ -155,7 +157,8 @@ def _build_agent(settings: Settings):  # type: ignore[no-untyped-def]
     from vpagent.agent import build_agent
 
     try:
-        return build_agent(settings)
+        with errors.status("starting the agent") as status:
+            return build_agent(settings, on_event=lambda message: status.update(escape(message)))
     except Exception as error:  # missing model pack, unreachable server, bad LLM config
         raise _fail(f"cannot start the agent: {error}") from None
 
@@ -167,9 +170,16 @@ def ask(
     json_output: JsonOption = False,
     trace_dir: TraceDirOption = None,
     config: ConfigOption = None,
+    mode: Annotated[
+        str | None, typer.Option(help="program, student or student-then-program (agent.mode).")
+    ] = None,
+    student: Annotated[
+        Path | None, typer.Option(help="Trained student folder (agent.student).")
+    ] = None,
 ) -> None:
     """Answer a question about an image: plan a program, run it, print the answer."""
     from vpagent.agent import validate_question
+    from vpagent.student_mode import student_only, with_student_options
     from vpagent.trace import save_trace
     from vpagent.trace.render import save_html
 
@@ -177,10 +187,15 @@ def ask(
     try:
         validate_question(question)
         pixels = load_image(image)
+        settings = with_student_options(settings, mode, student)
+        only_student = student_only(settings.agent)
     except ValueError as error:
         raise _fail(str(error)) from None
-    with _build_agent(settings) as agent:
-        result = agent.ask(pixels, question)
+    if only_student is not None:  # --mode student: no planner, no program
+        result = only_student.first_answer(pixels, question)
+    else:
+        with _build_agent(settings) as agent, errors.status("planning") as status:
+            result = agent.ask(pixels, question, on_event=lambda m: status.update(escape(m)))
     paths: dict[str, str] = {}
     directory = trace_dir or settings.trace_dir
     if result.trace is not None:
@@ -196,36 +211,56 @@ def ask(
             "timings": result.timings,
             "error": result.error,
             "error_kind": result.error_kind,
+            "answered_by": result.answered_by,
+            "student_confidence": result.student_confidence,
+            "verified": result.verified,
+            "unverified_reason": result.unverified_reason,
             **paths,
         }
         typer.echo(json.dumps(payload))
-    elif result.ok:
+    elif result.answer is not None:
         console.print(result.answer, highlight=False, markup=False)
+        if result.unverified_reason:
+            errors.print(f"unverified: {escape(result.unverified_reason)}", style="yellow")
     else:
         errors.print(escape(result.error or "failed"), style="red", highlight=False)
     if not json_output and paths:
         errors.print(f"trace: {paths['trace_html']}", highlight=False, markup=False)
-    if not result.ok:
+    if result.answer is None:
         raise typer.Exit(EXIT_PROGRAM_FAILED)
 
 
 @app.command("eval")
 def evaluate_command(
-    dataset: Annotated[Path, typer.Argument(help="A JSONL file or a BLINK-style folder.")],
+    dataset: Annotated[
+        Path,
+        typer.Argument(
+            help="JSONL, a Visual Sketchpad folder, parquet, GQA / VQAv2 / OK-VQA / A-OKVQA JSON."
+        ),
+    ],
+    images: Annotated[
+        Path | None, typer.Option(help="Images folder (GQA, VQAv2 / OK-VQA, A-OKVQA).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
     out: Annotated[Path | None, typer.Option(help="Write one JSON line per item here.")] = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
     """Run the agent over a dataset; report accuracy per type and seconds per question."""
-    from vpagent.evaluation.datasets import DatasetError, load_dataset
+    from vpagent.evaluation.datasets import DatasetError, read_dataset
     from vpagent.evaluation.run import evaluate
 
     settings = _settings(config)
     try:
-        items = load_dataset(dataset)[:limit]
+        loaded = read_dataset(dataset, images=images)
     except (DatasetError, OSError) as error:
         raise _fail(str(error)) from None
+    items = loaded.items[:limit]
+    notes = [f"{loaded.layout}: {len(loaded.items)} items"]
+    notes += [f"skipped {n} ({reason})" for reason, n in loaded.skipped.items()]
+    if loaded.missing_images:
+        notes.append(f"{loaded.missing_images} images not found (scored as input errors)")
+    errors.print("; ".join(notes), highlight=False, markup=False)
     with _build_agent(settings) as agent:
         report, _ = evaluate(agent, items, out=out, progress=not json_output)
     if json_output:

@@ -93,11 +93,47 @@ class BatchingConfig(_Strict):
 class AgentConfig(_Strict):
     """How the agent plans: examples per prompt, fixes, repairs, self-consistency."""
 
-    examples_per_prompt: int = Field(6, ge=0, le=20)
+    fixed_examples: int = Field(
+        8,
+        ge=0,
+        le=40,
+        description="Examples in the static prompt prefix (one of each kind in turn).",
+    )
+    examples_per_prompt: int = Field(
+        0, ge=0, le=20, description="Examples retrieved by similarity, after the prefix."
+    )
+    api_spec: Literal["compact", "full"] = Field(
+        "compact",
+        description="The API in the prompt: one line per function, or whole docstrings.",
+    )
+    prefill_reply: bool = Field(
+        True,
+        description=(
+            "embedded LLM: the reply starts with the function's first line and stops at the "
+            "end of the code block."
+        ),
+    )
+    example_banks: list[Path] = Field(
+        default_factory=list,
+        description="Extra example banks (TOML, e.g. from `vpagent distill examples`).",
+    )
     max_fixes: int = Field(2, ge=0, description="Replies sent back for holding no valid program.")
     max_repairs: int = Field(2, ge=0, description="New programs after one fails at run time.")
     samples: int = Field(1, ge=1, le=9, description="Programs voted on (self-consistency).")
     plan_cache_dir: Path | None = None
+    mode: Literal["program", "student", "student-then-program"] = Field(
+        "program", description="Who answers: a program, a trained student, or the student first."
+    )
+    student: Path | None = Field(None, description="Trained student folder (distill train).")
+    student_threshold: float = Field(
+        0.5, ge=0, le=1, description="student-then-program: least confidence the student needs."
+    )
+
+    @model_validator(mode="after")
+    def _student_for_mode(self) -> AgentConfig:
+        if self.mode != "program" and self.student is None:
+            raise ValueError(f"agent.mode = {self.mode!r} needs agent.student (a folder)")
+        return self
 
 
 class ServerConfig(_Strict):
@@ -108,6 +144,121 @@ class ServerConfig(_Strict):
     ui_port: int = Field(7860, ge=0, le=65535)
     max_upload_mb: int = Field(20, ge=1, le=1024)
     api_key_env: str | None = Field(None, description="Env var holding the HTTP API key.")
+
+
+VLMProvider = Literal["embedded-gguf", "openai", "ollama", "transformers"]
+VLM_PROVIDER_BACKENDS = {
+    "embedded-gguf": "llamacpp-vlm",
+    "openai": "openai-vlm",
+    "ollama": "openai-vlm",
+    "transformers": "vlm",
+}
+DEFAULT_OLLAMA_VLM = "qwen2.5vl:3b"
+VLMRole = Literal["vqa", "captioner", "verify_property"]
+
+
+class VLMConfig(_Strict):
+    """One vision-language model for ``simple_query``, ``caption`` and ``verify_property``.
+
+    Fills ``[tools.vqa]``, ``[tools.captioner]`` and ``[tools.matcher]`` (verify_property as a
+    yes/no question; scores still from the matcher configured or defaulted there) unless the
+    user set that role's backend explicitly. See docs/vlm.md.
+    """
+
+    provider: VLMProvider = Field(
+        description=(
+            "embedded-gguf: a GGUF VLM + mmproj served by llama.cpp in this process; "
+            "openai: any OpenAI-compatible endpoint (vLLM, llama.cpp, LM Studio, OpenAI); "
+            "ollama: Ollama's OpenAI-compatible endpoint; transformers: an image-text-to-text "
+            "checkpoint (hub id or local folder)."
+        )
+    )
+    model: str | None = Field(
+        None,
+        description=(
+            "embedded-gguf: a name from `vpagent models add` or a .gguf path; transformers: "
+            f"hub id or folder; openai/ollama: the server's model name (ollama default "
+            f"{DEFAULT_OLLAMA_VLM!r})."
+        ),
+    )
+    base_url: str | None = Field(None, description="Endpoint ending in /v1 (openai, ollama).")
+    api_key_env: str | None = Field(
+        None, description="Env var holding the key (openai default OPENAI_API_KEY; '' = none)."
+    )
+    mmproj: str | None = Field(None, description="embedded-gguf: the projector .gguf path.")
+    roles: list[VLMRole] = Field(
+        default_factory=lambda: ["vqa", "captioner", "verify_property"],
+        description="Which of simple_query (vqa), caption and verify_property the VLM serves.",
+    )
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend options (timeout_s, max_side, max_new_tokens, dtype, prompts...).",
+    )
+
+    @model_validator(mode="after")
+    def _check_provider(self) -> VLMConfig:
+        remote = self.provider in ("openai", "ollama")
+        if self.model is None and self.provider != "ollama":
+            raise ValueError(f"vlm.model is required for the {self.provider} provider")
+        if self.provider == "openai" and not self.base_url:
+            raise ValueError(
+                "vlm.base_url is required for the openai provider (nothing is sent to an "
+                "endpoint you did not name), e.g. 'http://127.0.0.1:8000/v1'"
+            )
+        if not remote and (self.base_url or self.api_key_env):
+            raise ValueError("vlm.base_url and vlm.api_key_env apply to openai and ollama only")
+        if self.mmproj and self.provider != "embedded-gguf":
+            raise ValueError("vlm.mmproj applies to the embedded-gguf provider only")
+        return self
+
+    def role_config(self) -> dict[str, Any]:
+        """The ``[tools.<role>]`` table this VLM stands for (backend, model, options)."""
+        from vpagent.llm.config import DEFAULT_OLLAMA_URL
+
+        options = dict(self.options)
+        model = self.model
+        if self.provider in ("openai", "ollama"):
+            default_env = "OPENAI_API_KEY" if self.provider == "openai" else ""
+            options["base_url"] = self.base_url or DEFAULT_OLLAMA_URL
+            options["api_key_env"] = (
+                self.api_key_env if self.api_key_env is not None else default_env
+            )
+            model = model or DEFAULT_OLLAMA_VLM
+        if self.mmproj:
+            options["mmproj"] = self.mmproj
+        return {"backend": VLM_PROVIDER_BACKENDS[self.provider], "model": model, "options": options}
+
+
+def _explicit(given: Any) -> dict[str, Any] | None:
+    """A role table as a dict when the user chose its backend, else None."""
+    if isinstance(given, BaseModel):
+        given = given.model_dump()
+    return given if isinstance(given, dict) and "backend" in given else None
+
+
+def _apply_vlm(raw: Any, tools: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Fill the vqa, captioner and matcher tables from ``[vlm]`` where not set explicitly."""
+    try:
+        vlm = raw if isinstance(raw, VLMConfig) else VLMConfig.model_validate(raw)
+    except ValidationError:
+        return tools  # the ``vlm`` field's own validation reports it, naming the keys
+    table = vlm.role_config()
+    for role in ("vqa", "captioner"):
+        given = tools.get(role)
+        if role in vlm.roles and _explicit(given) is None:
+            tools[role] = {**table, **(given or {})}
+    if "verify_property" in vlm.roles:
+        given = tools.get("matcher")
+        base = _explicit(given) or {**defaults["matcher"], **(given or {})}
+        if base["backend"] not in VLM_PROVIDER_BACKENDS.values():
+            base_options = {
+                "base_backend": base["backend"],
+                "base_options": dict(base.get("options") or {}),
+            }
+            if base.get("model"):
+                base_options["base_model"] = base["model"]
+            tools["matcher"] = {**table, "options": {**table["options"], **base_options}}
+    return tools
 
 
 class Settings(BaseSettings):
@@ -129,6 +280,7 @@ class Settings(BaseSettings):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    vlm: VLMConfig | None = None
     trace_dir: Path | None = None
 
     @model_validator(mode="before")
@@ -139,6 +291,8 @@ class Settings(BaseSettings):
         profile = data.get("profile", "offline")
         defaults = PROFILE_TOOLS.get(profile, PROFILE_TOOLS["offline"])
         tools = dict(data.get("tools") or {})
+        if data.get("vlm") is not None:
+            tools = _apply_vlm(data["vlm"], tools, defaults)
         for role, default in defaults.items():
             given = tools.get(role)
             if given is None:

@@ -10,7 +10,7 @@ import base64
 import binascii
 import hmac
 import threading
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import cachetools
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -23,6 +23,7 @@ import vpagent
 from vpagent.agent import MAX_QUESTION_CHARS, Agent, Result
 from vpagent.http.limits import BodySizeLimit
 from vpagent.images import ImageError, load_image
+from vpagent.student_mode import MODES
 from vpagent.trace.render import render_html
 
 TRACES_KEPT = 256
@@ -33,6 +34,10 @@ class AskJSON(BaseModel):
 
     image_base64: str = Field(description="The image file, base64-encoded.")
     question: str = Field(max_length=MAX_QUESTION_CHARS)
+    mode: Literal["program", "student", "student-then-program"] | None = Field(
+        None, description="Who answers (default: the server's agent.mode); student modes need "
+        "agent.student.",
+    )  # fmt: skip
 
 
 ASK_REQUEST_BODY: dict[str, Any] = {
@@ -45,6 +50,7 @@ ASK_REQUEST_BODY: dict[str, Any] = {
                 "properties": {
                     "image": {"type": "string", "format": "binary"},
                     "question": {"type": "string", "maxLength": MAX_QUESTION_CHARS},
+                    "mode": {"type": "string", "enum": list(MODES)},
                 },
             }
         },
@@ -60,6 +66,10 @@ class AskResponse(BaseModel):
     error_kind: str | None
     trace_id: str | None
     timings: dict[str, float]
+    verified: bool = False
+    unverified_reason: str | None = None
+    answered_by: str = "program"
+    student_confidence: float | None = None
 
 
 class TraceStore:
@@ -97,10 +107,10 @@ def create_app(agent: Agent, *, api_key: str | None = None, max_upload_mb: int =
         if api_key and not hmac.compare_digest((x_api_key or "").encode(), api_key.encode()):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
-    def answer(image_bytes: bytes, question: str) -> AskResponse:
+    def answer(image_bytes: bytes, question: str, mode: str | None = None) -> AskResponse:
         try:
             pixels = load_image(image_bytes)
-            result: Result = agent.ask(pixels, question)
+            result: Result = agent.ask(pixels, question, mode=mode)
         except (ImageError, ValueError) as error:
             raise HTTPException(422, str(error)) from None
         trace_id = None
@@ -116,6 +126,10 @@ def create_app(agent: Agent, *, api_key: str | None = None, max_upload_mb: int =
             error_kind=result.error_kind,
             trace_id=trace_id,
             timings=result.timings,
+            verified=result.verified,
+            unverified_reason=result.unverified_reason,
+            answered_by=result.answered_by,
+            student_confidence=result.student_confidence,
         )
 
     @app.get("/healthz")
@@ -137,12 +151,14 @@ def create_app(agent: Agent, *, api_key: str | None = None, max_upload_mb: int =
                 image_bytes = base64.b64decode(body.image_base64, validate=True)
             except (ValueError, binascii.Error) as error:
                 raise HTTPException(422, f"bad JSON body: {error}") from None
-            question = body.question
+            question, mode = body.question, body.mode
         elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             image_bytes, question = await _read_form(request)
+            mode = (await request.form()).get("mode")  # parsed once; Starlette caches it
+            mode = mode if isinstance(mode, str) and mode else None
         else:
             raise HTTPException(415, "send multipart/form-data (image, question) or JSON")
-        return await run_in_threadpool(answer, image_bytes, question)
+        return await run_in_threadpool(answer, image_bytes, question, mode)
 
     @app.get("/v1/traces/{trace_id}", dependencies=[Depends(check_key)], response_model=None)
     def get_trace(trace_id: str, format: str = "json") -> JSONResponse | HTMLResponse:
