@@ -74,7 +74,7 @@ def test_registry_names_every_backend():
     }  # fmt: skip
     assert {name for _, name in hf_names} == {
         "owlvit", "grounding-dino", "clip", "blip", "blip-vqa", "dpt", "sam-hf",
-        "yolo", "yolo-world", "fastsam", "mobilesam", "sam-ultralytics", "sam",
+        "yolo", "yolo-world", "fastsam", "mobilesam", "sam-ultralytics", "sam", "vlm",
     }  # fmt: skip
     for role, name in hf_names:
         cls = backend_class(role, name)
