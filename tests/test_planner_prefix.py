@@ -147,3 +147,18 @@ def test_vlm_note_appears_only_with_a_real_vlm() -> None:
     with_vlm = build_planner(vlm_settings, RecordingChat(), warm=False)
     assert "vision-language model" not in plain.notes
     assert "vision-language model" in with_vlm.notes
+
+
+def test_extra_example_banks_join_the_built_in_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    bank = tmp_path / "bank.toml"
+    bank.write_text(
+        '[[example]]\nkind = "count"\nquestion = "How many kites fly?"\n'
+        "program = '''\ndef execute_command(image):\n    return str(len(image.find(\"kite\")))\n'''\n"
+    )
+    settings = load_settings(agent={"example_banks": [str(bank)]})
+    planner = build_planner(settings, RecordingChat(), warm=False)
+    assert planner.retriever.examples[-1].question == "How many kites fly?"
+    assert len(planner.retriever.examples) == len(load_examples()) + 1
+    missing = load_settings(agent={"example_banks": [str(tmp_path / "nope.toml")]})
+    with pytest.raises(FileNotFoundError, match=r"nope\.toml"):
+        build_planner(missing, RecordingChat(), warm=False)
