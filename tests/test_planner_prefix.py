@@ -153,7 +153,8 @@ def test_extra_example_banks_join_the_built_in_one(tmp_path) -> None:  # type: i
     bank = tmp_path / "bank.toml"
     bank.write_text(
         '[[example]]\nkind = "count"\nquestion = "How many kites fly?"\n'
-        "program = '''\ndef execute_command(image):\n    return str(len(image.find(\"kite\")))\n'''\n"
+        "program = '''\ndef execute_command(image):\n"
+        "    return str(len(image.find(\"kite\")))\n'''\n"
     )
     settings = load_settings(agent={"example_banks": [str(bank)]})
     planner = build_planner(settings, RecordingChat(), warm=False)
