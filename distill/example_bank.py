@@ -20,11 +20,12 @@ from pathlib import Path
 
 from distill.jsonl import write_atomic
 from distill.local_pool import AgentBuildFailed, AgentFactory
-from distill.trace_item import VERIFY_SCORE, file_sha256
+from distill.trace_item import VERIFY_SCORE
 from distill.trace_records import ItemRecord
 from distill.traces import load_item_records
 from vpagent.evaluation.datasets import load_dataset
 from vpagent.evaluation.run import score_item
+from vpagent.llm.packs import sha256_file
 from vpagent.planner import Example, load_examples
 from vpagent.sandbox.policy import ProgramRejected, check_program
 
@@ -61,7 +62,7 @@ def eval_image_hashes(datasets: Sequence[Path]) -> set[str]:
     for dataset in datasets:
         for item in load_dataset(dataset):
             if Path(item.image).is_file():
-                hashes.add(file_sha256(Path(item.image)))
+                hashes.add(sha256_file(Path(item.image)))
     return hashes
 
 

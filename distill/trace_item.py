@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +26,7 @@ from vpagent.config import Settings, load_settings
 from vpagent.evaluation.datasets import EvalItem
 from vpagent.evaluation.run import score_item
 from vpagent.images import ImageError, load_image
+from vpagent.llm.packs import sha256_file
 from vpagent.planner import PlanningFailed
 from vpagent.trace.records import Trace
 
@@ -50,14 +50,6 @@ class SettingsAgentFactory:
 
         # Only re-running programs: an explicit chat model skips warming the planner's prompt.
         return build_agent(settings, chat_model=build_chat_model(settings.llm))
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def trace_item(agent: Agent, item: EvalItem, k: int) -> ItemRecord:
@@ -88,7 +80,7 @@ def _trace_into(agent: Agent, item: EvalItem, k: int, record: ItemRecord) -> Non
     except ImageError as error:
         record.reason, record.detail = IMAGE_CORRUPT, str(error)
         return
-    record.image_sha256 = file_sha256(path)
+    record.image_sha256 = sha256_file(path)
     record.height, record.width = (int(n) for n in pixels.shape[:2])
     for sample in range(k):
         for attempt in _sample(agent, pixels, record.question, sample):

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vpagent.llm.embedded import EmbeddedLlamaServer, EmbeddedServerError
+from vpagent.llm.packs import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +70,6 @@ def prefix_key(server: EmbeddedLlamaServer, messages: list[dict[str, Any]]) -> s
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _atomic_write_text(path: Path, text: str) -> None:
     temporary = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     temporary.write_text(text, encoding="utf-8")
@@ -91,7 +84,7 @@ def _try_restore(server: EmbeddedLlamaServer, key: str) -> int | None:
         return None
     try:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
-        if meta.get("key") != key or meta.get("sha256") != _sha256(data):
+        if meta.get("key") != key or meta.get("sha256") != sha256_file(data):
             raise ValueError("its checksum does not match")
         restored = server.restore_slot(data.name)
     except (OSError, ValueError, EmbeddedServerError) as error:
@@ -108,7 +101,7 @@ def _save(server: EmbeddedLlamaServer, key: str) -> Path | None:
         server.slot_dir.mkdir(parents=True, exist_ok=True)
         server.save_slot(temporary)
         written = server.slot_dir / temporary
-        meta = {"key": key, "sha256": _sha256(written), "model": str(server.model_path)}
+        meta = {"key": key, "sha256": sha256_file(written), "model": str(server.model_path)}
         final = server.slot_dir / f"{key}.bin"
         os.replace(written, final)
         _atomic_write_text(server.slot_dir / f"{key}.json", json.dumps(meta))
