@@ -484,6 +484,12 @@ def test_deadline_bounded_reads() -> None:
     silent, silent_writer = pipe()
     with pytest.raises(protocol.DeadlineExceeded):
         protocol.read_frame_until(silent, time.monotonic() + 0.05)
+    waiting, waiting_writer = pipe()
+    os.write(waiting_writer, protocol.encode({"op": "call"}))
+    with pytest.raises(protocol.DeadlineExceeded):  # a frame at hand does not reopen a deadline
+        protocol.read_frame_until(waiting, time.monotonic() - 0.01)
+    with pytest.raises(protocol.DeadlineExceeded):
+        protocol.write_all_until(waiting_writer, protocol.encode({"op": "reply"}), time.monotonic())
     big, big_writer = pipe()
     os.write(big_writer, protocol.encode({"op": "x", "data": "y" * 100}))
     with pytest.raises(protocol.ProtocolError, match="exceeds 50"):
@@ -492,5 +498,5 @@ def test_deadline_bounded_reads() -> None:
     os.close(closed_writer)
     with pytest.raises(protocol.PeerClosed):
         protocol.read_frame_until(closed, time.monotonic() + 1)
-    for fd in (silent, silent_writer, big, big_writer, closed):
+    for fd in (silent, silent_writer, waiting, waiting_writer, big, big_writer, closed):
         os.close(fd)

@@ -354,12 +354,16 @@ def sentinel() -> Iterator[subprocess.Popen[bytes]]:
 
 
 @pytest.mark.parametrize("expected", STATIC_ESCAPES)
-def test_static_escapes_are_rejected(executor: SandboxExecutor, expected: Case) -> None:
-    started = time.monotonic()
+def test_static_escapes_are_rejected(
+    executor: SandboxExecutor, expected: Case, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_worker() -> None:
+        raise AssertionError("a rejected program must never reach a worker")
+
+    monkeypatch.setattr(executor, "_take_worker", no_worker)
     result = executor.run(expected.source, IMAGE, handler)
     assert_failed(result, expected)
     assert result.steps == []
-    assert time.monotonic() - started < 1.0  # rejected on the host; no worker involved
 
 
 @pytest.mark.parametrize(
@@ -394,10 +398,8 @@ def test_memory_bombs_are_contained(executor: SandboxExecutor, expected: Case) -
 
 @pytest.mark.parametrize("expected", CPU_BOMBS)
 def test_cpu_bombs_are_killed(executor: SandboxExecutor, expected: Case) -> None:
-    started = time.monotonic()
-    result = executor.run(expected.source, IMAGE, handler)
-    assert_failed(result, expected)
-    assert time.monotonic() - started < LIMITS.wall_seconds + 2
+    # The expected message names the CPU limit: killed by it, not by the wall clock.
+    assert_failed(executor.run(expected.source, IMAGE, handler), expected)
 
 
 def test_wall_clock_limit_kills_a_program_waiting_on_a_slow_tool() -> None:
@@ -407,11 +409,12 @@ def test_wall_clock_limit_kills_a_program_waiting_on_a_slow_tool() -> None:
 
     limits = SandboxLimits(cpu_seconds=1, wall_seconds=1)
     with SandboxExecutor(limits, pool_size=0) as sandbox:
-        started = time.monotonic()
         result = sandbox.run(program("while True:\n    image.find('x')"), IMAGE, slow)
     assert result.error_kind == TIMEOUT
     assert "longer than 1 s" in (result.error or "")
-    assert time.monotonic() - started < 3
+    # Killed at the deadline: at most 4 calls of 0.3 s start within 1 s (the worker's own
+    # start-up is not the program's time, so the clock around run() would measure the load).
+    assert len(result.steps) <= 4
 
 
 def test_printing_100_mb_keeps_only_the_output_limit(executor: SandboxExecutor) -> None:

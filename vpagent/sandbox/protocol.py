@@ -112,8 +112,11 @@ def _read_exact_until(fd: int, size: int, deadline: float) -> bytes:
 def read_frame_until(fd: int, deadline: float, max_bytes: int = MAX_FRAME_BYTES) -> dict[str, Any]:
     """Read one frame from a non-blocking pipe, giving up at ``deadline`` (monotonic clock).
 
-    A frame longer than ``max_bytes`` is refused before it is read.
+    A frame longer than ``max_bytes`` is refused before it is read. A passed deadline is
+    exceeded even when the frame is already waiting in the pipe: a worker that keeps the host
+    busy with quick tool calls, or a slow tool, cannot stretch the run past its limit.
     """
+    _remaining(deadline)
     (size,) = _HEADER.unpack(_read_exact_until(fd, _HEADER.size, deadline))
     if size > max_bytes:
         raise ProtocolError(f"frame of {size} bytes exceeds {max_bytes}")
@@ -122,6 +125,7 @@ def read_frame_until(fd: int, deadline: float, max_bytes: int = MAX_FRAME_BYTES)
 
 def write_all_until(fd: int, frame: bytes, deadline: float) -> None:
     """Write an encoded frame to a non-blocking pipe, giving up at ``deadline``."""
+    _remaining(deadline)
     data = memoryview(frame)
     while data:
         try:
