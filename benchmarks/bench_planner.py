@@ -105,7 +105,7 @@ def main() -> None:
             row = {
                 "id": item.id, "type": item.type, "answer": result.answer,
                 "score": score_item(item, result.answer), "usage": result.usage,
-                "error_kind": result.error_kind,
+                "error_kind": result.error_kind, "program": result.program,
                 **{key: result.timings.get(key, 0.0) for key in ("plan_s", "execute_s", "total_s")},
             }  # fmt: skip
             rows[name].append(row)

@@ -70,12 +70,23 @@ def _retriever(bank: list) -> ExampleRetriever:
     return ExampleRetriever(bank, embed)
 
 
-def test_fixed_examples_show_every_kind_before_a_second_of_any(bank: list) -> None:
-    chosen = fixed_examples(bank, 6)
-    kinds = [e.kind for e in chosen]
-    assert len(chosen) == 6 and len(set(kinds)) == 6
+def test_the_curated_examples_lead_the_prefix_then_one_of_each_kind(bank: list) -> None:
+    curated = [e for e in bank if e.prefix]
+    assert fixed_examples(bank, 3) == curated[:3]
+    chosen = fixed_examples(bank, len(curated) + 4)
+    assert chosen[: len(curated)] == curated
+    extra_kinds = [e.kind for e in chosen[len(curated) :]]
+    assert len(extra_kinds) == 4 and len(set(extra_kinds)) == 4
     everything = fixed_examples(bank, 1000)
     assert len(everything) == len(bank) and set(everything) == set(bank)
+
+
+def test_the_default_prefix_shows_each_part_of_the_api(bank: list) -> None:
+    default = load_settings().agent.fixed_examples
+    programs = "".join(e.program for e in fixed_examples(bank, default))
+    for call in ("find(", "locate(", "exists(", "count(", "verify_property(", "best_text_match(",
+                 "simple_query(", "ocr(", "llm_query(", "left_of(", "next_to("):  # fmt: skip
+        assert call in programs, call
 
 
 def test_two_questions_share_the_whole_prefix(bank: list) -> None:

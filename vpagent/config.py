@@ -94,10 +94,11 @@ class AgentConfig(_Strict):
     """How the agent plans: examples per prompt, fixes, repairs, self-consistency."""
 
     fixed_examples: int = Field(
-        8,
+        11,
         ge=0,
         le=40,
-        description="Examples in the static prompt prefix (one of each kind in turn).",
+        description="Examples in the static prompt prefix: the bank's curated ones, then one of "
+        "each kind in turn.",
     )
     examples_per_prompt: int = Field(
         0, ge=0, le=20, description="Examples retrieved by similarity, after the prefix."

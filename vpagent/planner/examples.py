@@ -26,6 +26,7 @@ class Example(BaseModel):
     kind: str
     question: str
     program: str
+    prefix: bool = False  # curated for the static prompt prefix
 
 
 def load_examples(path: Path = EXAMPLES_FILE) -> list[Example]:
@@ -46,15 +47,17 @@ def load_banks(extra: Sequence[Path] = ()) -> list[Example]:
 
 
 def fixed_examples(examples: Sequence[Example], n: int) -> list[Example]:
-    """``n`` examples for the static prompt prefix: one of each kind in turn, in bank order.
+    """``n`` examples for the static prompt prefix: the curated ones, then one of each kind in turn.
 
-    Round-robin over kinds (in order of first appearance) so the prefix shows every program
-    shape before it shows a second example of any.
+    Examples marked ``prefix`` come first, in bank order. Past them the rest are taken
+    round-robin over kinds (in order of first appearance), so a longer prefix shows every
+    program shape before it shows a second example of any.
     """
+    chosen = [example for example in examples if example.prefix][:n]
     by_kind: dict[str, list[Example]] = {}
     for example in examples:
-        by_kind.setdefault(example.kind, []).append(example)
-    chosen: list[Example] = []
+        if not example.prefix:
+            by_kind.setdefault(example.kind, []).append(example)
     for rank in range(max((len(group) for group in by_kind.values()), default=0)):
         for group in by_kind.values():
             if len(chosen) < n and rank < len(group):

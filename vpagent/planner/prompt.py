@@ -19,7 +19,9 @@ from vpagent.sandbox.policy import ALLOWED_IMPORTS, ENTRY_POINT
 
 SYSTEM_TEMPLATE = """Answer questions about an image by writing a short Python program: one \
 function `def {entry}(image):` that returns the answer as a short string (a word, a number, \
-"yes" or "no"). `image` is an ImagePatch of the whole image. Use only this API; imports \
+"yes" or "no"). A yes/no question ("Is ...?", "Are ...?", "Does ...?") is answered "yes" or \
+"no"; a question that names its options ("... left or right?") with one of them. `image` is \
+an ImagePatch of the whole image. Use only this API; imports \
 allowed: {imports}. No names starting with an underscore, no classes, eval, exec or files. \
 Reply with the code in one ```python block.{notes}
 
