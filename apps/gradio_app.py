@@ -29,6 +29,7 @@ import numpy as np
 from vpagent.agent import Agent, Result, validate_question
 from vpagent.config import Settings
 from vpagent.images import ImageError, load_image
+from vpagent.student_mode import MODES, STUDENT
 from vpagent.trace.records import Step, Trace
 from vpagent.trace.render import draw_step, render_html
 
@@ -42,6 +43,11 @@ MAX_CELL_CHARS = 300
 HISTORY_HEADERS = ["#", "time", "question", "answer", "outcome", "seconds"]
 STEP_HEADERS = ["#", "tool", "arguments", "output", "ms"]
 BACKEND_HEADERS = ["role", "backend", "model", "real or stand-in", "device", "note"]
+MODE_LABELS = {
+    "program": "Program (plan, run, explain)",
+    "student": "Student (one pass, fast)",
+    "student-then-program": "Student, then a program when it is unsure",
+}
 POLL_SECONDS = 0.25
 # status marks that plain system fonts have (emoji fonts are often missing on servers)
 DONE, PROBLEM, BUSY, STOPPED = "✔", "⚠", "⟳", "■"
@@ -425,9 +431,13 @@ class AppController:
         image: Any,
         question: str | None,
         history: list[HistoryEntry] | None,
+        mode: str | None = None,
         request: gr.Request | None = None,
     ) -> Iterator[dict[Any, Any]]:
-        """Plan, run and explain: streams progress, then the answer, program and rationale."""
+        """Plan, run and explain: streams progress, then the answer, program and rationale.
+
+        ``mode`` is who answers (``agent.mode`` for this question; None: the configured one).
+        """
         try:
             pixels, question = self._inputs(image, question)
         except ValueError as error:
@@ -437,7 +447,8 @@ class AppController:
         started = time.perf_counter()
         done: _Done | None = None
         for progress, outcome in self._stream(
-            request, lambda on_event: self.agent.ask(pixels, question, on_event=on_event)
+            request,
+            lambda on_event: self.agent.ask(pixels, question, on_event=on_event, mode=mode or None),
         ):
             if progress is not None:
                 yield self._message(progress)
@@ -467,6 +478,9 @@ class AppController:
             reason = _short(result.unverified_reason or "", 600)
             headline = f"{PROBLEM} Unverified answer ({tries}): {reason}"
             outcome = "unverified"
+        if result.answered_by == STUDENT:
+            headline = student_headline(result, seconds)
+            outcome = "student" if result.answer is not None else "student: no answer"
         history, rows = self._add_history(
             history,
             HistoryEntry(
@@ -573,12 +587,17 @@ class AppController:
 
     def backends(self) -> tuple[list[list[Any]], str]:
         """(one row per role, a line about the planner LLM) for the backends panel."""
-        rows = []
+        rows = [student_row(self.agent)] if self.agent.student is not None else []
+        if not self.agent.program_path_started:  # student mode: nothing else runs yet
+            return rows, (
+                "**Planner LLM and tools:** not started (`agent.mode = student`); they start "
+                "with the first question asked in a program mode."
+            )
         try:
             infos = self.agent.runner.server.describe()
         except Exception as error:  # a backend that cannot even be built
             log.exception("describing the backends failed")
-            return [], f"Could not describe the backends: {type(error).__name__}: {error}"
+            return rows, f"Could not describe the backends: {type(error).__name__}: {error}"
         for info in infos:
             rows.append(
                 [
@@ -610,6 +629,31 @@ def history_rows(history: list[HistoryEntry]) -> list[list[Any]]:
 
 def _now() -> str:
     return datetime.now().strftime("%H:%M:%S")
+
+
+def student_headline(result: Result, seconds: float) -> str:
+    """The status line for an answer from the distilled student (one pass, no program)."""
+    confidence = result.student_confidence or 0.0
+    if result.answer is None:
+        return f"{PROBLEM} The student gave no answer (confidence {confidence:.2f})."
+    return (
+        f"{DONE} Answered by the distilled student in {seconds:.1f} s (confidence "
+        f"{confidence:.2f}, one pass): no program was run, so there are no steps to show."
+    )
+
+
+def student_row(agent: Agent) -> list[Any]:
+    """The Backends table's row for the agent's student."""
+    assert agent.student is not None
+    student = agent.student
+    return [
+        "student (first answerer)",
+        type(student.student).__name__,
+        str(student.folder),
+        "real",
+        "cpu",
+        f"agent.mode = {student.mode}, threshold {student.threshold:.2f}",
+    ]
 
 
 def planner_description(agent: Agent, settings: Settings) -> str:
@@ -688,6 +732,19 @@ def build_ui(
                         elem_id="no-examples",
                     )
                 question.render()
+                mode = gr.Radio(
+                    choices=[(MODE_LABELS[name], name) for name in MODES],
+                    value=settings.agent.mode,
+                    label="Who answers",
+                    info=(
+                        f"Student: {agent.student.folder}"
+                        if agent.student is not None
+                        else "Student modes need a trained student: set agent.student "
+                        "(vpagent distill train)."
+                    ),
+                    interactive=agent.student is not None,
+                    elem_id="mode",
+                )
                 with gr.Row():
                     ask_button = gr.Button("Ask", variant="primary", elem_id="ask")
                     cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -763,7 +820,7 @@ def build_ui(
         ask_event = gr.on(
             [ask_button.click, question.submit],
             controller.ask,
-            inputs=[image, question, history_state],
+            inputs=[image, question, history_state, mode],
             outputs=outputs,
             api_name="ask",
             concurrency_id="agent",

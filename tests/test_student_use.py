@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from tests.fakes import spots_image
 from tests.test_agent import COUNT, make_agent
 from tools.registry import build_specialist
+from vpagent.agent import Agent, build_agent
 from vpagent.cli import app
 from vpagent.config import ConfigError, load_settings
 from vpagent.student_mode import StudentAnswerer
@@ -172,3 +173,69 @@ def test_a_student_that_emits_no_answer_scores_zero_with_a_reason(export: Path) 
     assert rows[0].student.prediction is None and rows[0].student.score == 0.0
     assert rows[0].student.error == "the student gave no answer"
     assert report.student_summary.accuracy == 0.0
+
+
+def test_student_mode_starts_the_planner_only_for_a_program(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import vpagent.llm.chat as chat
+
+    def no_llm(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("student mode must not start the planner's LLM")
+
+    monkeypatch.setattr(chat, "build_chat_model", no_llm)
+    settings = load_settings(agent={"mode": "student", "student": str(checkpoint)})
+    with build_agent(settings) as agent:
+        result = agent.ask(spots_image(), "How many spots are there?")
+        assert result.answered_by == "student" and not agent.program_path_started
+    built: list[int] = []
+    ready = make_agent([COUNT])
+
+    def program_path():  # type: ignore[no-untyped-def]
+        built.append(1)
+        return ready.planner, ready.runner
+
+    student = StudentAnswerer(checkpoint, mode="student")
+    with Agent(program_path=program_path, student=student) as agent:
+        agent.ask(spots_image(), "How many spots?")
+        assert built == []
+        result = agent.ask(spots_image(), "How many spots?", mode="program")
+        assert result.answered_by == "program" and result.answer == "2" and built == [1]
+        agent.ask(spots_image(), "How many spots?", mode="program")
+        assert built == [1]  # built once
+    with pytest.raises(ValueError, match="planner and a runner, or a program_path"):
+        Agent()
+
+
+def test_app_lets_a_person_choose_who_answers(checkpoint: Path, tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    from apps.gradio_app import build_ui, launch_options
+    from tests.browser.driver import free_port
+
+    png = tmp_path / "spots.png"
+    Image.fromarray(spots_image()).save(png)
+    unsure = StudentAnswerer(checkpoint, mode="student-then-program", threshold=1.0)
+    with make_agent([COUNT], student=unsure) as agent:
+        demo = build_ui(agent, load_settings(), examples=[])
+        options = launch_options(load_settings(), "127.0.0.1", free_port())
+        _, url, _ = demo.queue().launch(**options, prevent_thread_lock=True)
+        try:
+            client = Client(url, verbose=False, download_files=False)
+            image = handle_file(str(png))
+            status, answer, program, *_ = client.predict(
+                image, "How many spots?", "student", api_name="/ask"
+            )
+            assert status.startswith("✔ Answered by the distilled student") and program == ""
+            status, answer, program, *_ = client.predict(
+                image, "How many spots?", "student-then-program", api_name="/ask"
+            )
+            assert status.startswith("✔ Answered in") and answer == "2" and "find" in program
+            table, planner = client.predict(api_name="/backends")
+            assert "Planner LLM" in planner  # a program ran: the planner is described
+            assert table["data"][0][0] == "student (first answerer)"
+            assert "student-then-program" in table["data"][0][5]
+        finally:
+            demo.close()
+            demo.vpagent_controller.close()  # type: ignore[attr-defined]

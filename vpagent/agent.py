@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -18,7 +19,7 @@ from vpagent.images import ImageInput, load_image
 from vpagent.planner import Plan, Planner, PlanningFailed
 from vpagent.runner import EventCallback, ProgramRunner
 from vpagent.sandbox.result import ExecutionResult
-from vpagent.student_mode import StudentAnswerer, student_first
+from vpagent.student_mode import STUDENT, StudentAnswerer, student_first
 from vpagent.trace.records import Trace
 from vpagent.trace.store import save_trace
 
@@ -72,25 +73,33 @@ def build_agent(
 ) -> Agent:
     """The agent a configuration describes; ``chat_model`` overrides ``settings.llm``.
 
-    ``on_event`` hears start-up progress (the planner's prompt prefix is loaded now).
+    ``on_event`` hears start-up progress (the planner's prompt prefix is loaded now). In
+    ``agent.mode = "student"`` nothing of the program path starts until a question asks for a
+    program (``mode="program"``): the student alone answers in seconds from a cold start.
     """
     from vpagent.llm.chat import build_chat_model, complete
     from vpagent.planner.factory import build_planner
     from vpagent.student_mode import build_student_answerer
 
-    chat = chat_model if chat_model is not None else build_chat_model(settings.llm)
-    planner = build_planner(settings, chat, warm=chat_model is None, on_event=on_event)
-    runner = ProgramRunner(
-        settings, llm=lambda question: complete(chat, question, system=LLM_QUERY_SYSTEM)
-    )
-    return Agent(
-        planner,
-        runner,
-        max_repairs=settings.agent.max_repairs,
-        samples=settings.agent.samples,
-        trace_dir=settings.trace_dir,
-        student=build_student_answerer(settings.agent),
-    )
+    student = build_student_answerer(settings.agent)
+
+    def program_path() -> tuple[Planner, ProgramRunner]:
+        chat = chat_model if chat_model is not None else build_chat_model(settings.llm)
+        planner = build_planner(settings, chat, warm=chat_model is None, on_event=on_event)
+        runner = ProgramRunner(
+            settings, llm=lambda question: complete(chat, question, system=LLM_QUERY_SYSTEM)
+        )
+        return planner, runner
+
+    options = {
+        "max_repairs": settings.agent.max_repairs,
+        "samples": settings.agent.samples,
+        "trace_dir": settings.trace_dir,
+        "student": student,
+    }
+    if settings.agent.mode == STUDENT:  # the planner and tools start with the first program
+        return Agent(program_path=program_path, **options)
+    return Agent(*program_path(), **options)
 
 
 class Agent:
@@ -102,20 +111,47 @@ class Agent:
 
     def __init__(
         self,
-        planner: Planner,
-        runner: ProgramRunner,
+        planner: Planner | None = None,
+        runner: ProgramRunner | None = None,
         *,
+        program_path: Callable[[], tuple[Planner, ProgramRunner]] | None = None,
         max_repairs: int = 2,
         samples: int = 1,
         trace_dir: Path | None = None,
         student: StudentAnswerer | None = None,
     ) -> None:
+        """Give ``planner`` and ``runner``, or ``program_path`` to build both on first use."""
+        if (planner is None or runner is None) == (program_path is None):
+            raise ValueError("give the agent a planner and a runner, or a program_path")
         self.student = student  # agent.mode student / student-then-program (student_mode.py)
-        self.planner = planner
-        self.runner = runner
+        self._planner, self._runner = planner, runner
+        self._program_path = program_path
+        self._building = threading.Lock()
         self.max_repairs = max_repairs
         self.samples = samples
         self.trace_dir = trace_dir
+
+    @property
+    def program_path_started(self) -> bool:
+        """Whether the planner and the tools are running (always, unless built lazily)."""
+        return self._planner is not None
+
+    def _started(self) -> tuple[Planner, ProgramRunner]:
+        with self._building:
+            if self._planner is None or self._runner is None:
+                assert self._program_path is not None
+                self._planner, self._runner = self._program_path()
+            return self._planner, self._runner
+
+    @property
+    def planner(self) -> Planner:
+        """The program planner (started now if it was deferred)."""
+        return self._started()[0]
+
+    @property
+    def runner(self) -> ProgramRunner:
+        """The sandboxed program runner and its tools (started now if deferred)."""
+        return self._started()[1]
 
     def ask(
         self,
@@ -221,7 +257,8 @@ class Agent:
         result.timings["fallback_s"] = time.perf_counter() - started
 
     def close(self) -> None:
-        self.runner.close()
+        if self._runner is not None:
+            self._runner.close()
 
     def __enter__(self) -> Agent:
         return self

@@ -179,7 +179,7 @@ def ask(
 ) -> None:
     """Answer a question about an image: plan a program, run it, print the answer."""
     from vpagent.agent import validate_question
-    from vpagent.student_mode import student_only, with_student_options
+    from vpagent.student_mode import with_student_options
     from vpagent.trace import save_trace
     from vpagent.trace.render import save_html
 
@@ -188,14 +188,10 @@ def ask(
         validate_question(question)
         pixels = load_image(image)
         settings = with_student_options(settings, mode, student)
-        only_student = student_only(settings.agent)
     except ValueError as error:
         raise _fail(str(error)) from None
-    if only_student is not None:  # --mode student: no planner, no program
-        result = only_student.first_answer(pixels, question)
-    else:
-        with _build_agent(settings) as agent, errors.status("planning") as status:
-            result = agent.ask(pixels, question, on_event=lambda m: status.update(escape(m)))
+    with _build_agent(settings) as agent, errors.status("planning") as status:
+        result = agent.ask(pixels, question, on_event=lambda m: status.update(escape(m)))
     paths: dict[str, str] = {}
     directory = trace_dir or settings.trace_dir
     if result.trace is not None:

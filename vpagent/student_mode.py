@@ -129,13 +129,6 @@ def with_student_options(settings: Any, mode: str | None, student: Path | None) 
         raise ValueError(f"{where}: {first['msg'].removeprefix('Value error, ')}") from None
 
 
-def student_only(agent_config: Any) -> StudentAnswerer | None:
-    """In ``student`` mode, the answerer that replaces the agent; else None."""
-    if getattr(agent_config, "mode", PROGRAM) != STUDENT:
-        return None
-    return build_student_answerer(agent_config)
-
-
 def student_first(
     answerer: StudentAnswerer | None, pixels: np.ndarray, question: str, notify: Any,
     mode: str | None = None,
