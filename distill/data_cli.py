@@ -74,7 +74,7 @@ def traces_command(
         summary = generate_traces(
             items,
             out,
-            SettingsAgentFactory(settings),
+            SettingsAgentFactory(settings, workers=workers),
             k=k,
             workers=workers,
             use_ray=use_ray,

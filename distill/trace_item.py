@@ -26,6 +26,7 @@ from vpagent.config import Settings, load_settings
 from vpagent.evaluation.datasets import EvalItem
 from vpagent.evaluation.run import score_item
 from vpagent.images import ImageError, load_image
+from vpagent.llm.embedded import default_threads
 from vpagent.llm.packs import sha256_file
 from vpagent.planner import PlanningFailed
 from vpagent.trace.records import Trace
@@ -36,10 +37,18 @@ MAX_REPLY_CHARS = 500
 
 class SettingsAgentFactory:
     """Builds the configured agent; picklable (settings as plain data), so worker processes
-    and Ray actors can call it. ``plans=False``: an agent that will only run given programs."""
+    and Ray actors can call it. ``plans=False``: an agent that will only run given programs.
 
-    def __init__(self, settings: Settings, *, plans: bool = True) -> None:
+    With ``workers`` > 1 and the embedded LLM on its default threads, each worker's model gets
+    its share of the cores (``llm.threads`` = cores // workers): llama.cpp threads that outnumber
+    the cores spin against each other and every worker slows down.
+    """
+
+    def __init__(self, settings: Settings, *, plans: bool = True, workers: int = 1) -> None:
         self.values = settings.model_dump()
+        llm = settings.llm
+        if workers > 1 and llm.provider == "embedded" and llm.threads is None:
+            self.values["llm"]["threads"] = max(1, default_threads() // workers)
         self.plans = plans
 
     def __call__(self) -> Agent:

@@ -290,6 +290,21 @@ def test_settings_factory_pickles_for_worker_processes() -> None:
     assert load_settings(None, **factory.values).model_dump() == settings.model_dump()
 
 
+def test_workers_share_the_cores_unless_threads_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import distill.trace_item as trace_item
+
+    monkeypatch.setattr(trace_item, "default_threads", lambda: 8)
+    shares = {
+        workers: trace_item.SettingsAgentFactory(load_settings(), workers=workers)
+        for workers in (1, 2, 3, 16)
+    }
+    assert {w: f.values["llm"]["threads"] for w, f in shares.items()} == {
+        1: None, 2: 4, 3: 2, 16: 1
+    }  # fmt: skip
+    pinned = trace_item.SettingsAgentFactory(load_settings(llm={"threads": 3}), workers=2)
+    assert pinned.values["llm"]["threads"] == 3
+
+
 def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
