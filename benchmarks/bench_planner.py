@@ -1,7 +1,7 @@
 """Planner latency levers on the dev set, all variants in one run, interleaved per question.
 
-Run: .venv/bin/python benchmarks/bench_planner.py [--variants baseline,prefix,prefix-draft]
-     [--limit N] [--threads 1] [--model qwen2.5-coder-1.5b]
+Run: .venv/bin/python benchmarks/bench_planner.py [--variants baseline,prefix,prefix-retrieve2]
+     [--limit N] [--threads 1] [--model qwen2.5-coder-1.5b] [--bank BANK.toml] (prefix-bank2)
 
 Each variant is a settings override of the embedded default (offline pack). For every dev
 question every variant answers in turn (the order rotates per question, so load on a shared
@@ -42,6 +42,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "prefix": {"agent": {}, "llm": {}},
     "prefix-retrieve2": {"agent": {"examples_per_prompt": 2}, "llm": {}},
+    # with --bank BANK.toml (from `vpagent distill examples`): retrieval also draws on it
+    "prefix-bank2": {"agent": {"examples_per_prompt": 2}, "llm": {}},
 }  # fmt: skip
 
 
@@ -50,8 +52,14 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
-def _build(name: str, model: str, threads: int, cache_dir: Path) -> tuple[Agent, float, str]:
+def _build(
+    name: str, model: str, threads: int, cache_dir: Path, bank: Path | None
+) -> tuple[Agent, float, str]:
     override = VARIANTS[name]
+    if name == "prefix-bank2":
+        if bank is None:
+            raise SystemExit("the prefix-bank2 variant needs --bank BANK.toml")
+        override = {**override, "agent": {**override["agent"], "example_banks": [str(bank)]}}
     llm = {"model": model, "threads": threads, "prompt_cache_dir": str(cache_dir),
            **override["llm"]}  # fmt: skip
     # One on-disk tool cache for all variants: a photo's detections are computed once, so the
@@ -89,12 +97,13 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=DEV)
     parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/vpagent-bench-prefix"))
     parser.add_argument("--tag", default="planner")
+    parser.add_argument("--bank", type=Path, help="Extra example bank for prefix-bank2.")
     args = parser.parse_args()
     names = args.variants.split(",")
     items = load_dataset(args.dataset)[: args.limit or None]
     agents, startup = {}, {}
     for name in names:
-        agent, seconds, event = _build(name, args.model, args.threads, args.cache_dir)
+        agent, seconds, event = _build(name, args.model, args.threads, args.cache_dir, args.bank)
         agents[name], startup[name] = agent, {"seconds": round(seconds, 1), "prefix": event}
         print(f"{name}: started in {seconds:.1f} s ({event})", flush=True)
     rows: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
