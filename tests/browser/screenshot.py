@@ -3,8 +3,9 @@
     python -m tests.browser.screenshot [--out docs/app-screenshot.png]
         [--image ../shared/data/images/two_dogs.jpg] [--question "How many dogs are there?"]
 
-Uses ``build_agent(load_settings())`` (the embedded LLM by default: about 1-2 minutes per question
-on a 2-core CPU), serves the app on loopback and drives it in headless Chromium.
+Uses ``build_agent(load_settings())`` (the embedded LLM by default: a few seconds per question on
+a 2-core CPU once its prompt prefix is cached), serves the app on loopback and drives it in
+headless Chromium.
 """
 
 from __future__ import annotations
