@@ -651,7 +651,7 @@ def student_row(agent: Agent) -> list[Any]:
         type(student.student).__name__,
         str(student.folder),
         "real",
-        "cpu",
+        str(student.student.model.device),
         f"agent.mode = {student.mode}, threshold {student.threshold:.2f}",
     ]
 

@@ -18,6 +18,7 @@ from torch.utils.data import Dataset
 
 from distill.records import SFTRecord, Task
 from distill.student.base import StudentError
+from vpagent.evaluation.datasets.jsonl import numbered_lines
 
 TASKS: tuple[Task, ...] = ("rationale", "answer")
 
@@ -36,14 +37,11 @@ def records_file(data: Path, split: str) -> Path:
 def read_records(path: Path) -> list[SFTRecord]:
     """The SFT records of a JSONL file; a bad line is an error naming it."""
     records = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(SFTRecord.model_validate(json.loads(line)))
-            except (json.JSONDecodeError, ValidationError) as error:
-                raise StudentError(f"{path}:{number}: not an SFT record: {error}") from None
+    for number, line in numbered_lines(path):
+        try:
+            records.append(SFTRecord.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValidationError) as error:
+            raise StudentError(f"{path}:{number}: not an SFT record: {error}") from None
     if not records:
         raise StudentError(f"{path} holds no records")
     return records

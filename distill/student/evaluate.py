@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from distill.records import Task, parse_answer, user_prompt
 from distill.student.base import StudentError
 from distill.student.students import Student
+from vpagent.evaluation.datasets.jsonl import numbered_lines
 
 ITEMS_FILE = "validation_items.jsonl"
 REPORT_FILE = "report.json"
@@ -139,22 +140,17 @@ def student_side(student: Student, item: Any, task: Task, max_new_tokens: int) -
 def read_teacher_results(path: Path) -> dict[str, Side]:
     """Teacher sides from a ``vpagent eval --out`` results JSONL, by item id."""
     sides = {}
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                sides[str(row["id"])] = Side(
-                    prediction=row.get("prediction"),
-                    score=float(row["score"]),
-                    seconds=float(row.get("total_s", 0.0)),
-                    error=row.get("error"),
-                )
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-                raise StudentError(
-                    f"{path}:{number}: not a `vpagent eval` result: {error}"
-                ) from None
+    for number, line in numbered_lines(path):
+        try:
+            row = json.loads(line)
+            sides[str(row["id"])] = Side(
+                prediction=row.get("prediction"),
+                score=float(row["score"]),
+                seconds=float(row.get("total_s", 0.0)),
+                error=row.get("error"),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
+            raise StudentError(f"{path}:{number}: not a `vpagent eval` result: {error}") from None
     return sides
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -14,29 +15,34 @@ def load_jsonl(path: Path) -> LoadedDataset:
     """Rows: id, image (relative to the file), question, answer, [accept, type, choices,
     license, license_url, source]. Any malformed row is an error naming its line."""
     loaded = LoadedDataset(layout="vpagent JSONL")
+    for number, line in numbered_lines(path):
+        try:
+            row = json.loads(line)
+            answers = [row["answer"], *row.get("accept", [])]
+            loaded.items.append(
+                EvalItem(
+                    id=str(row.get("id", number)),
+                    image=path.parent / row["image"],
+                    question=row["question"],
+                    answers=[str(a) for a in answers],
+                    choices=row.get("choices"),
+                    type=row.get("type", "all"),
+                    license=row.get("license"),
+                    license_url=row.get("license_url"),
+                    source=row.get("source"),
+                )
+            )
+        except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as error:
+            raise DatasetError(f"{path}:{number}: {_reason(error)}") from None
+    return loaded
+
+
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of each non-blank line of a UTF-8 text file such as a JSONL file."""
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                answers = [row["answer"], *row.get("accept", [])]
-                loaded.items.append(
-                    EvalItem(
-                        id=str(row.get("id", number)),
-                        image=path.parent / row["image"],
-                        question=row["question"],
-                        answers=[str(a) for a in answers],
-                        choices=row.get("choices"),
-                        type=row.get("type", "all"),
-                        license=row.get("license"),
-                        license_url=row.get("license_url"),
-                        source=row.get("source"),
-                    )
-                )
-            except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as error:
-                raise DatasetError(f"{path}:{number}: {_reason(error)}") from None
-    return loaded
+            if line.strip():
+                yield number, line
 
 
 def _reason(error: Exception) -> str:
