@@ -17,8 +17,10 @@ def build_card(
     run_info: dict[str, Any],
     rationale_kinds: Counter[str],
     split_config: dict[str, Any],
+    labels: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Counts per type and split, coverage per type, rejections, licences, teacher config."""
+    """Counts per type and split, coverage per type, rejections, licences, teacher config;
+    ``labels`` describes the answer-only records taken from human labels, if any."""
     per_type: dict[str, dict[str, Any]] = defaultdict(lambda: {"items": 0, "verified": 0})
     reasons: Counter[str] = Counter()
     licences: Counter[str] = Counter()
@@ -56,6 +58,7 @@ def build_card(
             name: {
                 "records": len(rows),
                 "records_per_task": dict(Counter(r.task for r in rows)),
+                "records_per_origin": dict(Counter(r.origin for r in rows)),
                 "records_per_type": dict(sorted(Counter(r.type for r in rows).items())),
                 "items_per_type": dict(sorted(items_per_split[name].items())),
                 "images": len(split_config["images"].get(name, ())),
@@ -69,6 +72,7 @@ def build_card(
         "sources": dict(sources.most_common()),
         "teacher": {"k": run_info.get("k"), **run_info.get("teacher", {})},
         "traced_from": run_info.get("dataset"),
+        "labels": labels,
     }
 
 
@@ -105,7 +109,15 @@ def card_markdown(card: dict[str, Any]) -> str:
         + [["**all**", card["items"], card["verified"], f"**{card['coverage']:.1%}**"]],
     )
     splits = _table(
-        ["split", "images", "records", "rationale", "answer", "items (all, for eval)"],
+        [
+            "split",
+            "images",
+            "records",
+            "rationale",
+            "answer",
+            "of which from labels",
+            "traced items",
+        ],
         [
             [
                 name,
@@ -113,6 +125,7 @@ def card_markdown(card: dict[str, Any]) -> str:
                 s["records"],
                 s["records_per_task"].get("rationale", 0),
                 s["records_per_task"].get("answer", 0),
+                s["records_per_origin"].get("label", 0),
                 sum(s["items_per_type"].values()),
             ]
             for name, s in card["splits"].items()
@@ -141,7 +154,7 @@ into a short rationale by template ({_kinds(card["rationales"])}).
 Each verified item gives two records (VPD's multitask mix): `rationale` (question -> rationale
 ending in `Answer: X.`) and `answer` (question -> the short answer). Fields follow
 `distill.records.SFTRecord`; `image` is relative to this folder.
-
+{_labels_line(card.get("labels"))}
 - teacher planner: `{teacher.get("planner", "?")}` (provider `{teacher.get("provider", "?")}`),
   run-time repairs per program: {teacher.get("max_repairs", "?")}; traced from
   `{card.get("traced_from")}`
@@ -186,6 +199,16 @@ An empty split has no parquet file (`datasets` cannot load one); its JSONL file 
 
 def types_of(card: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     return list(card["per_type"].items())
+
+
+def _labels_line(labels: dict[str, Any] | None) -> str:
+    if not labels:
+        return ""
+    return (
+        f"\nAnswer-only records from human labels (`origin: label`): {labels['items']} labelled "
+        f"items of `{labels['dataset']}` without a verified program (items whose image is "
+        f"missing: {labels['image_missing']}). They teach answers, not reasoning.\n"
+    )
 
 
 def _kinds(kinds: dict[str, int]) -> str:

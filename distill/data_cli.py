@@ -142,21 +142,31 @@ def export_command(
     out: Annotated[Path, typer.Option("--out", "-o", help="Export folder.")],
     val_fraction: Annotated[float, typer.Option(help="Share of images for validation.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split by image.")] = 0,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            "--labels",
+            help="Dataset whose items without a verified program add answer-only records "
+            "from their labels (VPD's mix; usually the dataset the traces were made from).",
+        ),
+    ] = None,
 ) -> None:
     """SFT records (rationale + answer tasks) as JSONL and parquet, split by image, with a card."""
     from distill.export import ExportError, export_dataset
     from distill.jsonl import CorruptFile
+    from vpagent.evaluation.datasets import DatasetError
 
     try:
-        summary = export_dataset(traces, out, val_fraction=val_fraction, seed=seed)
-    except (ExportError, CorruptFile, OSError) as error:
+        summary = export_dataset(traces, out, val_fraction=val_fraction, seed=seed, labels=labels)
+    except (ExportError, CorruptFile, DatasetError, OSError) as error:
         raise _fail(str(error)) from None
     card = summary.card
     table = Table(title=f"{out}: coverage {card['coverage']:.1%} of {card['items']} items")
-    for column in ("split", "images", "records"):
+    for column in ("split", "images", "records", "from labels"):
         table.add_column(column)
     for name, split in card["splits"].items():
-        table.add_row(name, str(split["images"]), str(split["records"]))
+        from_labels = str(split["records_per_origin"].get("label", 0))
+        table.add_row(name, str(split["images"]), str(split["records"]), from_labels)
     console.print(table)
     for name, split in card["splits"].items():
         if not split["records"]:

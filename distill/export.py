@@ -5,6 +5,10 @@ names and every ``image`` path is relative to the folder. Each image goes wholly
 validation (a seeded shuffle of the distinct images), so the student is evaluated on images it
 never trained on; ``validation_items.jsonl`` lists every labelled item on a validation image
 (verified or not) in the eval JSONL format, to compare teacher and student there.
+
+``labels`` (a dataset, usually the one the traces were made from) adds VPD's answer-only records
+from the human labels of every item without a verified program, traced or not: the student then
+learns the answers of the whole labelled set and the reasoning of the verified part.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from distill.card import build_card, card_markdown
 from distill.jsonl import write_atomic
 from distill.rationales import load_rationales, rationales, strip_answer, target_answer
 from distill.records import SFTRecord
-from distill.trace_records import ItemRecord
+from distill.trace_records import ItemRecord, asked_question
 from distill.traces import load_item_records, load_run_info
+from vpagent.agent import normalize_answer
+from vpagent.evaluation.datasets import EvalItem, load_dataset
+from vpagent.llm.packs import sha256_file
 
 SPLITS = ("train", "validation")
 
@@ -47,10 +54,41 @@ def split_images(hashes: set[str], val_fraction: float, seed: int) -> set[str]:
     return set(ordered[:count])
 
 
-def _copy_image(record: ItemRecord, images: Path) -> str:
-    """Copy the item's image into ``images/`` as ``<sha256[:16]><suffix>``; the relative path."""
-    source = Path(record.item["image"])
-    name = f"{record.image_sha256[:16]}{source.suffix.lower() or '.img'}"  # type: ignore[index]
+@dataclass(frozen=True)
+class LabelledItem:
+    """A labelled item without a verified program: it gives an answer-only record."""
+
+    item: EvalItem
+    image_sha256: str
+
+    @property
+    def answer(self) -> str:
+        """The label: its first accepted form, or for soft VQA labels the most given answer."""
+        if self.item.soft:
+            return Counter(normalize_answer(a) for a in self.item.answers).most_common(1)[0][0]
+        return self.item.answers[0]
+
+
+def labelled_items(dataset: Path, verified: set[str]) -> tuple[list[LabelledItem], int]:
+    """The items of ``dataset`` not in ``verified``, and how many were skipped (no image)."""
+    hashes: dict[Path, str] = {}
+    items: list[LabelledItem] = []
+    missing = 0
+    for item in load_dataset(dataset):
+        if item.id in verified:
+            continue
+        if not item.image.is_file():
+            missing += 1
+            continue
+        if item.image not in hashes:
+            hashes[item.image] = sha256_file(item.image)
+        items.append(LabelledItem(item, hashes[item.image]))
+    return items, missing
+
+
+def _copy_image(source: Path, image_sha256: str, images: Path) -> str:
+    """Copy an image into ``images/`` as ``<sha256[:16]><suffix>``; the relative path."""
+    name = f"{image_sha256[:16]}{source.suffix.lower() or '.img'}"
     target = images / name
     if not target.exists():
         shutil.copyfile(source, target)
@@ -76,10 +114,26 @@ def _sft_records(record: ItemRecord, image: str, rationale: str) -> list[SFTReco
     ]
 
 
-def _eval_row(record: ItemRecord, image: str) -> dict[str, Any]:
-    item = record.item
+def _label_record(labelled: LabelledItem, image: str) -> SFTRecord:
+    item = labelled.item
+    return SFTRecord(
+        id=f"{item.id}:answer",
+        item_id=item.id,
+        image=image,
+        question=asked_question(item),
+        answer=labelled.answer,
+        type=item.type,
+        task="answer",
+        target=labelled.answer,
+        origin="label",
+        license=item.license,
+        source=item.source,
+    )
+
+
+def _eval_row(item_id: str, item: dict[str, Any], image: str) -> dict[str, Any]:
     row: dict[str, Any] = {
-        "id": record.item_id,
+        "id": item_id,
         "image": image,
         "question": item["question"],
         "answer": item["answers"][0],
@@ -119,7 +173,12 @@ def _jsonl(rows: list[dict[str, Any]]) -> str:
 
 
 def export_dataset(
-    traces_dir: Path, out_dir: Path, *, val_fraction: float = 0.2, seed: int = 0
+    traces_dir: Path,
+    out_dir: Path,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    labels: Path | None = None,
 ) -> ExportSummary:
     """Write ``train``/``validation`` JSONL + parquet, images, validation items and data card."""
     if not 0 <= val_fraction < 1:
@@ -138,22 +197,36 @@ def export_dataset(
             texts[record.item_id] = stored[record.item_id]
             kinds["stored"] += 1
     with_image = [r for r in records if r.image_sha256]
-    validation = split_images({r.image_sha256 for r in with_image}, val_fraction, seed)  # type: ignore[misc]
+    extra, labels_missing = (
+        labelled_items(labels, {r.item_id for r in records if r.status == "verified"})
+        if labels is not None
+        else ([], 0)
+    )
+    hashes = {r.image_sha256 for r in with_image} | {x.image_sha256 for x in extra}
+    validation = split_images(hashes, val_fraction, seed)  # type: ignore[arg-type]
     images = out_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
     splits: dict[str, list[SFTRecord]] = {name: [] for name in SPLITS}
     split_of_item: dict[str, str] = {}
     split_images_seen: dict[str, set[str]] = {name: set() for name in SPLITS}
-    eval_rows: list[dict[str, Any]] = []
+    eval_rows: dict[str, dict[str, Any]] = {}
     for record in with_image:
         split = "validation" if record.image_sha256 in validation else "train"
         split_of_item[record.item_id] = split
-        image = _copy_image(record, images)
+        image = _copy_image(Path(record.item["image"]), record.image_sha256, images)  # type: ignore[arg-type]
         split_images_seen[split].add(image)
         if split == "validation":
-            eval_rows.append(_eval_row(record, image))
+            eval_rows[record.item_id] = _eval_row(record.item_id, record.item, image)
         if record.status == "verified":
             splits[split].extend(_sft_records(record, image, texts[record.item_id]))
+    for labelled in extra:
+        split = "validation" if labelled.image_sha256 in validation else "train"
+        image = _copy_image(labelled.item.image, labelled.image_sha256, images)
+        split_images_seen[split].add(image)
+        if split == "validation" and labelled.item.id not in eval_rows:
+            item = labelled.item.model_dump(mode="json", exclude_none=True)
+            eval_rows[labelled.item.id] = _eval_row(labelled.item.id, item, image)
+        splits[split].append(_label_record(labelled, image))
     for name, rows in splits.items():
         write_atomic(out_dir / f"{name}.jsonl", _jsonl([r.model_dump() for r in rows]))
         parquet = out_dir / "data" / f"{name}.parquet"
@@ -161,7 +234,7 @@ def export_dataset(
             _write_parquet(rows, parquet)
         else:  # `datasets` cannot load an empty split: it is left out (and out of the card)
             parquet.unlink(missing_ok=True)
-    write_atomic(out_dir / "validation_items.jsonl", _jsonl(eval_rows))
+    write_atomic(out_dir / "validation_items.jsonl", _jsonl(list(eval_rows.values())))
     card = build_card(
         records,
         splits,
@@ -169,6 +242,9 @@ def export_dataset(
         run_info=load_run_info(traces_dir),
         rationale_kinds=kinds,
         split_config={"val_fraction": val_fraction, "seed": seed, "images": split_images_seen},
+        labels=None
+        if labels is None
+        else {"dataset": str(labels), "items": len(extra), "image_missing": labels_missing},
     )
     write_atomic(out_dir / "card.json", json.dumps(card, indent=2) + "\n")
     write_atomic(out_dir / "README.md", card_markdown(card))

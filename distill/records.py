@@ -2,7 +2,8 @@
 
 One record is one (image, question) -> target pair in Hugging Face chat format. VPD's
 multitask mix has two tasks per verified item: ``rationale`` (the chain of thought from the
-program's trace, ending in ``Answer: X.``) and ``answer`` (the short answer alone).
+program's trace, ending in ``Answer: X.``) and ``answer`` (the short answer alone). Labelled items
+without a verified program can add ``answer`` records from their human label (``origin="label"``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 Task = Literal["rationale", "answer"]
+Origin = Literal["program", "label"]
 
 RATIONALE_INSTRUCTION = "Think step by step, then give the answer after 'Answer:'."
 ANSWER_INSTRUCTION = "Answer with a single word or number."
@@ -32,6 +34,7 @@ class SFTRecord(BaseModel):
     type: str
     task: Task
     target: str
+    origin: Origin = "program"  # "label": the dataset's own answer, no verified program behind it
     rationale: str | None = None
     license: str | None = None
     source: str | None = None

@@ -151,3 +151,57 @@ def test_cli_export_and_its_errors(traces: Path, tmp_path: Path) -> None:
         app, ["distill", "export", str(traces), "--out", "x", "--val-fraction", "1.5"]
     )
     assert bad.exit_code == 2 and "val-fraction" in bad.output
+
+
+def test_labels_add_answer_only_records_for_items_without_a_program(
+    traces: Path, tmp_path: Path
+) -> None:
+    folder = traces.parent
+    spots_png(folder / "untraced.png", 2, height=90)
+    labels = folder / "labels.jsonl"
+    rows = [json.loads(line) for line in (folder / "q.jsonl").read_text().splitlines()]
+    rows.append({"id": "new", "image": "untraced.png", "question": "Spots?", "answer": "2"})
+    labels.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    out = tmp_path / "export"
+    card = export_dataset(traces, out, val_fraction=0.34, seed=0, labels=labels).card
+    records = [
+        SFTRecord.model_validate_json(line)
+        for split in ("train", "validation")
+        for line in (out / f"{split}.jsonl").read_text().splitlines()
+    ]
+    from_labels = {r.item_id: r for r in records if r.origin == "label"}
+    # the six unverified "n" items and the untraced one; verified items keep their program records
+    assert set(from_labels) == {f"n{i}" for i in range(N_IMAGES)} | {"new"}
+    assert all(r.task == "answer" and r.target == r.answer for r in from_labels.values())
+    assert from_labels["n0"].target == "7" and from_labels["new"].target == "2"
+    assert not any(r.origin == "label" and r.item_id.startswith("c") for r in records)
+    assert card["labels"] == {"dataset": str(labels), "items": 7, "image_missing": 1}
+    origins = [s["records_per_origin"].get("label", 0) for s in card["splits"].values()]
+    assert sum(origins) == 7
+
+    split_of_image: dict[str, str] = {}
+    for split in ("train", "validation"):
+        for line in (out / f"{split}.jsonl").read_text().splitlines():
+            image = SFTRecord.model_validate_json(line).image
+            assert split_of_image.setdefault(image, split) == split  # still split by image
+    assert len(split_of_image) == N_IMAGES + 1  # the untraced photo is in the export too
+    held_out = [json.loads(r) for r in (out / "validation_items.jsonl").read_text().splitlines()]
+    ids = [row["id"] for row in held_out]
+    assert len(ids) == len(set(ids))
+    assert {r.item_id for r in records if r.image in {row["image"] for row in held_out}} <= set(ids)
+    assert "from human labels" in (out / "README.md").read_text()
+
+
+def test_cli_export_with_labels_reports_them_and_refuses_a_bad_dataset(
+    traces: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    labels = traces.parent / "q.jsonl"
+    args = ["distill", "export", str(traces), "--out", str(tmp_path / "e"), "--labels"]
+    result = runner.invoke(app, [*args, str(labels)])
+    assert result.exit_code == 0, result.output
+    assert "from labels" in result.output
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"id": "x", "question": "no image or answer"}\n')
+    bad = runner.invoke(app, [*args, str(broken)])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output, bad.output
