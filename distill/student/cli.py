@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -64,9 +65,12 @@ def train_command(
         raise _fail(str(error)) from None
     first = result.losses[0][1] if result.losses else float("nan")
     last = result.losses[-1][1] if result.losses else float("nan")
+    if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate: the first one reports
+        return
     resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
+    processes = f" in {result.processes} processes" if result.processes > 1 else ""
     Console().print(
-        f"trained {result.steps} steps{resumed} on {result.data['records']} records "
+        f"trained {result.steps} steps{resumed}{processes} on {result.data['records']} records "
         f"({result.samples_per_second:.2f} samples/s); loss {first:.3f} -> {last:.3f}; "
         f"student saved to {result.out}",
         highlight=False,

@@ -7,8 +7,10 @@ started from: resuming with another architecture is refused. The finished studen
 is written to a staging folder and moved into ``OUT`` file by file, ``vpagent_student.json``
 last: a folder without it is not a finished student.
 
-Several GPUs: the Trainer runs under ``accelerate launch`` or ``torchrun`` unchanged, e.g.
-``torchrun --nproc_per_node 2 -m vpagent distill train --data EXPORT --out CKPT``.
+Several processes: the Trainer runs under ``accelerate launch`` or ``torchrun`` unchanged, e.g.
+``torchrun --nproc_per_node 2 -m vpagent distill train --data EXPORT --out CKPT`` (one process
+per GPU; on CPU they talk over gloo). Each process trains on its share of every batch; only the
+first writes the student, its markers and the metrics.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class TrainResult(BaseModel):
     losses: list[tuple[int, float]]
     samples_per_second: float
     seconds: float
+    processes: int = Field(1, description="Training processes (torchrun / accelerate world size).")
     data: dict[str, Any]
 
 
@@ -288,7 +291,10 @@ def train(
         callbacks=[*_callbacks(progress, losses), *(callbacks or [])],
     )
     trainer.remove_callback(PrinterCallback)  # the rich bar shows the loss instead
-    checkpoint = last_complete_checkpoint(options.out / CHECKPOINTS, prune=True)
+    with trainer.args.main_process_first(desc="finding the checkpoint to resume from"):
+        checkpoint = last_complete_checkpoint(
+            options.out / CHECKPOINTS, prune=trainer.is_world_process_zero()
+        )
     started = time.perf_counter()
     output = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     seconds = time.perf_counter() - started
@@ -305,6 +311,7 @@ def train(
         losses=losses,
         samples_per_second=float(output.metrics.get("train_samples_per_second", 0.0)),
         seconds=seconds,
+        processes=trainer.args.world_size,
         data=describe(records),
     )
     if trainer.is_world_process_zero():
