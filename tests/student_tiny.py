@@ -2,8 +2,9 @@
 
 - :func:`build_tiny_lm`: a few-thousand-parameter Llama causal LM with a word-level tokenizer
   and a ChatML template, saved like a hub folder (the embedded student is built on it).
-- :func:`build_tiny_llava`, :func:`build_tiny_idefics3`: tiny image-text-to-text models with
-  their processors, saved the same way.
+- :func:`build_tiny_llava`, :func:`build_tiny_idefics3` (the VLM tests' builders with this
+  tokenizer), :func:`build_tiny_qwen2_vl`, :func:`build_tiny_paligemma`: tiny
+  image-text-to-text models with their processors, saved the same way.
 - :func:`build_export`: an export folder (``train.jsonl``, ``validation.jsonl``,
   ``validation_items.jsonl``, ``images/``) from a few dev photos.
 """
@@ -15,6 +16,7 @@ import shutil
 from pathlib import Path
 
 from hf_tiny import seeded
+from vlm_tiny import IMAGE_SPECIALS, build_idefics3, build_llava, llama_text
 
 from distill.records import SFTRecord, rationale_target
 
@@ -60,115 +62,28 @@ def tiny_tokenizer(extra_specials: tuple[str, ...] = ()):
     return tokenizer
 
 
-def _llama_config(tokenizer, vocab_size: int | None = None, hidden: int = 32) -> dict:
-    return {
-        "vocab_size": vocab_size or len(tokenizer),
-        "hidden_size": hidden,
-        "intermediate_size": hidden * 2,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 256,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-
-
 @seeded
 def build_tiny_lm(path: Path) -> Path:
     """A tiny Llama causal LM with tied embeddings (like SmolLM2) and its tokenizer."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = tiny_tokenizer()
-    config = LlamaConfig(**_llama_config(tokenizer), tie_word_embeddings=True)
+    config = LlamaConfig.from_dict({**llama_text(tokenizer), "tie_word_embeddings": True})
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
 
-@seeded
-def build_tiny_llava(path: Path, image_size: int = 32, patch_size: int = 8) -> Path:
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
-
+def build_tiny_llava(path: Path) -> Path:
+    """LLaVA with the student tests' ChatML tokenizer."""
     tokenizer = tiny_tokenizer(("<image>",))
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=32,
-    )
-    config = LlavaConfig(
-        vision_config=vision.to_dict(),
-        text_config=LlamaConfig(**_llama_config(tokenizer)).to_dict(),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=(image_size // patch_size) ** 2,
-        vision_feature_layer=-1,
-    )
-    LlavaForConditionalGeneration(config).save_pretrained(path)
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-    )
-    LlavaProcessor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        patch_size=patch_size,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=CHATML,
-    ).save_pretrained(path)
-    return path
+    return build_llava(path, tokenizer=tokenizer, chat_template=CHATML, spread=False)
 
 
-@seeded
-def build_tiny_idefics3(path: Path, image_size: int = 32, patch_size: int = 8) -> Path:
-    from transformers import (
-        Idefics3Config,
-        Idefics3ForConditionalGeneration,
-        Idefics3ImageProcessor,
-        Idefics3Processor,
-        LlamaConfig,
-    )
-
-    specials = ("<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>")
-    tokenizer = tiny_tokenizer(specials)
-    scale = 2
-    config = Idefics3Config(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "image_size": image_size,
-            "patch_size": patch_size,
-        },
-        text_config=LlamaConfig(**_llama_config(tokenizer)).to_dict(),
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        scale_factor=scale,
-    )
-    Idefics3ForConditionalGeneration(config).save_pretrained(path)
-    image_processor = Idefics3ImageProcessor(
-        do_image_splitting=False,
-        size={"longest_edge": image_size},
-        max_image_size={"longest_edge": image_size},
-    )
-    Idefics3Processor(
-        image_processor=image_processor,
-        tokenizer=tokenizer,
-        image_seq_len=(image_size // patch_size) ** 2 // scale**2,
-        chat_template=CHATML,
-    ).save_pretrained(path)
-    return path
+def build_tiny_idefics3(path: Path) -> Path:
+    """Idefics3 (SmolVLM) with the student tests' ChatML tokenizer."""
+    tokenizer = tiny_tokenizer(tuple(IMAGE_SPECIALS))
+    return build_idefics3(path, tokenizer=tokenizer, chat_template=CHATML, spread=False)
 
 
 TRAIN_ITEMS = [  # (photo, question, answer, type)
@@ -223,6 +138,12 @@ def build_export(folder: Path, images_dir: Path) -> Path:
     return folder
 
 
+def _text_fields(tokenizer) -> dict:
+    """The Llama sizes and token ids, for text configs of other model types."""
+    skip = ("model_type", "tie_word_embeddings")
+    return {key: value for key, value in llama_text(tokenizer).items() if key not in skip}
+
+
 QWEN_CHAT = CHATML.replace("<image>", "<|vision_start|><|image_pad|><|vision_end|>")
 
 
@@ -238,7 +159,7 @@ def build_tiny_qwen2_vl(path: Path) -> Path:
 
     specials = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
     tokenizer = tiny_tokenizer(specials)
-    text = _llama_config(tokenizer)
+    text = _text_fields(tokenizer)
     config = Qwen2VLConfig(
         text_config={
             **text,
@@ -282,7 +203,7 @@ def build_tiny_paligemma(path: Path, image_size: int = 32, patch_size: int = 8) 
 
     tokenizer = tiny_tokenizer(("<image>",))
     tokens = (image_size // patch_size) ** 2
-    text = {**_llama_config(tokenizer), "head_dim": 8}
+    text = {**_text_fields(tokenizer), "head_dim": 8}
     config = PaliGemmaConfig(
         vision_config={
             "model_type": "siglip_vision_model", "hidden_size": 32, "intermediate_size": 64,

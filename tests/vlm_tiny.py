@@ -1,13 +1,16 @@
-"""Tiny random-init image-text-to-text models (LLaVA, Idefics3/SmolVLM) for the VLM tests.
+"""Tiny random-init image-text-to-text models (LLaVA, Idefics3/SmolVLM) for the VLM and student
+tests.
 
 Each builder makes the real architecture with a few-thousand-parameter config, a word-level
-tokenizer made offline, a processor with a chat template, saves them the way the hub does and
-returns the folder, which ``tools.hf.vlm`` then loads through its real code. No download.
+tokenizer made offline (or the one given), a processor with a chat template, saves them the way
+the hub does and returns the folder, which ``tools.hf.vlm`` or ``distill.student`` then loads
+through its real code. No download.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from hf_tiny import TEST_VOCAB_WORDS, seeded
 
@@ -48,7 +51,8 @@ def word_tokenizer():
     )
 
 
-def _llama_text(tokenizer, hidden: int = 32) -> dict:
+def llama_text(tokenizer, hidden: int = 32) -> dict:
+    """A two-layer Llama config (as a dict) over ``tokenizer``'s vocabulary."""
     return {
         "model_type": "llama",
         "vocab_size": len(tokenizer),
@@ -76,11 +80,20 @@ def _spread(model, std: float = 0.3) -> None:
 
 
 @seeded
-def build_llava(path: Path, image_size: int = 32, patch_size: int = 8) -> Path:
-    """LLaVA: a CLIP vision tower, an MLP projector and a Llama language model."""
+def build_llava(
+    path: Path,
+    image_size: int = 32,
+    patch_size: int = 8,
+    *,
+    tokenizer: Any = None,
+    chat_template: str = CHAT_TEMPLATE,
+    spread: bool = True,
+) -> Path:
+    """LLaVA: a CLIP vision tower, an MLP projector and a Llama language model. ``tokenizer``
+    must hold an ``<image>`` token; ``spread`` widens the random weights."""
     import transformers as tf
 
-    tokenizer = word_tokenizer()
+    tokenizer = tokenizer or word_tokenizer()
     vision = {
         "model_type": "clip_vision_model",
         "hidden_size": 32,
@@ -93,13 +106,15 @@ def build_llava(path: Path, image_size: int = 32, patch_size: int = 8) -> Path:
     }
     config = tf.LlavaConfig(
         vision_config=vision,
-        text_config=_llama_text(tokenizer),
+        text_config=llama_text(tokenizer),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        image_seq_length=(image_size // patch_size) ** 2,
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
     )
     model = tf.LlavaForConditionalGeneration(config).eval()
-    _spread(model)
+    if spread:
+        _spread(model)
     model.save_pretrained(path)
     image_processor = tf.CLIPImageProcessor(
         size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
@@ -110,17 +125,26 @@ def build_llava(path: Path, image_size: int = 32, patch_size: int = 8) -> Path:
         patch_size=patch_size,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # CLIP's class token, dropped by "default"
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
     ).save_pretrained(path)
     return path
 
 
 @seeded
-def build_idefics3(path: Path, image_size: int = 32, patch_size: int = 8) -> Path:
-    """Idefics3 (SmolVLM's architecture): SigLIP-style vision, pixel shuffle, Llama text."""
+def build_idefics3(
+    path: Path,
+    image_size: int = 32,
+    patch_size: int = 8,
+    *,
+    tokenizer: Any = None,
+    chat_template: str = CHAT_TEMPLATE,
+    spread: bool = True,
+) -> Path:
+    """Idefics3 (SmolVLM's architecture): SigLIP-style vision, pixel shuffle, Llama text.
+    ``tokenizer`` must hold the Idefics3 image tokens (``IMAGE_SPECIALS``)."""
     import transformers as tf
 
-    tokenizer = word_tokenizer()
+    tokenizer = tokenizer or word_tokenizer()
     scale_factor = 2
     vision = {
         "hidden_size": 32,
@@ -132,13 +156,14 @@ def build_idefics3(path: Path, image_size: int = 32, patch_size: int = 8) -> Pat
     }
     config = tf.Idefics3Config(
         vision_config=vision,
-        text_config=_llama_text(tokenizer),
+        text_config=llama_text(tokenizer),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         scale_factor=scale_factor,
         pad_token_id=tokenizer.pad_token_id,
     )
     model = tf.Idefics3ForConditionalGeneration(config).eval()
-    _spread(model)
+    if spread:
+        _spread(model)
     model.save_pretrained(path)
     image_processor = tf.Idefics3ImageProcessor(
         size={"longest_edge": image_size},
@@ -150,6 +175,6 @@ def build_idefics3(path: Path, image_size: int = 32, patch_size: int = 8) -> Pat
         image_processor=image_processor,
         tokenizer=tokenizer,
         image_seq_len=image_seq_len,
-        chat_template=CHAT_TEMPLATE,
+        chat_template=chat_template,
     ).save_pretrained(path)
     return path
