@@ -1,17 +1,21 @@
-"""`vpagent distill train` under torchrun: two CPU processes (gloo) train one student together."""
+"""`vpagent distill train` as a separate process: under torchrun with two CPU processes (gloo),
+and killed with SIGKILL mid-run, then resumed."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from student_tiny import build_export, build_tiny_lm
 
-from distill.student.students import load_student
+from distill.student.students import STUDENT_FILE, load_student
+from distill.student.train import last_complete_checkpoint
 from tests.browser.driver import free_port
 
 
@@ -41,3 +45,48 @@ def test_torchrun_with_two_cpu_processes_trains_one_student(
     assert state["epoch"] == 1.0  # 2 steps x 2 records x 2 processes = the 8 records once
     assert (out / "checkpoints" / "checkpoint-2" / ".complete").is_file()
     assert load_student(out).kind == "embedded"  # one finished student, written by rank 0
+
+
+@pytest.mark.slow  # a training process is started, killed and resumed: ~20 s
+def test_a_run_killed_with_sigkill_resumes_from_its_last_whole_checkpoint(
+    tmp_path: Path, images_dir: Path
+) -> None:
+    export = build_export(tmp_path / "export", images_dir)
+    language_model = build_tiny_lm(tmp_path / "lm")
+    out = tmp_path / "ckpt"
+    checkpoints = out / "checkpoints"
+
+    def command(max_steps: int, *extra: str) -> list[str]:
+        return [
+            sys.executable, "-m", "vpagent", "distill", "train", "--data", str(export),
+            "--out", str(out), "--student", str(language_model), "--max-steps", str(max_steps),
+            "--batch-size", "1", "--save-steps", "2", "--full", "--device", "cpu", *extra,
+        ]  # fmt: skip
+
+    def newest_step() -> int:
+        found = last_complete_checkpoint(checkpoints)
+        return int(found.name.removeprefix("checkpoint-")) if found else 0
+
+    log = tmp_path / "killed.log"
+    with log.open("wb") as sink:
+        run = subprocess.Popen(command(100_000), stdout=subprocess.DEVNULL, stderr=sink)
+    deadline = time.monotonic() + 300
+    while newest_step() < 4:  # two whole checkpoints, maybe a third being written
+        assert run.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, "no second checkpoint within 300 s"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=30)
+    assert run.returncode == -signal.SIGKILL
+    assert not (out / STUDENT_FILE).exists()  # killed: no student, whatever was on disk
+
+    step = newest_step()
+    done = subprocess.run(
+        command(step + 2, "--resume"), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"resumed from step {step}" in " ".join(done.stdout.split())
+    metrics = json.loads((out / "train_metrics.json").read_text())
+    assert metrics["resumed_from"] == step and metrics["steps"] == step + 2
+    assert all((path / ".complete").is_file() for path in checkpoints.glob("checkpoint-*"))
+    assert load_student(out).kind == "embedded"
