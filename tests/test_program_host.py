@@ -71,6 +71,27 @@ def test_cache_hit_makes_no_model_call(server: ToolServer) -> None:
     assert server.cache.hits == 1
 
 
+def test_an_on_disk_cache_is_shared_only_by_the_same_tool_configuration(tmp_path) -> None:
+    def host(detector_options: dict) -> tuple[ToolServer, ProgramHost]:
+        settings = load_settings(
+            cache={"directory": str(tmp_path)},
+            tools={"detector": {"backend": "ssd-coco", "options": detector_options}},
+        )
+        server = ToolServer(settings, specialists={"detector": BrightSpotDetector()})
+        return server, ProgramHost(server, spots_image())
+
+    first_server, first = host({"score_threshold": 0.5})
+    args = {"image": first.image_id, "box": [0, 0, 80, 60], "name": "spot"}
+    first("find", args)
+    first_server.cache.close()
+    same_server, same = host({"score_threshold": 0.5})  # a new process, same settings
+    same("find", args)
+    assert same_server.cache.hits == 1
+    other_server, other = host({"score_threshold": 0.3})  # another threshold: not its results
+    other("find", args)
+    assert other_server.cache.hits == 0 and other_server.model_calls == 1
+
+
 def test_batched_results_equal_unbatched(server: ToolServer) -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(8)]

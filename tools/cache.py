@@ -1,4 +1,9 @@
-"""Tool-result cache keyed by (image content hash, tool, arguments), in memory and on disk."""
+"""Tool-result cache keyed by (image content hash, tool, arguments), in memory and on disk.
+
+A cache has a namespace: what its results depend on besides their inputs (for the tool server:
+the tool configuration, the LLM stand-in tools ask, the vpagent version). Keys of another
+namespace are never seen, so an on-disk cache shared across configurations stays correct.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +28,10 @@ class ResultCache:
     Values must be JSON-serialisable: nothing is ever unpickled from disk.
     """
 
-    def __init__(self, max_entries: int = 2048, directory: Path | None = None) -> None:
+    def __init__(
+        self, max_entries: int = 2048, directory: Path | None = None, namespace: str = ""
+    ) -> None:
+        self.namespace = namespace
         self._memory: cachetools.LRUCache[str, Any] | None = (
             cachetools.LRUCache(maxsize=max_entries) if max_entries > 0 else None
         )
@@ -37,6 +45,7 @@ class ResultCache:
         self.misses = 0
 
     def get(self, key: str) -> tuple[bool, Any]:
+        key = self._scoped(key)
         with self._lock:
             if self._memory is not None and key in self._memory:
                 self.hits += 1
@@ -53,9 +62,13 @@ class ResultCache:
         return False, None
 
     def put(self, key: str, value: Any) -> None:
+        key = self._scoped(key)
         self._remember(key, value)
         if self._disk is not None:
             self._disk.set(key, value)
+
+    def _scoped(self, key: str) -> str:
+        return f"{self.namespace}:{key}" if self.namespace else key
 
     def _remember(self, key: str, value: Any) -> None:
         with self._lock:

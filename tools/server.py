@@ -6,6 +6,8 @@ Thread-safe. One server serves every concurrent program; results are cached by t
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,20 @@ def _columns(requests: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*requests, strict=True)]
 
 
+def results_namespace(settings: Settings) -> str:
+    """A digest of what tool results depend on besides their inputs: every role's backend, model
+    and options, the LLM the stand-in tools ask, and the vpagent version."""
+    from vpagent import __version__
+
+    payload = {
+        "tools": settings.tools.model_dump(mode="json"),
+        "llm": settings.llm.model_dump(mode="json", include={"provider", "model", "base_url"}),
+        "version": __version__,
+    }
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 class ToolServer:
     """Owns the specialists of one configuration and the batchers in front of them."""
 
@@ -56,7 +72,9 @@ class ToolServer:
     ) -> None:
         self.settings = settings
         self.llm = llm
-        self.cache = ResultCache(settings.cache.max_entries, settings.cache.directory)
+        self.cache = ResultCache(
+            settings.cache.max_entries, settings.cache.directory, results_namespace(settings)
+        )
         self._specialists: dict[str, Specialist] = dict(specialists or {})
         self._build_lock = threading.RLock()
         self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
