@@ -95,3 +95,17 @@ def test_white_truck_and_blue_bus(images_dir: Path) -> None:
 def test_black_dog(images_dir: Path) -> None:
     dogs = load_image(images_dir / "two_dogs.jpg")
     assert name_color(dogs, BLACK_DOG_BOX, object_name="dog") == "black"
+
+
+def test_an_objects_mask_does_not_depend_on_earlier_cuts(images_dir: Path) -> None:
+    import cv2
+
+    from tools.offline.colors import object_mask
+
+    bus = load_image(images_dir / "bus.jpg")
+    crop = bus[213:758, 5:810]  # BUS_BOX
+    first = object_mask(crop)
+    for _ in range(3):  # other cuts and other draws advance OpenCV's random state
+        object_mask(load_image(images_dir / "zidane.jpg")[100:500, 100:500])
+        cv2.randu(np.empty((64, 1)), 0.0, 1.0)
+        assert np.array_equal(object_mask(crop), first)

@@ -41,6 +41,7 @@ MASK_SIDE = 120  # object_mask: GrabCut works on the crop scaled to this longest
 MASK_MIN_SIDE = 12  # ... not on crops smaller than this
 MASK_RIM = 0.08  # ... the crop's rim of this width seeds the background model
 MASK_ITERATIONS = 3
+MASK_SEED = 0  # ... with OpenCV's RNG reseeded for each cut, so a crop always gets one mask
 MASK_MIN_SHARE = 0.15  # ... a cut keeping less of the crop than this is not trusted
 EXPOSURE_TARGET = 230.0  # a region's 95th-percentile value is brightened towards this ...
 EXPOSURE_GAIN = 1.5  # ... by at most this factor
@@ -260,6 +261,9 @@ def object_mask(crop: np.ndarray) -> np.ndarray | None:
     seed[:, :rim_x] = seed[:, -rim_x:] = cv2.GC_PR_BGD
     background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
     bgr = np.ascontiguousarray(small[..., ::-1])
+    # GrabCut's k-means draws from OpenCV's RNG (per thread, advanced by every earlier call):
+    # without a fixed seed the same crop gave another mask, and the bus another colour.
+    cv2.setRNGSeed(MASK_SEED)
     cv2.grabCut(bgr, seed, None, background, foreground, MASK_ITERATIONS, cv2.GC_INIT_WITH_MASK)
     mask = (seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)
     if mask.mean() < MASK_MIN_SHARE:
