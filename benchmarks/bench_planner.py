@@ -34,7 +34,7 @@ RESULTS = Path(__file__).parent / "results"
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev.jsonl"
 
 # Today's configuration before this benchmark's levers, then each lever added.
-VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
+VARIANTS: dict[str, dict[str, Any]] = {
     "baseline": {
         "agent": {"fixed_examples": 0, "examples_per_prompt": 6, "api_spec": "full",
                   "prefill_reply": False},
@@ -44,6 +44,10 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "prefix-retrieve2": {"agent": {"examples_per_prompt": 2}, "llm": {}},
     # with --bank BANK.toml (from `vpagent distill examples`): retrieval also draws on it
     "prefix-bank2": {"agent": {"examples_per_prompt": 2}, "llm": {}},
+    # the offline detector at another score threshold (benchmarks/bench_threshold.py)
+    "prefix-det0.3": {"agent": {}, "llm": {},
+                      "tools": {"detector": {"backend": "ssd-coco",
+                                             "options": {"score_threshold": 0.3}}}},
 }  # fmt: skip
 
 
@@ -65,7 +69,8 @@ def _build(
     # One on-disk tool cache for all variants: a photo's detections are computed once, so the
     # run measures planning; execute seconds are then a lower bound for all but the first.
     cache = {"directory": str(cache_dir / "tools")}
-    settings = load_settings(llm=llm, agent=override["agent"], cache=cache)
+    tools = override.get("tools", {})
+    settings = load_settings(llm=llm, agent=override["agent"], cache=cache, tools=tools)
     events: list[str] = []
     started = time.perf_counter()
     agent = build_agent(settings, on_event=events.append)
