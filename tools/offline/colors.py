@@ -41,8 +41,10 @@ MASK_SIDE = 120  # object_mask: GrabCut works on the crop scaled to this longest
 MASK_MIN_SIDE = 12  # ... not on crops smaller than this
 MASK_RIM = 0.08  # ... the crop's rim of this width seeds the background model
 MASK_ITERATIONS = 3
-MASK_SEED = 0  # ... with OpenCV's RNG reseeded for each cut, so a crop always gets one mask
+MASK_SEEDS = 3  # ... cuts with OpenCV's RNG seeded 0, 1, 2; a pixel is kept by majority: one
+# cut of a blue-and-white bus kept 95% of the crop (blue) and another all of it (white)
 MASK_MIN_SHARE = 0.15  # ... a cut keeping less of the crop than this is not trusted
+MASK_MAX_SHARE = 0.98  # ... nor one keeping more: it separated nothing (centre-weight instead)
 EXPOSURE_TARGET = 230.0  # a region's 95th-percentile value is brightened towards this ...
 EXPOSURE_GAIN = 1.5  # ... by at most this factor
 SHADE_VALUE = 0.5  # pixels at least this bright vote fully ...
@@ -246,30 +248,36 @@ def _ring_histogram(rgb: np.ndarray, bounds: tuple[int, int, int, int]) -> np.nd
 
 def object_mask(crop: np.ndarray) -> np.ndarray | None:
     """The object's own pixels in a crop of its box: GrabCut seeded with the box's rim as
-    probable background and the inside as probable object. None when the cut keeps under
-    MASK_MIN_SHARE of the crop (a thin or camouflaged object: use the whole box instead)."""
+    probable background and the inside as probable object, a pixel kept when most of
+    MASK_SEEDS cuts keep it. None when that keeps under MASK_MIN_SHARE of the crop (a thin or
+    camouflaged object) or over MASK_MAX_SHARE (nothing was cut away): use the whole box."""
     rgb = as_rgb(crop)
     height, width = rgb.shape[:2]
     if min(height, width) < MASK_MIN_SIDE:
         return None
     scale = min(1.0, MASK_SIDE / max(height, width))
     small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))))
-    sh, sw = small.shape[:2]
-    rim_y, rim_x = max(1, int(MASK_RIM * sh)), max(1, int(MASK_RIM * sw))
-    seed = np.full((sh, sw), cv2.GC_PR_FGD, dtype=np.uint8)
-    seed[:rim_y, :] = seed[-rim_y:, :] = cv2.GC_PR_BGD
-    seed[:, :rim_x] = seed[:, -rim_x:] = cv2.GC_PR_BGD
-    background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
     bgr = np.ascontiguousarray(small[..., ::-1])
-    # GrabCut's k-means draws from OpenCV's RNG (per thread, advanced by every earlier call):
-    # without a fixed seed the same crop gave another mask, and the bus another colour.
-    cv2.setRNGSeed(MASK_SEED)
-    cv2.grabCut(bgr, seed, None, background, foreground, MASK_ITERATIONS, cv2.GC_INIT_WITH_MASK)
-    mask = (seed == cv2.GC_FGD) | (seed == cv2.GC_PR_FGD)
-    if mask.mean() < MASK_MIN_SHARE:
+    votes = sum(_grabcut(bgr, seed) for seed in range(MASK_SEEDS))
+    mask = votes * 2 > MASK_SEEDS
+    if not MASK_MIN_SHARE <= mask.mean() <= MASK_MAX_SHARE:
         return None
     full = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST)
     return full > 0
+
+
+def _grabcut(bgr: np.ndarray, seed: int) -> np.ndarray:
+    """One GrabCut of a crop (rim: probable background), as 0/1 per pixel. Its k-means draws
+    from OpenCV's RNG, reseeded here: unseeded, every earlier call changed the result."""
+    sh, sw = bgr.shape[:2]
+    rim_y, rim_x = max(1, int(MASK_RIM * sh)), max(1, int(MASK_RIM * sw))
+    labels = np.full((sh, sw), cv2.GC_PR_FGD, dtype=np.uint8)
+    labels[:rim_y, :] = labels[-rim_y:, :] = cv2.GC_PR_BGD
+    labels[:, :rim_x] = labels[:, -rim_x:] = cv2.GC_PR_BGD
+    background, foreground = np.zeros((1, 65)), np.zeros((1, 65))
+    cv2.setRNGSeed(seed)
+    cv2.grabCut(bgr, labels, None, background, foreground, MASK_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    return ((labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)).astype(np.uint8)
 
 
 def object_distribution(crop: np.ndarray, object_name: str | None = None) -> dict[str, float]:
