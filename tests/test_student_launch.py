@@ -19,13 +19,19 @@ from distill.student.train import last_complete_checkpoint
 from tests.browser.driver import free_port
 
 
+@pytest.fixture
+def parts(tmp_path: Path, images_dir: Path) -> tuple[Path, Path, Path]:
+    """(export, tiny language model, output folder) of one training run."""
+    return (
+        build_export(tmp_path / "export", images_dir),
+        build_tiny_lm(tmp_path / "lm"),
+        tmp_path / "ckpt",
+    )
+
+
 @pytest.mark.slow  # two Python processes import torch + transformers: ~30 s on 2 cores
-def test_torchrun_with_two_cpu_processes_trains_one_student(
-    tmp_path: Path, images_dir: Path
-) -> None:
-    export = build_export(tmp_path / "export", images_dir)
-    language_model = build_tiny_lm(tmp_path / "lm")
-    out = tmp_path / "ckpt"
+def test_torchrun_with_two_cpu_processes_trains_one_student(parts: tuple[Path, Path, Path]) -> None:
+    export, language_model, out = parts
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
         "--master-addr", "127.0.0.1", "--master-port", str(free_port()),
@@ -49,11 +55,9 @@ def test_torchrun_with_two_cpu_processes_trains_one_student(
 
 @pytest.mark.slow  # a training process is started, killed and resumed: ~20 s
 def test_a_run_killed_with_sigkill_resumes_from_its_last_whole_checkpoint(
-    tmp_path: Path, images_dir: Path
+    parts: tuple[Path, Path, Path], tmp_path: Path
 ) -> None:
-    export = build_export(tmp_path / "export", images_dir)
-    language_model = build_tiny_lm(tmp_path / "lm")
-    out = tmp_path / "ckpt"
+    export, language_model, out = parts
     checkpoints = out / "checkpoints"
 
     def command(max_steps: int, *extra: str) -> list[str]:
