@@ -8,7 +8,9 @@ question every variant answers in turn (the order rotates per question, so load 
 machine falls on all variants alike); plan and execute seconds come from the agent's timings,
 token counts from the LLM server's usage (prompt, cached, generated). Start-up (model load and
 the prompt prefix: built, or restored from disk) is timed per variant and reported apart. The
-variants share one on-disk tool-result cache, so execute seconds are comparable only roughly.
+variants share one on-disk tool-result cache, so execute seconds are comparable only roughly;
+its keys know the tool settings and the vpagent version, not edits to the tools' code: after
+such an edit, delete ``CACHE_DIR/tools``.
 Writes a markdown table and the raw rows to benchmarks/results/planner.md / planner.json.
 """
 
