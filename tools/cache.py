@@ -16,10 +16,15 @@ from typing import Any
 import cachetools
 
 
+def json_digest(value: Any) -> str:
+    """sha256 of ``value`` as canonical JSON (sorted keys, no spaces)."""
+    payload = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
 def cache_key(image_sha256: str, tool: str, args: dict[str, Any]) -> str:
     """A stable key: the image's content hash, the tool, and its canonical JSON arguments."""
-    payload = json.dumps([image_sha256, tool, args], sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()
+    return json_digest([image_sha256, tool, args])
 
 
 class ResultCache:

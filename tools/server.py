@@ -6,8 +6,6 @@ Thread-safe. One server serves every concurrent program; results are cached by t
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -15,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tools.batching import MicroBatcher
-from tools.cache import ResultCache
+from tools.cache import ResultCache, json_digest
 from tools.errors import CannotAnswer
 from tools.registry import BACKENDS, build_specialist
 from tools.roles import (
@@ -56,8 +54,7 @@ def results_namespace(settings: Settings) -> str:
         "llm": settings.llm.model_dump(mode="json", include={"provider", "model", "base_url"}),
         "version": __version__,
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return json_digest(payload)[:16]
 
 
 class ToolServer:
