@@ -51,10 +51,12 @@ def main() -> None:
     from tools.offline.detector import SSDCocoDetector
 
     detector = SSDCocoDetector(score_threshold=min(THRESHOLDS))
-    asked = [(item, asked_object(item.question)) for item in load_dataset(args.questions)]
-    studied = [(item, kind, name) for item, found in asked if found for kind, name in [found]]
     scores: list[tuple[str, str, list[float]]] = []  # (kind, answer, box scores)
-    for item, kind, name in studied:
+    for item in load_dataset(args.questions):
+        asked = asked_object(item.question)
+        if asked is None:
+            continue
+        kind, name = asked
         found = detector.detect(load_image(item.image), [name])
         scores.append((kind, item.answers[0], [d.score for d in found]))
     right: dict[tuple[str, float], int] = defaultdict(int)

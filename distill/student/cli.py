@@ -63,10 +63,10 @@ def train_command(
         raise _fail(f"bad option {first['loc'][0]}: {first['msg']}") from None
     except (StudentError, OSError) as error:
         raise _fail(str(error)) from None
-    first = result.losses[0][1] if result.losses else float("nan")
-    last = result.losses[-1][1] if result.losses else float("nan")
     if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate: the first one reports
         return
+    first = result.losses[0][1] if result.losses else float("nan")
+    last = result.losses[-1][1] if result.losses else float("nan")
     resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
     processes = f" in {result.processes} processes" if result.processes > 1 else ""
     Console().print(
