@@ -78,6 +78,20 @@ def test_verify_colours_and_categories(
     assert not matcher.verify(crops["truck"], "truck", "retriever")
 
 
+def test_property_evidence_ranks_objects_and_person_parts(matcher: ClassifierMatcher) -> None:
+    def person(shirt: tuple[int, int, int]) -> np.ndarray:
+        crop = np.full((200, 80, 3), 200, dtype=np.uint8)  # a whole standing person's box
+        crop[40:110] = shirt  # torso
+        crop[110:] = (40, 40, 40)  # dark trousers
+        return crop
+
+    red, blue = person((200, 30, 30)), person((30, 40, 200))
+    shirt = [matcher.property_evidence(p, "man", "in a red shirt") for p in (red, blue)]
+    assert shirt[0].holds and not shirt[1].holds and shirt[0].score > shirt[1].score
+    verdicts = [matcher.verify(p, "man", "in a red shirt") for p in (red, blue)]
+    assert verdicts == [e.holds for e in shirt]
+
+
 def test_unverifiable_properties_are_refused(
     matcher: ClassifierMatcher, crops: dict[str, np.ndarray]
 ) -> None:

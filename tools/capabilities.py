@@ -36,7 +36,10 @@ def _detector_line(backend: str) -> str:
     if backend in OPEN_VOCABULARY:
         return "find/locate: open vocabulary (any short noun phrase)."
     if backend != "ssd-coco":
-        return f"find/locate: the {backend} detector's own classes."
+        return (
+            f"find/locate: the {backend} detector's own classes; a colour or clothing in the "
+            "name ('black dog') picks the matching ones."
+        )
     from tools.offline.coco_names import CLASS_SYNONYMS, COCO_CLASSES, NOT_DETECTABLE
 
     def synonyms(cls: str) -> str:
@@ -50,7 +53,8 @@ def _detector_line(backend: str) -> str:
         f"({', '.join(synonyms(cls) for cls in SYNONYM_EXAMPLES)}), and animal, vehicle, food, "
         f"fruit, furniture to groups; find('face') uses a face detector. Others "
         f"({', '.join(examples)}, ...) cannot be found: use simple_query, or verify_property "
-        "on the object they belong to."
+        "on the object they belong to. A colour or clothing in the name ('black dog', 'man "
+        "in a red shirt') picks the matching ones."
     )
 
 

@@ -64,7 +64,8 @@ class ImagePatch:
     # Perception.
 
     def find(self, object_name: str) -> list[ImagePatch]:
-        """Return patches of every `object_name` found inside this patch, best first.
+        """Return patches of every `object_name` found inside this patch, best first. A colour
+        or clothing in the name keeps only the matching ones ("black dog", "man in a red shirt").
 
         >>> dogs = image.find("dog")
         """
@@ -73,6 +74,7 @@ class ImagePatch:
     def locate(self, object_name: str) -> ImagePatch:
         """The best `object_name` when the question presupposes it exists: searches harder than
         find (its score may be low). Use it rather than answering "no" when find() is empty.
+        With a colour or clothing in the name, the best match: locate("man in the red shirt").
 
         >>> cup = image.locate("cup")
         """

@@ -18,8 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tools.cache import cache_key
 from tools.errors import CannotAnswer
+from tools.referring import Reference, split_reference
 from tools.server import ToolServer
-from tools.types import Box, Detection
+from tools.types import Box, Detection, PropertyEvidence
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
@@ -148,21 +149,68 @@ class ProgramHost:
             detections = self._search(crop, name)
         else:
             detections = self.server.detect(crop, [name])
+        detections = sorted(detections, key=lambda d: d.score, reverse=True)
+        artifacts: dict[str, Any] = {"region": region.as_list()}
+        notes = []
+        reference = split_reference(name)
+        detector = self.server.specialist("detector")
+        if reference.attribute and not getattr(detector, "reads_attributes", True):
+            detections, ranking, note = self._refer(crop, detections, reference, args.thorough)
+            artifacts["attribute"] = ranking
+            notes += [note] if note else []
         hits = [
             {"box": d.box.shift(region.x0, region.y0).as_list(), "score": d.score, "label": name}
-            for d in sorted(detections, key=lambda d: d.score, reverse=True)
+            for d in detections
         ]
-        artifacts: dict[str, Any] = {"region": region.as_list(), "boxes": hits}
+        artifacts["boxes"] = hits
         if args.thorough:
             if not hits:
                 raise CannotAnswer(f"no '{name}' in the image, even searching harder")
-            threshold = getattr(self.server.specialist("detector"), "score_threshold", None)
+            threshold = getattr(detector, "score_threshold", None)
             if threshold is not None and hits[0]["score"] < threshold:
-                artifacts[UNVERIFIED] = (
+                notes.append(
                     f"the best '{name}' scores {hits[0]['score']:.2f}, below the detector's "
                     f"threshold {threshold}: it may not be there"
                 )
+        if notes:
+            artifacts[UNVERIFIED] = "; ".join(notes)
         return hits, artifacts
+
+    def _refer(
+        self, crop: np.ndarray, detections: list[Detection], reference: Reference, keep_all: bool
+    ) -> tuple[list[Detection], dict[str, Any], str | None]:
+        """Rank a closed-vocabulary detector's boxes by the property the name asks for ("black"
+        of "black dog"): (the boxes, best first, the ranking for the trace, a note if the
+        result is unverified). ``find`` keeps the boxes that have the property; ``locate``
+        (``keep_all``) keeps every box, so the best match comes first even if none clearly has it.
+        """
+        noun, attribute = reference.noun, str(reference.attribute)
+        scored: list[tuple[Detection, PropertyEvidence]] = []
+        for detection in detections:
+            x0, y0, x1, y1 = (round(v) for v in detection.box.as_list())
+            patch = crop[max(y0, 0) : y1, max(x0, 0) : x1]
+            if min(patch.shape[:2]) < MIN_REGION_PIXELS:
+                scored.append((detection, PropertyEvidence(score=0.0, holds=False)))
+                continue
+            try:
+                evidence = self.server.property_evidence(patch, noun, attribute)
+            except CannotAnswer as refusal:
+                ranking = {"property": attribute, "ranked": False, "why": str(refusal)}
+                note = f"'{attribute}' could not be checked, so every '{noun}' is kept ({refusal})"
+                return detections, ranking, note
+            scored.append((detection, evidence))
+        scored.sort(key=lambda pair: pair[1].score, reverse=True)
+        kept = scored if keep_all else [pair for pair in scored if pair[1].holds]
+        ranking = {
+            "property": attribute,
+            "ranked": True,
+            "scores": [round(evidence.score, 4) for _, evidence in kept],
+            "holds": [evidence.holds for _, evidence in kept],
+        }
+        note = None
+        if keep_all and kept and not kept[0][1].holds:
+            note = f"no '{noun}' is clearly '{attribute}'; the closest match is taken"
+        return [detection for detection, _ in kept], ranking, note
 
     def _search(self, crop: np.ndarray, name: str) -> list[Detection]:
         """The detector's harder search where it has one (tiles, flip, low threshold)."""

@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from tools.types import Box, Detection, Mask, TextLine, ToolInfo
+from tools.types import Box, Detection, Mask, PropertyEvidence, TextLine, ToolInfo
 
 Image = np.ndarray
 
@@ -27,6 +27,7 @@ class Detector(Specialist):
     """Open- or closed-vocabulary object detector."""
 
     role = "detector"
+    reads_attributes = True  # False: "black dog" finds every dog (closed vocabulary)
 
     @abstractmethod
     def detect_batch(self, images: list[Image], names: list[list[str]]) -> list[list[Detection]]:
@@ -71,8 +72,13 @@ class Matcher(Specialist):
 
     def verify(self, image: Image, name: str, prop: str) -> bool:
         """Whether the `name` in the image has `prop` (ViperGPT's contrast with a negation)."""
+        return self.property_evidence(image, name, prop).holds
+
+    def property_evidence(self, image: Image, name: str, prop: str) -> PropertyEvidence:
+        """Graded evidence that the `name` in the image has `prop`: the margin of the text
+        with the property over its negation, and whether it is positive."""
         positive, negative = self.scores(image, [f"{prop} {name}", f"{name} that is not {prop}"])
-        return positive > negative
+        return PropertyEvidence(score=positive - negative, holds=positive > negative)
 
 
 class Captioner(Specialist):

@@ -27,7 +27,7 @@ from tools.roles import (
     Segmenter,
     Specialist,
 )
-from tools.types import Box, Detection, Mask, TextLine, ToolInfo
+from tools.types import Box, Detection, Mask, PropertyEvidence, TextLine, ToolInfo
 
 if TYPE_CHECKING:
     from vpagent.config import Settings
@@ -152,6 +152,12 @@ class ToolServer:
         matcher = self.specialist("matcher")
         assert isinstance(matcher, Matcher)
         return self._counted(lambda reqs: [matcher.verify(*reqs[0])])([(image, name, prop)])[0]
+
+    def property_evidence(self, image: np.ndarray, name: str, prop: str) -> PropertyEvidence:
+        matcher = self.specialist("matcher")
+        assert isinstance(matcher, Matcher)
+        run = self._counted(lambda reqs: [matcher.property_evidence(*reqs[0])])
+        return run([(image, name, prop)])[0]
 
     def best_text_match(self, image: np.ndarray, options: list[str]) -> int:
         matcher = self.specialist("matcher")

@@ -49,6 +49,14 @@ class Detection(BaseModel):
     label: str
 
 
+class PropertyEvidence(BaseModel):
+    """How strongly an object shows a property: a score comparable across objects of one
+    name and property (to rank them), and the matcher's yes/no verdict."""
+
+    score: float
+    holds: bool
+
+
 class TextLine(BaseModel):
     """One line of text read by OCR."""
 

@@ -151,6 +151,7 @@ class YoloDetector(_UltralyticsDetector):
     """
 
     backend = "yolo"
+    reads_attributes = False
 
     def class_for(self, name: str) -> int | None:
         self.load()

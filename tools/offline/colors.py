@@ -49,6 +49,8 @@ EXPOSURE_TARGET = 230.0  # a region's 95th-percentile value is brightened toward
 EXPOSURE_GAIN = 1.5  # ... by at most this factor
 SHADE_VALUE = 0.5  # pixels at least this bright vote fully ...
 SHADE_FLOOR = 0.3  # ... black ones with this weight
+MAIN_SHARE = 0.2  # is_main_color: a main colour has at least this share ...
+MAIN_RELATIVE = 0.5  # ... and at least this fraction of the dominant colour's share
 MAX_PIXELS = 160_000  # regions are downsampled to about this many pixels
 CENTER_SIGMA = 0.35  # Gaussian width as a fraction of the box size
 RING = 0.25  # background ring width around the box, as a fraction of its size
@@ -324,11 +326,13 @@ def has_color(
     box: Box | None = None,
     mask: np.ndarray | None = None,
     object_name: str | None = None,
-    min_share: float = 0.2,
-    relative: float = 0.5,
 ) -> bool:
-    """Whether ``color`` is a main colour of the region: at least ``min_share`` of it and at
-    least ``relative`` times the share of the dominant colour (a blue-and-white bus is both)."""
-    shares = color_distribution(image, box, mask, object_name)
+    """Whether ``color`` is a main colour of the region (see :func:`is_main_color`)."""
+    return is_main_color(color_distribution(image, box, mask, object_name), color)
+
+
+def is_main_color(shares: dict[str, float], color: str) -> bool:
+    """At least MAIN_SHARE of the distribution and at least MAIN_RELATIVE times the share of
+    the dominant colour (a blue-and-white bus is both)."""
     share = color_share(shares, color)
-    return share >= min_share and share >= relative * max(shares.values())
+    return share >= MAIN_SHARE and share >= MAIN_RELATIVE * max(shares.values())

@@ -81,6 +81,7 @@ class SSDCocoDetector(Detector):
     """80-class COCO detector with name mapping, a zoom pass and an ImageNet animal check."""
 
     backend = "ssd-coco"
+    reads_attributes = False
 
     def __init__(
         self,

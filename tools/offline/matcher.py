@@ -30,8 +30,9 @@ from tools.offline.classifier import NUM_CLASSES, EfficientNetClassifier, shared
 from tools.offline.coco_names import exact_classes, singular
 from tools.offline.colors import (
     COLOR_WORDS,
+    color_distribution,
     color_share,
-    has_color,
+    is_main_color,
     object_distribution,
     object_mask,
     palette_names,
@@ -39,7 +40,7 @@ from tools.offline.colors import (
 from tools.offline.parts import WEARABLE_PART, part_crop, part_of
 from tools.offline.text_embed import MiniLMEmbedder, shared_embedder
 from tools.roles import Image, Matcher
-from tools.types import ToolInfo
+from tools.types import PropertyEvidence, ToolInfo
 
 TOP_K = 10
 CATEGORY_SIMILARITY = 0.62  # a property this close to some ImageNet label is a category
@@ -149,10 +150,14 @@ class ClassifierMatcher(Matcher):
         return int(np.argmax(self.scores(image, options)))
 
     def verify(self, image: Image, name: str, prop: str) -> bool:
-        """Whether the ``name`` shown in ``image`` (usually its crop) has the property ``prop``.
+        """Whether the ``name`` shown in ``image`` (usually its crop) has the property ``prop``."""
+        return self.property_evidence(image, name, prop).holds
 
-        For people, a property that names a part ("gray-haired", "red shirt", "wearing a hat")
-        is checked on that part of the box (:mod:`tools.offline.parts`).
+    def property_evidence(self, image: Image, name: str, prop: str) -> PropertyEvidence:
+        """How strongly the ``name`` in ``image`` shows ``prop``: a colour's share of the
+        object's own pixels, or the classifier's mass on the ImageNet labels the property
+        names. For people, a property that names a part ("gray-haired", "red shirt",
+        "wearing a hat") is checked on that part of the box (:mod:`tools.offline.parts`).
         """
         rgb = as_rgb(image)
         colors, rest = split_text(prop.replace("-", " "))
@@ -162,10 +167,19 @@ class ClassifierMatcher(Matcher):
             region = rgb if part is None else part_crop(rgb, part)
             if region is None:
                 raise CannotAnswer(f"the {part} of the {name} is not in view in its box")
-            if part is not None:  # a part's crop: all of it is the part
-                return any(has_color(region, color) for color in colors)
-            mask = object_mask(region)
-            return any(has_color(region, color, mask=mask, object_name=name) for color in colors)
+            if part is None:
+                shares = color_distribution(region, mask=object_mask(region), object_name=name)
+            else:  # a part's crop: all of it is the part
+                shares = color_distribution(region)
+            return max(
+                (
+                    PropertyEvidence(
+                        score=color_share(shares, color), holds=is_main_color(shares, color)
+                    )
+                    for color in colors
+                ),
+                key=lambda evidence: (evidence.holds, evidence.score),
+            )
         phrase = rest or prop.strip().lower()
         related = self.related_labels(phrase)
         worn = [int(i) for i in related if int(i) in WEARABLE_PART] if person else []
@@ -173,7 +187,8 @@ class ClassifierMatcher(Matcher):
             where = part or Counter(WEARABLE_PART[i] for i in worn).most_common(1)[0][0]
             region = part_crop(rgb, where)
             probs = self.classifier.probabilities(rgb if region is None else region)
-            return float(probs[worn].sum()) >= WEARABLE_PRESENT
+            mass = float(probs[worn].sum())
+            return PropertyEvidence(score=mass, holds=mass >= WEARABLE_PRESENT)
         if len(related) == 0:
             raise CannotAnswer(
                 f"cannot verify '{prop}' for '{name}' with the offline matcher stand-in "
@@ -181,8 +196,8 @@ class ClassifierMatcher(Matcher):
                 "categories only, and no ImageNet label is close to this property. A CLIP/SigLIP "
                 "matcher on the 'hf' profile can."
             )
-        probs = self.classifier.probabilities(as_rgb(image))
-        return float(probs[related].sum()) >= CATEGORY_PRESENT
+        mass = float(self.classifier.probabilities(rgb)[related].sum())
+        return PropertyEvidence(score=mass, holds=mass >= CATEGORY_PRESENT)
 
     def related_labels(self, phrase: str) -> np.ndarray:
         """Indices of ImageNet labels that ``phrase`` names: a whole-word match in a label's
