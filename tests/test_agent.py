@@ -60,6 +60,16 @@ def test_runtime_error_is_repaired_with_feedback() -> None:
     assert "IndexError" in repair_request and "line 2" in repair_request
 
 
+def test_an_answer_outside_the_offered_options_is_repaired() -> None:
+    breed = "```python\ndef execute_command(image):\n    return 'whippet'\n```"
+    side = "```python\ndef execute_command(image):\n    return 'left'\n```"
+    with make_agent([breed, side]) as agent:
+        result = agent.ask(spots_image(), "Is the big spot to the left or to the right?")
+        repair_request = str(agent.planner.chat_model.last_prompt[-1].content)
+    assert result.answer == "left" and result.programs_tried == 2
+    assert "'whippet'" in repair_request and "'left' or 'right'" in repair_request
+
+
 def test_gives_up_with_the_last_error_after_max_repairs() -> None:
     crashing = "```python\ndef execute_command(image):\n    return 1 / 0\n```"
     with make_agent([crashing], max_repairs=1) as agent:

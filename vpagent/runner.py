@@ -10,6 +10,7 @@ from typing import Any
 
 from tools.program_host import ProgramHost
 from tools.server import LLM, ToolServer
+from vpagent.answer_form import checked
 from vpagent.config import Settings
 from vpagent.images import ImageInput, load_image
 from vpagent.sandbox.executor import SandboxExecutor, ToolHandler
@@ -48,7 +49,8 @@ class ProgramRunner:
     ) -> tuple[ExecutionResult, Trace]:
         """Run ``program`` (defining ``execute_command(image)``) on ``image``.
 
-        ``on_event`` hears "step k: tool" as each tool call starts.
+        ``on_event`` hears "step k: tool" as each tool call starts. With the ``question``, an
+        answer that is not one of the options it names is a failed run (``answer_form``).
         """
         pixels = load_image(image)
         host = ProgramHost(self.server, pixels)
@@ -62,6 +64,8 @@ class ProgramRunner:
 
         started = time.perf_counter()
         result = self.executor.run(program, host.image, handler)
+        if question is not None:  # "left or right?" answered "whippet" is not an answer
+            result = checked(question, result)
         for step in result.steps:
             step.artifacts = host.artifacts.get(step.index, {})
         height, width = pixels.shape[:2]
