@@ -32,7 +32,20 @@ def test_offered_options(question: str, options: list[str] | None) -> None:
         ("Is the dog to the left or to the right of the cat?", "", False),
         ("Is it red, blue or green?", "red", True),
         ("Is there a cat or a dog in the image?", "yes", True),
-        ("What color is the bus?", "whippet", True),  # no options named: anything goes
+        ("Is there a cat?", "Yes.", True),
+        ("Is there a cat?", "cat", False),
+        ("How many dogs are there?", "2", True),
+        ("How many dogs are there?", "none", True),
+        ("How many dogs are there?", "yes", False),
+        ("What animal is looking at the bowl?", "dog", True),
+        ("What animal is looking at the bowl?", "1", False),
+        ("What color is the bus?", "no", False),
+        ("What color is the bus?", "", False),
+        ("What number is on the jersey?", "10", True),
+        ("Who is holding the bowl?", "the man", True),
+        ("Is the dog left of the cat? Choose one of: left, right.", "left", True),
+        ("Which one is red? (A) the cup (B) the bowl", "B", True),
+        ("Describe the scene.", "2", True),  # no form this check knows
     ],
 )
 def test_answer_problem(question: str, answer: str, accepted: bool) -> None:

@@ -88,3 +88,18 @@ def test_html_is_self_contained_and_escapes_untrusted_text(tmp_path: Path) -> No
     assert 'class="line bad"' in page  # the error line is highlighted
     path = save_html(trace, spots_image(), tmp_path)
     assert path.read_text(encoding="utf-8") == page
+
+
+def test_html_shows_how_boxes_were_ranked_and_why_a_step_is_unverified() -> None:
+    trace = _trace()
+    trace.steps[0].args["name"] = "red spot"
+    trace.steps[0].artifacts["attribute"] = {
+        "property": "red",
+        "ranked": True,
+        "scores": [0.62, 0.1],
+        "holds": [True, False],
+    }
+    trace.steps[0].artifacts["unverified"] = "no 'spot' is clearly '<red>'"
+    page = render_html(trace, spots_image())
+    assert "ranked by &#39;red&#39;: 0.62, 0.10 (no)" in page
+    assert "unverified: no &#39;spot&#39; is clearly &#39;&lt;red&gt;&#39;" in page

@@ -13,6 +13,7 @@ import jinja2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from tools.program_host import UNVERIFIED
 from tools.types import RLE, Mask
 from vpagent.trace.records import Step, Trace
 from vpagent.trace.store import atomic_write_text
@@ -83,6 +84,17 @@ def _short(value: Any, limit: int = 600) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
+def _ranking(attribute: dict[str, Any] | None) -> str | None:
+    """The boxes' evidence for the property a name asked for ("black" of "black dog")."""
+    if not attribute or not attribute.get("ranked"):
+        return None
+    scores = ", ".join(
+        f"{score:.2f}{'' if holds else ' (no)'}"
+        for score, holds in zip(attribute["scores"], attribute["holds"], strict=True)
+    )
+    return f"ranked by '{attribute['property']}': {scores or 'no box has it'}"
+
+
 def render_html(trace: Trace, pixels: np.ndarray) -> str:
     """A self-contained HTML page (images inline) explaining the run step by step."""
     steps = [
@@ -94,6 +106,8 @@ def render_html(trace: Trace, pixels: np.ndarray) -> str:
             "error": step.error,
             "duration_ms": step.duration_s * 1000,
             "picture": _data_url(draw_step(pixels, step)) if step.artifacts else None,
+            "ranking": _ranking(step.artifacts.get("attribute")),
+            "unverified": step.artifacts.get(UNVERIFIED),
         }
         for step in trace.steps
     ]
