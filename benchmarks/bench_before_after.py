@@ -1,0 +1,124 @@
+"""The dev set before and after a change, in one run: an older commit against this checkout.
+
+Run: .venv/bin/python benchmarks/bench_before_after.py [--before 102cdf9] [--dataset DEV.jsonl]
+
+The older commit is checked out into a temporary git worktree; ``vpagent eval`` runs there and
+then here, one after the other, with the same interpreter and packages, the embedded default
+and a fresh in-memory tool cache each. The default ``--before`` is the last commit before the
+offline-pack work of issue 11 (relations, ``locate``, tiles, colour masks, answers always).
+Reports accuracy per type, questions left without an answer, and seconds per question.
+
+Writes benchmarks/results/before-after.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+from machine import cpu_model  # benchmarks/machine.py, beside this script
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+RESULTS = HERE / "results" / "before-after"
+DEFAULT_DATASET = ROOT.resolve().parent / "shared" / "data" / "dev.jsonl"
+DEFAULT_BEFORE = "102cdf9"  # the commit before b957fc7, the offline-pack work of issue 11
+
+
+def run_eval(root: Path, dataset: Path, out: Path) -> list[dict]:
+    """``vpagent eval`` with the code under ``root``; one dict per question."""
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.pop("VPAGENT_CONFIG", None)
+    command = [sys.executable, "-m", "vpagent", "eval", str(dataset), "--out", str(out), "--json"]
+    subprocess.run(command, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def summary(rows: list[dict]) -> dict:
+    by_type: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        by_type[row["type"]].append(row["score"])
+    unanswered = sum(1 for row in rows if not (row.get("prediction") or "").strip())
+    return {
+        "n": len(rows),
+        "accuracy": statistics.mean(row["score"] for row in rows),
+        "right": sum(row["score"] for row in rows),
+        "per_type": {kind: (sum(s), len(s)) for kind, s in sorted(by_type.items())},
+        "unanswered": unanswered,
+        "seconds_median": statistics.median(row["total_s"] for row in rows),
+        "seconds_mean": statistics.mean(row["total_s"] for row in rows),
+    }
+
+
+def table(before: dict, after: dict, before_rev: str, after_rev: str) -> str:
+    def cell(right: float, n: int) -> str:
+        return f"{right:g}/{n} ({right / n:.1%})"
+
+    lines = [
+        f"| type | n | before ({before_rev}) | after ({after_rev}) |",
+        "|---|---|---|---|",
+    ]
+    for kind, (right, n) in after["per_type"].items():
+        old = before["per_type"].get(kind, (0, n))[0]
+        lines.append(f"| {kind} | {n} | {cell(old, n)} | {cell(right, n)} |")
+    lines.append(
+        f"| **all** | {after['n']} | **{cell(before['right'], before['n'])}** | "
+        f"**{cell(after['right'], after['n'])}** |"
+    )
+    lines.append(f"| left without an answer | | {before['unanswered']} | {after['unanswered']} |")
+    lines.append(
+        f"| seconds per question, median (mean) | | {before['seconds_median']:.1f} "
+        f"({before['seconds_mean']:.1f}) | {after['seconds_median']:.1f} "
+        f"({after['seconds_mean']:.1f}) |"
+    )
+    return "\n".join(lines)
+
+
+def git(*args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--before", default=DEFAULT_BEFORE)
+    parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    args = parser.parse_args()
+    dataset = args.dataset.resolve()
+    before_rev = git("rev-parse", "--short", args.before)
+    after_rev = git("rev-parse", "--short", "HEAD")
+    if git("status", "--short", "--untracked-files=no"):
+        after_rev += "+uncommitted"
+    with tempfile.TemporaryDirectory(prefix="vpagent-before-") as tmp:
+        worktree = Path(tmp) / "before"
+        git("worktree", "add", "--detach", str(worktree), before_rev)
+        try:
+            print(f"before: {before_rev} ...", flush=True)
+            before_rows = run_eval(worktree, dataset, Path(tmp) / "before.jsonl")
+        finally:
+            git("worktree", "remove", "--force", str(worktree))
+        print(f"after: {after_rev} ...", flush=True)
+        after_rows = run_eval(ROOT, dataset, Path(tmp) / "after.jsonl")
+    before, after = summary(before_rows), summary(after_rows)
+    text = table(before, after, before_rev, after_rev)
+    RESULTS.with_suffix(".md").write_text(
+        f"# {dataset.name}: before and after, one run\n\n"
+        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs. `benchmarks/bench_before_after.py "
+        f"--before {before_rev}`, embedded default, fresh tool cache per side.\n\n{text}\n"
+    )
+    RESULTS.with_suffix(".json").write_text(
+        json.dumps({"before": before_rows, "after": after_rows}, indent=1) + "\n"
+    )
+    print(text, f"\nwritten to {RESULTS.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
