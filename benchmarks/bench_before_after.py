@@ -1,6 +1,7 @@
 """The dev set before and after a change, in one run: an older commit against this checkout.
 
 Run: .venv/bin/python benchmarks/bench_before_after.py [--before 102cdf9] [--dataset DEV.jsonl]
+     [--limit N] [--name NAME]
 
 The older commit is checked out into a temporary git worktree; ``vpagent eval`` runs there and
 then here, one after the other, with the same interpreter and packages, the embedded default
@@ -8,7 +9,7 @@ and a fresh in-memory tool cache each. The default ``--before`` is the last comm
 offline-pack work of issue 11 (relations, ``locate``, tiles, colour masks, answers always).
 Reports accuracy per type, questions left without an answer, and seconds per question.
 
-Writes benchmarks/results/before-after.md and .json.
+Writes benchmarks/results/before-after[-NAME].md and .json.
 """
 
 from __future__ import annotations
@@ -32,11 +33,13 @@ DEFAULT_DATASET = ROOT.resolve().parent / "shared" / "data" / "dev.jsonl"
 DEFAULT_BEFORE = "102cdf9"  # the commit before b957fc7, the offline-pack work of issue 11
 
 
-def run_eval(root: Path, dataset: Path, out: Path) -> list[dict]:
+def run_eval(root: Path, dataset: Path, out: Path, limit: int | None) -> list[dict]:
     """``vpagent eval`` with the code under ``root``; one dict per question."""
     env = {**os.environ, "PYTHONPATH": str(root)}
     env.pop("VPAGENT_CONFIG", None)
     command = [sys.executable, "-m", "vpagent", "eval", str(dataset), "--out", str(out), "--json"]
+    if limit is not None:
+        command += ["--limit", str(limit)]
     subprocess.run(command, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
 
@@ -91,7 +94,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", default=DEFAULT_BEFORE)
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
+    parser.add_argument("--limit", type=int, help="only the first N questions")
+    parser.add_argument("--name", help="suffix of the results files")
     args = parser.parse_args()
+    stem = f"{RESULTS}-{args.name}" if args.name else str(RESULTS)
     dataset = args.dataset.resolve()
     before_rev = git("rev-parse", "--short", args.before)
     after_rev = git("rev-parse", "--short", "HEAD")
@@ -102,22 +108,23 @@ def main() -> None:
         git("worktree", "add", "--detach", str(worktree), before_rev)
         try:
             print(f"before: {before_rev} ...", flush=True)
-            before_rows = run_eval(worktree, dataset, Path(tmp) / "before.jsonl")
+            before_rows = run_eval(worktree, dataset, Path(tmp) / "before.jsonl", args.limit)
         finally:
             git("worktree", "remove", "--force", str(worktree))
         print(f"after: {after_rev} ...", flush=True)
-        after_rows = run_eval(ROOT, dataset, Path(tmp) / "after.jsonl")
+        after_rows = run_eval(ROOT, dataset, Path(tmp) / "after.jsonl", args.limit)
     before, after = summary(before_rows), summary(after_rows)
+    limit = f", first {args.limit} questions" if args.limit else ""
     text = table(before, after, before_rev, after_rev)
-    RESULTS.with_suffix(".md").write_text(
-        f"# {dataset.name}: before and after, one run\n\n"
+    Path(f"{stem}.md").write_text(
+        f"# {dataset.name}{limit}: before and after, one run\n\n"
         f"Machine: {cpu_model()}, {os.cpu_count()} CPUs. `benchmarks/bench_before_after.py "
         f"--before {before_rev}`, embedded default, fresh tool cache per side.\n\n{text}\n"
     )
-    RESULTS.with_suffix(".json").write_text(
+    Path(f"{stem}.json").write_text(
         json.dumps({"before": before_rows, "after": after_rows}, indent=1) + "\n"
     )
-    print(text, f"\nwritten to {RESULTS.with_suffix('.md')}")
+    print(text, f"\nwritten to {stem}.md")
 
 
 if __name__ == "__main__":

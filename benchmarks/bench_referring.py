@@ -55,10 +55,12 @@ def ranked_first(server: ToolServer, image: np.ndarray, item: dict, boxes: dict)
     scores = {}
     for candidate in item["candidates"]:
         x0, y0, x1, y1 = (round(v) for v in xyxy(boxes[candidate]))
-        crop = image[y0:y1, x0:x1]
-        scores[candidate] = server.property_evidence(
-            crop, reference.noun, str(reference.attribute)
-        ).score
+        try:
+            scores[candidate] = server.property_evidence(
+                image[y0:y1, x0:x1], reference.noun, str(reference.attribute)
+            ).score
+        except CannotAnswer:  # the part named is not in view in this box
+            scores[candidate] = float("-inf")
     return max(scores, key=scores.__getitem__) == item["target"]
 
 

@@ -1,62 +1,69 @@
-"""Answers to questions that name their options must be one of them."""
+"""Answers must be of the kind the question asks for; right answers must never be rejected."""
 
 from __future__ import annotations
 
 import pytest
 
-from vpagent.answer_form import answer_problem, checked, offered_options
+from vpagent.answer_form import answer_problem, checked
 from vpagent.sandbox.result import ErrorKind, ExecutionResult
 
+RIGHT = [
+    ("Is the dog to the left or to the right of the cat?", "Right."),
+    ("Is the man on the left pointing or clapping?", "clapping"),
+    ("Is the man wearing a hat or a cap?", "cap"),
+    ("Which color is the car, red or blue?", "red"),
+    ("Which is bigger, the dog or the cat?", "the cat"),
+    ("Are these dogs or cats?", "dog"),
+    ("Is it red, blue, green or white?", "red"),
+    ("Is the table made of wood or metal?", "wooden"),
+    ("Is this the man's or the woman's?", "woman"),
+    ("Is there a cat or a dog in the image?", "yes"),
+    ("How many cats or dogs are there?", "2"),
+    ("What color is the car or truck?", "red"),
+    ("Who is holding the bat or racket?", "the man"),
+    ("Is there a cat?", "Yes."),
+    ("Does the man look happy?", "no"),
+    ("How many dogs are there?", "2"),
+    ("How many dogs are there?", "none"),
+    ("How many birds are there?", "thirteen"),
+    ("What is the man doing?", "surfing"),
+    ("What's the animal on the left?", "dog"),
+    ("What number is on the jersey?", "10"),
+    ("What is the total?", "12"),
+    ("What is written on the sign?", "50"),
+    ("Who is holding the bowl?", "the man"),
+    ("Where is the cat?", "on the couch"),
+    ("Is the dog left of the cat? Choose one of: left, right.", "left"),
+    ("Which one is red? (A) the cup (B) the bowl", "B"),
+    ("Describe the scene.", "2"),
+]
+WRONG = [
+    ("Is the black dog to the left or to the right of the brown dog?", "whippet", "'left' or"),
+    ("Is the truck facing left or right?", "", "'left' or 'right'"),
+    ("Is there a cat?", "cat", "yes or no"),
+    ("How many dogs are there?", "dog", "a number"),
+    ("What animal is looking at the bowl?", "1", "the thing asked for"),
+    ("What color is the bus?", "no", "the thing asked for"),
+    ("What is the man holding?", "", "the thing asked for"),
+]
 
-@pytest.mark.parametrize(
-    ("question", "options"),
-    [
-        ("Is the black dog to the left or to the right of the brown dog?", ["left", "right"]),
-        ("Is the man on the left pointing or clapping?", ["pointing", "clapping"]),
-        ("Are the boats on water or on grass?", ["water", "grass"]),
-        ("Is the shirt dark blue or light green?", ["dark blue", "light green"]),
-        ("Who is taller, the man or the woman?", ["man", "woman"]),
-        ("How many dogs are there?", None),
-        ("Or?", None),
-    ],
-)
-def test_offered_options(question: str, options: list[str] | None) -> None:
-    assert offered_options(question) == options
+
+@pytest.mark.parametrize(("question", "answer"), RIGHT)
+def test_right_answers_pass(question: str, answer: str) -> None:
+    assert answer_problem(question, answer) is None
 
 
-@pytest.mark.parametrize(
-    ("question", "answer", "accepted"),
-    [
-        ("Is the dog to the left or to the right of the cat?", "Right.", True),
-        ("Is the dog to the left or to the right of the cat?", "whippet", False),
-        ("Is the dog to the left or to the right of the cat?", "", False),
-        ("Is it red, blue or green?", "red", True),
-        ("Is there a cat or a dog in the image?", "yes", True),
-        ("Is there a cat?", "Yes.", True),
-        ("Is there a cat?", "cat", False),
-        ("How many dogs are there?", "2", True),
-        ("How many dogs are there?", "none", True),
-        ("How many dogs are there?", "yes", False),
-        ("What animal is looking at the bowl?", "dog", True),
-        ("What animal is looking at the bowl?", "1", False),
-        ("What color is the bus?", "no", False),
-        ("What color is the bus?", "", False),
-        ("What number is on the jersey?", "10", True),
-        ("Who is holding the bowl?", "the man", True),
-        ("Is the dog left of the cat? Choose one of: left, right.", "left", True),
-        ("Which one is red? (A) the cup (B) the bowl", "B", True),
-        ("Describe the scene.", "2", True),  # no form this check knows
-    ],
-)
-def test_answer_problem(question: str, answer: str, accepted: bool) -> None:
-    assert (answer_problem(question, answer) is None) is accepted
+@pytest.mark.parametrize(("question", "answer", "says"), WRONG)
+def test_misfits_are_named(question: str, answer: str, says: str) -> None:
+    problem = answer_problem(question, answer)
+    assert problem is not None and says in problem
 
 
 def test_checked_turns_a_wrong_form_into_a_runtime_failure_and_keeps_the_rest() -> None:
     question = "Is the truck facing left or right?"
-    run = ExecutionResult(ok=True, answer="truck", stdout="printed", duration_s=0.5)
+    run = ExecutionResult(ok=True, answer="whippet", stdout="printed", duration_s=0.5)
     failed = checked(question, run)
     assert not failed.ok and failed.error_kind is ErrorKind.RUNTIME
-    assert "'truck'" in (failed.error or "") and failed.stdout == "printed"
+    assert "'whippet'" in (failed.error or "") and failed.stdout == "printed"
     good = ExecutionResult(ok=True, answer="right")
     assert checked(question, good) is good

@@ -92,6 +92,14 @@ def test_property_evidence_ranks_objects_and_person_parts(matcher: ClassifierMat
     assert verdicts == [e.holds for e in shirt]
 
 
+def test_two_colours_must_both_be_there(matcher: ClassifierMatcher) -> None:
+    red_and_white = np.full((120, 120, 3), 235, dtype=np.uint8)
+    red_and_white[:, :60] = (200, 30, 30)
+    red = np.full((120, 120, 3), (200, 30, 30), dtype=np.uint8)
+    assert matcher.property_evidence(red_and_white, "flag", "red and white").holds
+    assert not matcher.property_evidence(red, "flag", "red and white").holds
+
+
 def test_unverifiable_properties_are_refused(
     matcher: ClassifierMatcher, crops: dict[str, np.ndarray]
 ) -> None:

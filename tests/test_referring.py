@@ -28,6 +28,11 @@ from vpagent.config import load_settings
         ("traffic light", Reference("traffic light")),
         ("black", Reference("black")),
         ("cup on the table", Reference("cup on table")),
+        ("dog in the car", Reference("dog in car")),
+        ("man with a dog", Reference("man with dog")),
+        ("man with a hat", Reference("man", "hat")),
+        ("dark-blue car", Reference("car", "dark blue")),
+        ("black-and-white dog", Reference("dog", "black white")),
     ],
 )
 def test_split_reference(name: str, expected: Reference) -> None:
@@ -35,9 +40,13 @@ def test_split_reference(name: str, expected: Reference) -> None:
 
 
 class ClosedSpotDetector(BrightSpotDetector):
-    """A closed-vocabulary detector: "red spot" finds every spot, as SSD finds every dog."""
+    """A closed-vocabulary detector: it knows "spot" and refuses "red spot", as YOLO does."""
 
     reads_attributes = False
+
+
+class OpenSpotDetector(BrightSpotDetector):
+    """An open-vocabulary detector: "red spot" is a spot to it (it reads the phrase itself)."""
 
     def detect_batch(
         self, images: list[np.ndarray], names: list[list[str]]
@@ -45,13 +54,18 @@ class ClosedSpotDetector(BrightSpotDetector):
         return super().detect_batch(images, [["spot"] for _ in names])
 
 
-class OpenSpotDetector(ClosedSpotDetector):
-    reads_attributes = True
-
-
 class RefusingMatcher(RednessMatcher):
     def property_evidence(self, image: np.ndarray, name: str, prop: str) -> PropertyEvidence:
         raise CannotAnswer(f"cannot check '{prop}'")
+
+
+class HalfBlindMatcher(RednessMatcher):
+    """Cannot see the property on dim crops (as a person's legs out of view in its box)."""
+
+    def property_evidence(self, image: np.ndarray, name: str, prop: str) -> PropertyEvidence:
+        if image[..., 0].mean() < 120:
+            raise CannotAnswer("the legs are not in view")
+        return super().property_evidence(image, name, prop)
 
 
 def two_spots(left_red: int, right_red: int) -> np.ndarray:
@@ -103,6 +117,13 @@ def test_an_open_vocabulary_detector_reads_the_phrase_itself() -> None:
 
 def test_a_property_the_matcher_cannot_check_keeps_every_box_and_says_so() -> None:
     host = host_for(two_spots(100, 255), ClosedSpotDetector(), RefusingMatcher())
-    assert lefts(find(host, "spot with a stripe")) == [10, 60]
+    assert lefts(find(host, "spot with a red stripe")) == [10, 60]
     assert "could not be checked" in host.artifacts[0][UNVERIFIED]
     assert host.artifacts[0]["attribute"]["ranked"] is False
+
+
+def test_a_box_the_matcher_cannot_check_ranks_last_and_the_others_are_still_ranked() -> None:
+    host = host_for(two_spots(100, 255), ClosedSpotDetector(), HalfBlindMatcher())
+    assert lefts(find(host, "red spot", thorough=True)) == [60, 10]
+    assert host.artifacts[0]["attribute"]["scores"][1] is None  # no evidence, not a number
+    assert lefts(find(host, "red spot")) == [60]

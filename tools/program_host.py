@@ -9,6 +9,7 @@ are kept for the trace.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -59,6 +60,13 @@ class LLMArgs(_Args):
 UNVERIFIED = "unverified"  # artifact key: why a step's result is a low-confidence guess
 FACE_NAMES = frozenset({"face", "faces", "human face", "human faces"})
 MIN_REGION_PIXELS = 2
+MAX_RANKED = 16  # locate ranks at most this many boxes (best detector scores first)
+NO_EVIDENCE = PropertyEvidence(score=float("-inf"), holds=False)  # too small, or not in view
+
+
+def _finite(score: float) -> float | None:
+    """A score for the trace's JSON: rounded, or None where there was no evidence."""
+    return round(score, 4) if math.isfinite(score) else None
 
 
 def image_sha256(pixels: np.ndarray) -> str:
@@ -143,18 +151,20 @@ class ProgramHost:
     def _find(self, args: FindArgs) -> tuple[Any, dict]:
         crop, region = self._region(args)
         name = args.name.strip().lower()
+        detector = self.server.specialist("detector")
+        reference = split_reference(name)
+        rank = reference.attribute is not None and not getattr(detector, "reads_attributes", True)
+        query = reference.noun if rank else name  # "black dog": a closed vocabulary has "dog"
         if name in FACE_NAMES:
             detections = self.server.detect_faces(crop)
         elif args.thorough:
-            detections = self._search(crop, name)
+            detections = self._search(crop, query)
         else:
-            detections = self.server.detect(crop, [name])
+            detections = self.server.detect(crop, [query])
         detections = sorted(detections, key=lambda d: d.score, reverse=True)
         artifacts: dict[str, Any] = {"region": region.as_list()}
         notes = []
-        reference = split_reference(name)
-        detector = self.server.specialist("detector")
-        if reference.attribute and not getattr(detector, "reads_attributes", True):
+        if rank:
             detections, ranking, note = self._refer(crop, detections, reference, args.thorough)
             artifacts["attribute"] = ranking
             notes += [note] if note else []
@@ -182,29 +192,35 @@ class ProgramHost:
         """Rank a closed-vocabulary detector's boxes by the property the name asks for ("black"
         of "black dog"): (the boxes, best first, the ranking for the trace, a note if the
         result is unverified). ``find`` keeps the boxes that have the property; ``locate``
-        (``keep_all``) keeps every box, so the best match comes first even if none clearly has it.
+        (``keep_all``) keeps its MAX_RANKED best-scoring boxes, so the best match comes first
+        even if none clearly has it. Ties go to the detector's score.
         """
         noun, attribute = reference.noun, str(reference.attribute)
+        if keep_all:
+            detections = detections[:MAX_RANKED]
         scored: list[tuple[Detection, PropertyEvidence]] = []
+        refusals: list[str] = []
         for detection in detections:
-            x0, y0, x1, y1 = (round(v) for v in detection.box.as_list())
-            patch = crop[max(y0, 0) : y1, max(x0, 0) : x1]
-            if min(patch.shape[:2]) < MIN_REGION_PIXELS:
-                scored.append((detection, PropertyEvidence(score=0.0, holds=False)))
-                continue
-            try:
-                evidence = self.server.property_evidence(patch, noun, attribute)
-            except CannotAnswer as refusal:
-                ranking = {"property": attribute, "ranked": False, "why": str(refusal)}
-                note = f"'{attribute}' could not be checked, so every '{noun}' is kept ({refusal})"
-                return detections, ranking, note
+            box = detection.box
+            x0, y0 = max(int(np.floor(box.x0)), 0), max(int(np.floor(box.y0)), 0)
+            patch = crop[y0 : int(np.ceil(box.y1)), x0 : int(np.ceil(box.x1))]
+            evidence = NO_EVIDENCE
+            if min(patch.shape[:2]) >= MIN_REGION_PIXELS:
+                try:
+                    evidence = self.server.property_evidence(patch, noun, attribute)
+                except CannotAnswer as refusal:  # e.g. a person's legs out of view in the box
+                    refusals.append(str(refusal))
             scored.append((detection, evidence))
-        scored.sort(key=lambda pair: pair[1].score, reverse=True)
+        if detections and len(refusals) == len(detections):
+            ranking = {"property": attribute, "ranked": False, "why": refusals[0]}
+            note = f"'{attribute}' could not be checked, so every '{noun}' is kept ({refusals[0]})"
+            return detections, ranking, note
+        scored.sort(key=lambda pair: (pair[1].score, pair[0].score), reverse=True)
         kept = scored if keep_all else [pair for pair in scored if pair[1].holds]
         ranking = {
             "property": attribute,
             "ranked": True,
-            "scores": [round(evidence.score, 4) for _, evidence in kept],
+            "scores": [_finite(evidence.score) for _, evidence in kept],
             "holds": [evidence.holds for _, evidence in kept],
         }
         note = None

@@ -2,13 +2,15 @@
 must be true of it.
 
 A closed-vocabulary detector finds every dog for "black dog": the colour is dropped when the
-name is mapped to a class. The program host then ranks the dogs by the property the name
-asks for (``tools.program_host``), with the matcher's graded evidence. An open-vocabulary
-detector reads the whole phrase itself and gets it unchanged.
+name is mapped to a class. The program host then detects the noun and ranks the dogs by the
+property the name asks for (``tools.program_host``), with the matcher's graded evidence. An
+open-vocabulary detector reads the whole phrase itself and gets it unchanged.
 
 What counts as a property here is what the matchers can check: colour words before the noun
-("black", "dark-blue" is two words), hair ("gray-haired"), and a trailing clause that starts
-with "in", "with" or "wearing" ("in the black coat", "with a red collar", "wearing a tie").
+("black", "dark blue", "black-and-white"), hair ("gray-haired"), and a trailing clause that
+starts with "in", "with", "wearing", "who", ... and names a colour, a body part or something
+worn ("in the black coat", "with a red collar", "wearing a tie"). Other clauses say where the
+thing is or what it is with ("dog in the car", "man with a dog"): they stay part of the noun.
 """
 
 from __future__ import annotations
@@ -17,11 +19,13 @@ import re
 from dataclasses import dataclass
 
 from tools.offline.colors import COLOR_WORDS
+from tools.offline.parts import PART_WORDS
 
-WORD_RE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
+WORD_RE = re.compile(r"[a-z0-9]+(?:-haired)?(?:'[a-z]+)?")
 ARTICLES = frozenset({"a", "an", "the", "some"})
 CLAUSE_STARTS = frozenset({"in", "with", "wearing", "who", "that", "which"})
-CLAUSE_FILLER = frozenset({"who", "that", "which", "is", "are", "has", "have"})
+CLAUSE_FILLER = frozenset({"who", "that", "which", "is", "are", "has", "have", "in", "with"})
+SHADES = frozenset({"dark", "light", "bright", "pale"})  # before a colour: "dark blue"
 
 
 @dataclass(frozen=True)
@@ -34,23 +38,38 @@ class Reference:
 
 def split_reference(name: str) -> Reference:
     """``Reference("dog", "black")`` for "the black dog"; no attribute when none is found."""
-    words = [w for w in WORD_RE.findall(name.lower()) if w not in ARTICLES]
+    words = [w for w in _words(name) if w not in ARTICLES]
     clause: list[str] = []
     for index, word in enumerate(words):
         if index > 0 and word in CLAUSE_STARTS:
             words, clause = words[:index], words[index:]
             break
+    if clause and not any(_checkable(word) or word == "wearing" for word in clause):
+        words, clause = words + clause, []  # "dog in the car": where it is, not what it has
     leading: list[str] = []
-    while len(words) > 1 and _is_attribute_word(words[0]):
+    while len(words) > 1 and _leading_attribute(words):
         leading.append(words.pop(0))
-        if len(words) > 2 and words[0] == "and" and _is_attribute_word(words[1]):
+        if len(words) > 2 and words[0] == "and" and _leading_attribute(words[1:]):
             words.pop(0)  # "red and white bus": both colours
     clause = [w for w in clause if w not in CLAUSE_FILLER and w not in ARTICLES]
-    if clause and clause[0] in {"in", "with"}:
-        clause = clause[1:]
     attribute = " ".join([*leading, *clause])
     return Reference(noun=" ".join(words), attribute=attribute or None)
 
 
-def _is_attribute_word(word: str) -> bool:
-    return word in COLOR_WORDS or word.endswith("-haired") or word == "haired"
+def _words(name: str) -> list[str]:
+    """Lower-case words; hyphens split ("black-and-white") except in "gray-haired"."""
+    text = re.sub(r"-(?!haired\b)", " ", name.lower())
+    return [word.removesuffix("'s") for word in WORD_RE.findall(text)]
+
+
+def _leading_attribute(words: list[str]) -> bool:
+    """Whether the phrase opens with an attribute: a colour, a shade of one, or hair."""
+    first = words[0]
+    if first in SHADES:
+        return len(words) > 1 and words[1] in COLOR_WORDS
+    return first in COLOR_WORDS or first.endswith("haired")
+
+
+def _checkable(word: str) -> bool:
+    """A colour, or a body part or something worn (what a matcher checks on a person)."""
+    return word in COLOR_WORDS or word in PART_WORDS or word.endswith("haired")

@@ -44,6 +44,10 @@ def _columns(requests: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*requests, strict=True)]
 
 
+RESULTS_REVISION = 2  # bump when a tool's result changes for the same inputs and settings (2:
+# find ranks a closed-vocabulary detector's boxes by the colour or clothing in the name)
+
+
 def results_namespace(settings: Settings) -> str:
     """A digest of what tool results depend on besides their inputs: every role's backend, model
     and options, the LLM the stand-in tools ask, and the vpagent version."""
@@ -53,6 +57,7 @@ def results_namespace(settings: Settings) -> str:
         "tools": settings.tools.model_dump(mode="json"),
         "llm": settings.llm.model_dump(mode="json", include={"provider", "model", "base_url"}),
         "version": __version__,
+        "revision": RESULTS_REVISION,
     }
     return json_digest(payload)[:16]
 
@@ -154,6 +159,7 @@ class ToolServer:
         return self._counted(lambda reqs: [matcher.verify(*reqs[0])])([(image, name, prop)])[0]
 
     def property_evidence(self, image: np.ndarray, name: str, prop: str) -> PropertyEvidence:
+        """The matcher's graded evidence that the ``name`` in ``image`` has ``prop``."""
         matcher = self.specialist("matcher")
         assert isinstance(matcher, Matcher)
         run = self._counted(lambda reqs: [matcher.property_evidence(*reqs[0])])

@@ -50,7 +50,8 @@ class ProgramRunner:
         """Run ``program`` (defining ``execute_command(image)``) on ``image``.
 
         ``on_event`` hears "step k: tool" as each tool call starts. With the ``question``, an
-        answer that is not one of the options it names is a failed run (``answer_form``).
+        answer not of the kind it asks for (not one of its options, not yes/no, not a number
+        for "how many", ...) is a failed run (:mod:`vpagent.answer_form`).
         """
         pixels = load_image(image)
         host = ProgramHost(self.server, pixels)

@@ -149,16 +149,12 @@ class ClassifierMatcher(Matcher):
             return int(np.argmax(strength))
         return int(np.argmax(self.scores(image, options)))
 
-    def verify(self, image: Image, name: str, prop: str) -> bool:
-        """Whether the ``name`` shown in ``image`` (usually its crop) has the property ``prop``."""
-        return self.property_evidence(image, name, prop).holds
-
     def property_evidence(self, image: Image, name: str, prop: str) -> PropertyEvidence:
-        """How strongly the ``name`` in ``image`` shows ``prop``: a colour's share of the
-        object's own pixels, or the classifier's mass on the ImageNet labels the property
-        names. For people, a property that names a part ("gray-haired", "red shirt",
-        "wearing a hat") is checked on that part of the box (:mod:`tools.offline.parts`).
-        """
+        """How strongly the ``name`` in ``image`` (usually its crop) shows ``prop``: a colour's
+        share of the object's own pixels (the weakest, for "red and white"), or the classifier's
+        mass on the ImageNet labels the property names. For people, a property that names a
+        part ("gray-haired", "red shirt", "wearing a hat") is checked on that part of the box
+        (:mod:`tools.offline.parts`)."""
         rgb = as_rgb(image)
         colors, rest = split_text(prop.replace("-", " "))
         person = exact_classes(name) == ("person",)
@@ -171,14 +167,10 @@ class ClassifierMatcher(Matcher):
                 shares = color_distribution(region, mask=object_mask(region), object_name=name)
             else:  # a part's crop: all of it is the part
                 shares = color_distribution(region)
-            return max(
-                (
-                    PropertyEvidence(
-                        score=color_share(shares, color), holds=is_main_color(shares, color)
-                    )
-                    for color in colors
-                ),
-                key=lambda evidence: (evidence.holds, evidence.score),
+            # "red and white": every colour named must be there; the weakest one decides
+            return PropertyEvidence(
+                score=min(color_share(shares, color) for color in colors),
+                holds=all(is_main_color(shares, color) for color in colors),
             )
         phrase = rest or prop.strip().lower()
         related = self.related_labels(phrase)

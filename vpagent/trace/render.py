@@ -89,7 +89,7 @@ def _ranking(attribute: dict[str, Any] | None) -> str | None:
     if not attribute or not attribute.get("ranked"):
         return None
     scores = ", ".join(
-        f"{score:.2f}{'' if holds else ' (no)'}"
+        ("n/a" if score is None else f"{score:.2f}") + ("" if holds else " (no)")
         for score, holds in zip(attribute["scores"], attribute["holds"], strict=True)
     )
     return f"ranked by '{attribute['property']}': {scores or 'no box has it'}"
