@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from coco128_data import add_data_argument, checked_data  # beside this script
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 import vpagent  # noqa: F401  (offline environment defaults)
@@ -35,7 +35,6 @@ from vpagent.images import load_image
 HERE = Path(__file__).parent
 LABELS = HERE / "data" / "coco128_colors.json"
 RESULTS = HERE / "results" / "colors.md"
-DEFAULT_DATA = HERE.resolve().parents[1] / "shared" / "data" / "coco128"
 
 Method = Callable[[np.ndarray, Box, str], dict[str, float]]
 
@@ -53,10 +52,9 @@ METHODS: dict[str, Method] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    add_data_argument(parser)
     args = parser.parse_args()
-    if not (args.data / "images").is_dir():
-        sys.exit(f"no images/ in {args.data}; pass --data")
+    checked_data(args.data)
     objects = json.loads(LABELS.read_text())["objects"]
     images = {o["image"]: load_image(args.data / "images" / o["image"]) for o in objects}
     lines = ["| method | right | accuracy | ms/object (median) |", "|---|---|---|---|"]

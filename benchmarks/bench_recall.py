@@ -24,6 +24,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+from coco128_data import add_data_argument  # beside this script
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 import vpagent  # noqa: F401  (offline environment defaults)
@@ -31,7 +32,6 @@ from tools.offline._image import box_iou
 from vpagent.images import load_image
 
 RESULTS = Path(__file__).parent / "results" / "recall.md"
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "coco128"
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
 VARIANTS: dict[str, dict[str, object]] = {
     "plain": {"tiles": 0},
@@ -115,7 +115,7 @@ def score(predictions: dict, truth: dict, threshold: float) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    add_data_argument(parser)
     parser.add_argument("--limit", type=int, default=0, help="first N photos only (0 = all)")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     args = parser.parse_args()

@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
+from coco128_data import add_data_argument, checked_data  # beside this script
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 import vpagent  # noqa: F401  (offline environment defaults)
@@ -40,7 +40,6 @@ from vpagent.images import load_image
 HERE = Path(__file__).parent
 LABELS = HERE / "data" / "coco128_referring.json"
 RESULTS = HERE / "results" / "referring.md"
-DEFAULT_DATA = HERE.resolve().parents[1] / "shared" / "data" / "coco128"
 IOU = 0.5
 
 
@@ -77,10 +76,9 @@ def located(host: ProgramHost, name: str, target: list[float]) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    add_data_argument(parser)
     args = parser.parse_args()
-    if not (args.data / "images").is_dir():
-        sys.exit(f"no images/ in {args.data}; pass --data")
+    checked_data(args.data)
     items = json.loads(LABELS.read_text())["expressions"]
     annotations = json.loads((args.data / "instances.json").read_text())["annotations"]
     boxes = {a["id"]: a["bbox"] for a in annotations}
