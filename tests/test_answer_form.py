@@ -36,6 +36,9 @@ RIGHT = [
     ("Is the dog left of the cat? Choose one of: left, right.", "left"),
     ("Which one is red? (A) the cup (B) the bowl", "B"),
     ("Describe the scene.", "2"),
+    ("What number is the player wearing?", "23"),
+    ("What time is it on the clock the man is holding?", "10"),
+    ("What is the man holding?", "2 bananas"),
 ]
 WRONG = [
     ("Is the black dog to the left or to the right of the brown dog?", "whippet", "'left' or"),
@@ -45,6 +48,8 @@ WRONG = [
     ("What animal is looking at the bowl?", "1", "the thing asked for"),
     ("What color is the bus?", "no", "the thing asked for"),
     ("What is the man holding?", "", "the thing asked for"),
+    ("What are the dogs carrying?", "0", "the thing asked for"),
+    ("What is the woman on the left doing?", "1", "the thing asked for"),
 ]
 
 

@@ -1,6 +1,7 @@
 """The form an answer must take: one of the options a question names ("left or right?"),
 "yes"/"no" for a yes/no question, a number for "how many", and neither yes/no nor, where a
-category is asked for ("what color", "what animal", "who"), a bare number for the rest.
+category, a thing or an action is asked for ("what color", "what animal", "who", "what is the
+man holding?"), a bare number for the rest.
 
 A program that answers "Is the black dog to the left or to the right of the brown dog?" with
 "whippet", or "What animal is looking at the bowl?" with "1", has not answered the question,
@@ -32,6 +33,14 @@ WH_STARTS = frozenset({"what", "which", "who", "whose", "where"})
 CATEGORY_CUES = frozenset({"who", "whose", "color", "colour", "animal", "kind", "type", "sort",
                            "sport", "fruit", "vegetable", "vehicle", "food", "material",
                            "shape", "breed", "gender", "room", "weather", "season"})  # fmt: skip
+# "What is the man holding?", "What are the dogs doing?": a thing or an action, never a bare
+# number, unless the question asks for something numeric ("What number is he wearing?").
+ACTION_CUES = frozenset({"holding", "carrying", "doing", "wearing", "eating", "drinking",
+                         "playing", "riding", "using", "reading", "watching", "throwing",
+                         "catching", "pulling", "pushing", "chasing", "looking", "sitting",
+                         "standing", "lying", "hanging", "walking", "flying"})  # fmt: skip
+NUMERIC_CUES = frozenset({"number", "numbers", "time", "year", "age", "score", "price", "digit",
+                          "digits", "speed", "temperature", "percent", "much"})  # fmt: skip
 NUMBER_WORDS = frozenset({"zero", "none", "no", "one", "two", "three", "four", "five", "six",
                           "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen",
                           "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
@@ -51,7 +60,8 @@ def answer_problem(question: str, answer: str) -> str | None:
     so an answer naming something else the question mentions passes too) or "yes"/"no" ("Is
     there a cat or a dog?"). Otherwise: "is", "are", "does", ... take "yes"
     or "no"; "how many" a number; "what", "which", "who", ... not a bare yes/no, and not a bare
-    number where they ask for a category ("what color", "what animal", "who").
+    number where they ask for a category ("what color", "what animal", "who") or for what
+    someone is holding, doing, wearing, ... (unless a number is asked: "what number ...").
     """
     if CHOICE_LIST_RE.search(question):
         return None
@@ -78,8 +88,7 @@ def answer_problem(question: str, answer: str) -> str | None:
         return f"the question asks how many, but the program returned {answer!r}: return a number"
     if tokens[0] in WH_STARTS:
         bare = len(words) == 1 and (
-            words[0] in YES_NO
-            or (NUMBER_RE.match(words[0]) and CATEGORY_CUES.intersection(tokens[:4]))
+            words[0] in YES_NO or (NUMBER_RE.match(words[0]) and _asks_for_a_thing(tokens))
         )
         if bare or not words:
             return (
@@ -99,6 +108,14 @@ def checked(question: str, execution: ExecutionResult) -> ExecutionResult:
     return execution.model_copy(
         update={"ok": False, "error_kind": ErrorKind.RUNTIME, "error": problem}
     )
+
+
+def _asks_for_a_thing(tokens: list[str]) -> bool:
+    """Whether a wh-question asks for a category ("what color", "who") or for a thing or an
+    action ("what is the man holding?"), to which a bare number is no answer."""
+    if CATEGORY_CUES.intersection(tokens[:4]):
+        return True
+    return bool(ACTION_CUES.intersection(tokens)) and not NUMERIC_CUES.intersection(tokens)
 
 
 def _tokens(text: str) -> list[str]:
