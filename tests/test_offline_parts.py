@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from tools.errors import CannotAnswer
-from tools.offline.parts import part_box, part_of
+from tools.offline.parts import face_crop, part_box, part_of
+from tools.roles import FaceDetector
+from tools.types import Box, Detection, ToolInfo
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("sentence_transformers")
@@ -44,6 +46,58 @@ def test_parts_of_a_standing_and_a_waist_up_person() -> None:
     assert part_box(100, 300, "feet")[3] == 300
     assert part_box(200, 150, "legs") is None  # waist up: no legs in view
     assert part_box(200, 150, "torso")[3] == 150
+
+
+def test_the_face_crop_is_the_largest_face_in_the_upper_part() -> None:
+    person = np.zeros((200, 80, 3), dtype=np.uint8)
+    small, large = Box(x0=30, y0=10, x1=40, y1=20), Box(x0=20, y0=5, x1=60, y1=45)
+    assert face_crop(person, [small, large]).shape == (40, 40, 3)
+    assert face_crop(person, [Box(x0=20, y0=120, x1=60, y1=160)]) is None  # a face at the knees
+    assert face_crop(person, []) is None
+
+
+class FixedFaces(FaceDetector):
+    """Reports the same face boxes for every image."""
+
+    backend = "fixed"
+
+    def __init__(self, boxes: list[Box]) -> None:
+        self.boxes = boxes
+
+    def detect_faces(self, image) -> list[Detection]:  # type: ignore[no-untyped-def]
+        return [Detection(box=box, score=1.0, label="face") for box in self.boxes]
+
+    def info(self) -> ToolInfo:
+        return ToolInfo(role=self.role, backend=self.backend, model="fixed", device="cpu")
+
+
+class FaceOnlyClassifier(EfficientNetClassifier):
+    """Sees sunglasses only in a crop of the given size (the face), nothing in other crops."""
+
+    def __init__(self, face_shape: tuple[int, int]) -> None:
+        super().__init__()
+        self.face_shape = face_shape
+
+    def probabilities(self, image) -> np.ndarray:  # type: ignore[no-untyped-def]
+        probs = np.full(1000, 1 / 1000, dtype=np.float32)
+        if np.asarray(image).shape[:2] == self.face_shape:
+            probs[:] = 0.2 / 999
+            probs[SUNGLASSES] = 0.8
+        return probs
+
+
+@pytest.mark.slow  # loads MiniLM
+def test_sunglasses_are_also_looked_for_on_a_face_box() -> None:
+    """A small face in a loose head crop: the head crop shows no sunglasses, the face box does;
+    things worn elsewhere ignore the face, and no face found leaves the head crop's answer."""
+    face = Box(x0=30, y0=6, x1=50, y1=30)
+    classifier = FaceOnlyClassifier(face_shape=(24, 20))
+    person = standing_person()
+    with_face = ClassifierMatcher(classifier=classifier, faces=FixedFaces([face]))
+    assert with_face.verify(person, "man", "wearing sunglasses")
+    no_face = ClassifierMatcher(classifier=classifier, faces=FixedFaces([]))
+    assert not no_face.verify(person, "man", "wearing sunglasses")
+    assert not with_face.verify(person, "man", "wearing a tie")
 
 
 class FixedClassifier(EfficientNetClassifier):

@@ -44,8 +44,9 @@ def _columns(requests: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*requests, strict=True)]
 
 
-RESULTS_REVISION = 2  # bump when a tool's result changes for the same inputs and settings (2:
-# find ranks a closed-vocabulary detector's boxes by the colour or clothing in the name)
+RESULTS_REVISION = 3  # bump when a tool's result changes for the same inputs and settings (2:
+# find ranks a closed-vocabulary detector's boxes by the colour or clothing in the name; 3: the
+# offline matcher also looks for sunglasses and masks on a face box)
 
 
 def results_namespace(settings: Settings) -> str:

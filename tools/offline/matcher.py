@@ -11,7 +11,8 @@ No CLIP/SigLIP weights ship in any registry package, so image-text matching is a
 Scores are independent per text, in [0, 1], and comparable across calls; they are not softmaxed
 across the texts. ``verify`` answers colour properties with the colour namer, category
 properties ("a puppy", "a retriever") with the classifier and, on people, part colours ("red
-shirt", "gray-haired") and worn items ("sunglasses", "a tie") on the part's crop
+shirt", "gray-haired") and worn items ("sunglasses", "a tie") on the part's crop, and items
+worn on the face also on the face's box where the Haar detector finds one
 (:mod:`tools.offline.parts`); anything else (materials, actions, states) is refused with
 CannotAnswer, which the program host turns into a marked guess.
 """
@@ -37,9 +38,10 @@ from tools.offline.colors import (
     object_mask,
     palette_names,
 )
-from tools.offline.parts import WEARABLE_PART, part_crop, part_of
+from tools.offline.faces import HaarFaceDetector
+from tools.offline.parts import FACE_WORN, WEARABLE_PART, face_crop, part_crop, part_of
 from tools.offline.text_embed import MiniLMEmbedder, shared_embedder
-from tools.roles import Image, Matcher
+from tools.roles import FaceDetector, Image, Matcher
 from tools.types import PropertyEvidence, ToolInfo
 
 TOP_K = 10
@@ -71,9 +73,11 @@ class ClassifierMatcher(Matcher):
         classifier: EfficientNetClassifier | None = None,
         embedder: MiniLMEmbedder | None = None,
         top_k: int = TOP_K,
+        faces: FaceDetector | None = None,
     ) -> None:
         self.classifier = classifier if classifier is not None else shared_classifier()
         self._embedder = embedder
+        self._faces = faces
         self.top_k = top_k
         self._label_lock = threading.Lock()
         self._label_texts: list[str] | None = None
@@ -83,6 +87,13 @@ class ClassifierMatcher(Matcher):
         if self._embedder is None:
             self._embedder = shared_embedder()
         return self._embedder
+
+    @property
+    def faces(self) -> FaceDetector:
+        """The face detector that finds the face for things worn on it (Haar by default)."""
+        if self._faces is None:
+            self._faces = HaarFaceDetector()
+        return self._faces
 
     def _labels(self) -> list[str]:
         with self._label_lock:
@@ -175,11 +186,14 @@ class ClassifierMatcher(Matcher):
         phrase = rest or prop.strip().lower()
         related = self.related_labels(phrase)
         worn = [int(i) for i in related if int(i) in WEARABLE_PART] if person else []
-        if worn:  # a wearable: classify the part it is worn on
+        if worn:  # a wearable: classify the part it is worn on (and the face, for sunglasses)
             where = part or Counter(WEARABLE_PART[i] for i in worn).most_common(1)[0][0]
             region = part_crop(rgb, where)
-            probs = self.classifier.probabilities(rgb if region is None else region)
-            mass = float(probs[worn].sum())
+            crops = [rgb if region is None else region]
+            if FACE_WORN.intersection(worn):
+                face = face_crop(rgb, [d.box for d in self.faces.detect_faces(rgb)])
+                crops += [face] if face is not None else []
+            mass = max(float(self.classifier.probabilities(c)[worn].sum()) for c in crops)
             return PropertyEvidence(score=mass, holds=mass >= WEARABLE_PRESENT)
         if len(related) == 0:
             raise CannotAnswer(
@@ -219,6 +233,7 @@ class ClassifierMatcher(Matcher):
             note=(
                 "stand-in for CLIP/SigLIP: scores a text by MiniLM similarity to the top-"
                 f"{self.top_k} ImageNet labels and by pixel colour shares; verifies colours and "
-                "ImageNet categories, refuses other properties"
+                "ImageNet categories (worn items on a person's part, and on a Haar face box "
+                "for those worn on the face), refuses other properties"
             ),
         )

@@ -7,12 +7,15 @@ sitting, seen from the waist up: head and torso only. The fractions follow the u
 proportions (the head is about an eighth of a standing body) with generous overlaps, because
 boxes are loose. Properties that name a part ("gray-haired", "red shirt", "wearing sunglasses")
 are checked on that part's crop; wearables the ImageNet classifier has a class for (sunglasses,
-cowboy hat, jersey, trench coat, jean, running shoe, ...) are mapped to their part here.
+cowboy hat, jersey, trench coat, jean, running shoe, ...) are mapped to their part here, and
+those worn on the face are also checked on a face box where a face detector finds one.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from tools.types import Box
 
 FULL_BODY_ASPECT = 1.6  # box height / width at and above which the whole body is in view
 # part -> (top, bottom, left, right) as fractions of the person box
@@ -62,6 +65,11 @@ WEARABLE_PART: dict[int, str] = {
     **dict.fromkeys((529, 601, 608, 655, 689, 775, 842), "legs"),
     **dict.fromkeys((502, 514, 630, 770, 774, 806), "feet"),
 }  # fmt: skip
+# ... of which these are worn on the face itself (gasmask, mask, ski mask, sunglass,
+# sunglasses): a face box, where one is found, is a tighter crop for them than the head's
+# fixed fraction, which holds hair, hat and background around a small face.
+FACE_WORN = frozenset({570, 643, 796, 836, 837})
+FACE_TOP = 0.45  # a face for the person is centred in the upper part of the box, above this
 
 
 def part_of(words: list[str]) -> str | None:
@@ -84,6 +92,19 @@ def part_box(width: int, height: int, part: str) -> tuple[int, int, int, int] | 
     x0, x1 = int(left * width), max(int(left * width) + 1, int(np.ceil(right * width)))
     y0, y1 = int(top * height), max(int(top * height) + 1, int(np.ceil(bottom * height)))
     return x0, y0, min(x1, width), min(y1, height)
+
+
+def face_crop(person: np.ndarray, faces: list[Box]) -> np.ndarray | None:
+    """The largest of ``faces`` (boxes in the person crop) centred above FACE_TOP of the crop's
+    height, cut from it; None if there is no such face."""
+    height = person.shape[0]
+    upper = [box for box in faces if (box.y0 + box.y1) / 2 < FACE_TOP * height]
+    if not upper:
+        return None
+    face = max(upper, key=lambda box: box.area)
+    x0, y0, x1, y1 = int(face.x0), int(face.y0), int(np.ceil(face.x1)), int(np.ceil(face.y1))
+    crop = person[max(0, y0) : y1, max(0, x0) : x1]
+    return crop if crop.size else None
 
 
 def part_crop(person: np.ndarray, part: str) -> np.ndarray | None:
