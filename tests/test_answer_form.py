@@ -39,6 +39,13 @@ RIGHT = [
     ("What number is the player wearing?", "23"),
     ("What time is it on the clock the man is holding?", "10"),
     ("What is the man holding?", "2 bananas"),
+    ("What is written on the sign the man is holding?", "50"),
+    ("What does the sign the man is holding say?", "50"),
+    ("What bus is the man riding?", "42"),
+    ("What page is the woman reading?", "12"),
+    ("What size shoe is the man wearing?", "10"),
+    ("Which player is holding the ball?", "23"),
+    ("What platform is the man standing on?", "3"),
 ]
 WRONG = [
     ("Is the black dog to the left or to the right of the brown dog?", "whippet", "'left' or"),
@@ -50,6 +57,7 @@ WRONG = [
     ("What is the man holding?", "", "the thing asked for"),
     ("What are the dogs carrying?", "0", "the thing asked for"),
     ("What is the woman on the left doing?", "1", "the thing asked for"),
+    ("What is the girl holding in her hand?", "2", "the thing asked for"),
 ]
 
 

@@ -56,6 +56,15 @@ def test_the_face_crop_is_the_largest_face_in_the_upper_part() -> None:
     assert face_crop(person, []) is None
 
 
+def test_face_boxes_are_clipped_to_the_person_crop() -> None:
+    person = np.zeros((200, 80, 3), dtype=np.uint8)
+    above = Box(x0=10, y0=-50, x1=70, y1=-10)  # wholly outside: no face, not the whole crop
+    assert face_crop(person, [above]) is None
+    mostly_out = Box(x0=-200, y0=0, x1=5, y1=40)  # large, but 5x40 of it is in the crop
+    inside = Box(x0=30, y0=10, x1=50, y1=30)
+    assert face_crop(person, [mostly_out, inside]).shape == (20, 20, 3)
+
+
 class FixedFaces(FaceDetector):
     """Reports the same face boxes for every image."""
 
@@ -71,33 +80,42 @@ class FixedFaces(FaceDetector):
         return ToolInfo(role=self.role, backend=self.backend, model="fixed", device="cpu")
 
 
+TIE = 906  # "Windsor tie"
+
+
 class FaceOnlyClassifier(EfficientNetClassifier):
-    """Sees sunglasses only in a crop of the given size (the face), nothing in other crops."""
+    """Sees sunglasses and a tie only in a crop of the given size (the face), nothing in other
+    crops; records the size of every crop it classifies."""
 
     def __init__(self, face_shape: tuple[int, int]) -> None:
         super().__init__()
         self.face_shape = face_shape
+        self.shapes: list[tuple[int, ...]] = []
 
     def probabilities(self, image) -> np.ndarray:  # type: ignore[no-untyped-def]
+        shape = np.asarray(image).shape
+        self.shapes.append(shape[:2])
         probs = np.full(1000, 1 / 1000, dtype=np.float32)
-        if np.asarray(image).shape[:2] == self.face_shape:
-            probs[:] = 0.2 / 999
-            probs[SUNGLASSES] = 0.8
+        if shape[:2] == self.face_shape:
+            probs[:] = 0.2 / 998
+            probs[SUNGLASSES] = probs[TIE] = 0.4
         return probs
 
 
 @pytest.mark.slow  # loads MiniLM
 def test_sunglasses_are_also_looked_for_on_a_face_box() -> None:
     """A small face in a loose head crop: the head crop shows no sunglasses, the face box does;
-    things worn elsewhere ignore the face, and no face found leaves the head crop's answer."""
+    a tie is not looked for on the face, and no face found leaves the head crop's answer."""
     face = Box(x0=30, y0=6, x1=50, y1=30)
     classifier = FaceOnlyClassifier(face_shape=(24, 20))
     person = standing_person()
     with_face = ClassifierMatcher(classifier=classifier, faces=FixedFaces([face]))
     assert with_face.verify(person, "man", "wearing sunglasses")
+    classifier.shapes.clear()
+    assert not with_face.verify(person, "man", "wearing a tie")
+    assert (24, 20) not in classifier.shapes  # the torso only
     no_face = ClassifierMatcher(classifier=classifier, faces=FixedFaces([]))
     assert not no_face.verify(person, "man", "wearing sunglasses")
-    assert not with_face.verify(person, "man", "wearing a tie")
 
 
 class FixedClassifier(EfficientNetClassifier):
@@ -120,7 +138,7 @@ SUNGLASSES = 837
 
 @pytest.fixture(scope="module")
 def matcher() -> ClassifierMatcher:
-    return ClassifierMatcher(classifier=FixedClassifier(SUNGLASSES))
+    return ClassifierMatcher(classifier=FixedClassifier(SUNGLASSES), faces=FixedFaces([]))
 
 
 @pytest.mark.slow  # loads MiniLM

@@ -46,7 +46,7 @@ def _columns(requests: list[tuple[Any, ...]]) -> list[list[Any]]:
 
 RESULTS_REVISION = 3  # bump when a tool's result changes for the same inputs and settings (2:
 # find ranks a closed-vocabulary detector's boxes by the colour or clothing in the name; 3: the
-# offline matcher also looks for sunglasses and masks on a face box)
+# offline matcher also looks for sunglasses on a face box)
 
 
 def results_namespace(settings: Settings) -> str:
@@ -101,6 +101,7 @@ class ToolServer:
                         "detector": lambda: self.specialist("detector"),
                         "matcher": lambda: self.specialist("matcher"),
                         "ocr": lambda: self.specialist("ocr"),
+                        "faces": lambda: self.specialist("faces"),
                         "llm": lambda: self.llm or _no_llm,
                     },
                 )

@@ -1,7 +1,7 @@
 """The form an answer must take: one of the options a question names ("left or right?"),
-"yes"/"no" for a yes/no question, a number for "how many", and neither yes/no nor, where a
-category, a thing or an action is asked for ("what color", "what animal", "who", "what is the
-man holding?"), a bare number for the rest.
+"yes"/"no" for a yes/no question, a number for "how many", and for the rest neither yes/no nor,
+where a category ("what color", "what animal", "who") or what someone is holding, doing, ...
+("what is the man holding?") is asked for, a bare number.
 
 A program that answers "Is the black dog to the left or to the right of the brown dog?" with
 "whippet", or "What animal is looking at the bowl?" with "1", has not answered the question,
@@ -33,14 +33,19 @@ WH_STARTS = frozenset({"what", "which", "who", "whose", "where"})
 CATEGORY_CUES = frozenset({"who", "whose", "color", "colour", "animal", "kind", "type", "sort",
                            "sport", "fruit", "vegetable", "vehicle", "food", "material",
                            "shape", "breed", "gender", "room", "weather", "season"})  # fmt: skip
-# "What is the man holding?", "What are the dogs doing?": a thing or an action, never a bare
-# number, unless the question asks for something numeric ("What number is he wearing?").
+# "What is the man holding?", "What are the dogs doing?": when "what" is the object of the
+# question's own verb, a thing or an action is asked for, never a bare number, unless something
+# numeric or written is ("What number is he wearing?", "What is written on the sign he is
+# holding?"). "What bus is he riding?" and "which player ..." ask for a name: left alone.
 ACTION_CUES = frozenset({"holding", "carrying", "doing", "wearing", "eating", "drinking",
                          "playing", "riding", "using", "reading", "watching", "throwing",
                          "catching", "pulling", "pushing", "chasing", "looking", "sitting",
                          "standing", "lying", "hanging", "walking", "flying"})  # fmt: skip
+AUXILIARIES = frozenset({"is", "are", "was", "were", "does", "do", "did"})
+ACTION_AT_END = 4  # the verb is among the question's last words ("... holding in her hand?")
 NUMERIC_CUES = frozenset({"number", "numbers", "time", "year", "age", "score", "price", "digit",
-                          "digits", "speed", "temperature", "percent", "much"})  # fmt: skip
+                          "digits", "speed", "temperature", "percent", "written", "say", "says",
+                          "read", "sign", "text"})  # fmt: skip
 NUMBER_WORDS = frozenset({"zero", "none", "no", "one", "two", "three", "four", "five", "six",
                           "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen",
                           "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen",
@@ -61,7 +66,8 @@ def answer_problem(question: str, answer: str) -> str | None:
     there a cat or a dog?"). Otherwise: "is", "are", "does", ... take "yes"
     or "no"; "how many" a number; "what", "which", "who", ... not a bare yes/no, and not a bare
     number where they ask for a category ("what color", "what animal", "who") or for what
-    someone is holding, doing, wearing, ... (unless a number is asked: "what number ...").
+    someone is holding, doing, wearing, ... ("what is/are ... holding?"), unless something
+    numeric or written is asked for ("what number ...", "what is written ...").
     """
     if CHOICE_LIST_RE.search(question):
         return None
@@ -115,7 +121,14 @@ def _asks_for_a_thing(tokens: list[str]) -> bool:
     action ("what is the man holding?"), to which a bare number is no answer."""
     if CATEGORY_CUES.intersection(tokens[:4]):
         return True
-    return bool(ACTION_CUES.intersection(tokens)) and not NUMERIC_CUES.intersection(tokens)
+    words = [t for t in tokens if t not in MARKS]
+    return (
+        words[:1] == ["what"]
+        and len(words) > 1
+        and words[1] in AUXILIARIES
+        and bool(ACTION_CUES.intersection(words[-ACTION_AT_END:]))
+        and not NUMERIC_CUES.intersection(words)
+    )
 
 
 def _tokens(text: str) -> list[str]:

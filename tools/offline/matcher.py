@@ -11,8 +11,8 @@ No CLIP/SigLIP weights ship in any registry package, so image-text matching is a
 Scores are independent per text, in [0, 1], and comparable across calls; they are not softmaxed
 across the texts. ``verify`` answers colour properties with the colour namer, category
 properties ("a puppy", "a retriever") with the classifier and, on people, part colours ("red
-shirt", "gray-haired") and worn items ("sunglasses", "a tie") on the part's crop, and items
-worn on the face also on the face's box where the Haar detector finds one
+shirt", "gray-haired") and worn items ("sunglasses", "a tie") on the part's crop, and
+sunglasses also on the face's box where the face detector (Haar) finds one
 (:mod:`tools.offline.parts`); anything else (materials, actions, states) is refused with
 CannotAnswer, which the program host turns into a marked guess.
 """
@@ -47,7 +47,8 @@ from tools.types import PropertyEvidence, ToolInfo
 TOP_K = 10
 CATEGORY_SIMILARITY = 0.62  # a property this close to some ImageNet label is a category
 CATEGORY_PRESENT = 0.15  # classifier mass on those labels needed to say "yes"
-WEARABLE_PRESENT = 0.05  # classifier mass on the wearable's labels in its part's crop for "yes";
+WEARABLE_PRESENT = 0.05  # classifier mass on the wearable's labels in its part's crop (or on the
+# face box, for sunglasses) for "yes";
 # chosen on coco128 people with and without a tie (torso crop: 4/6 ties found, 3/92 false)
 FILLER = {"a", "an", "the", "photo", "picture", "image", "of", "is", "that", "this", "it", "its",
           "colored", "coloured", "color", "colour", "in", "wearing", "wears", "with", "has",
@@ -77,7 +78,7 @@ class ClassifierMatcher(Matcher):
     ) -> None:
         self.classifier = classifier if classifier is not None else shared_classifier()
         self._embedder = embedder
-        self._faces = faces
+        self.faces = faces if faces is not None else HaarFaceDetector()  # loads on first use
         self.top_k = top_k
         self._label_lock = threading.Lock()
         self._label_texts: list[str] | None = None
@@ -87,13 +88,6 @@ class ClassifierMatcher(Matcher):
         if self._embedder is None:
             self._embedder = shared_embedder()
         return self._embedder
-
-    @property
-    def faces(self) -> FaceDetector:
-        """The face detector that finds the face for things worn on it (Haar by default)."""
-        if self._faces is None:
-            self._faces = HaarFaceDetector()
-        return self._faces
 
     def _labels(self) -> list[str]:
         with self._label_lock:
@@ -164,8 +158,8 @@ class ClassifierMatcher(Matcher):
         """How strongly the ``name`` in ``image`` (usually its crop) shows ``prop``: a colour's
         share of the object's own pixels (the weakest, for "red and white"), or the classifier's
         mass on the ImageNet labels the property names. For people, a property that names a
-        part ("gray-haired", "red shirt", "wearing a hat") is checked on that part of the box
-        (:mod:`tools.offline.parts`)."""
+        part ("gray-haired", "red shirt", "wearing a hat") is checked on that part of the box,
+        and sunglasses on the face box too (:mod:`tools.offline.parts`)."""
         rgb = as_rgb(image)
         colors, rest = split_text(prop.replace("-", " "))
         person = exact_classes(name) == ("person",)
@@ -186,14 +180,8 @@ class ClassifierMatcher(Matcher):
         phrase = rest or prop.strip().lower()
         related = self.related_labels(phrase)
         worn = [int(i) for i in related if int(i) in WEARABLE_PART] if person else []
-        if worn:  # a wearable: classify the part it is worn on (and the face, for sunglasses)
-            where = part or Counter(WEARABLE_PART[i] for i in worn).most_common(1)[0][0]
-            region = part_crop(rgb, where)
-            crops = [rgb if region is None else region]
-            if FACE_WORN.intersection(worn):
-                face = face_crop(rgb, [d.box for d in self.faces.detect_faces(rgb)])
-                crops += [face] if face is not None else []
-            mass = max(float(self.classifier.probabilities(c)[worn].sum()) for c in crops)
+        if worn:  # a wearable: classify the part it is worn on (sunglasses: the face too)
+            mass = self._wearable_mass(rgb, part, worn)
             return PropertyEvidence(score=mass, holds=mass >= WEARABLE_PRESENT)
         if len(related) == 0:
             raise CannotAnswer(
@@ -204,6 +192,21 @@ class ClassifierMatcher(Matcher):
             )
         mass = float(self.classifier.probabilities(rgb)[related].sum())
         return PropertyEvidence(score=mass, holds=mass >= CATEGORY_PRESENT)
+
+    def _wearable_mass(self, person: np.ndarray, part: str | None, worn: list[int]) -> float:
+        """Classifier mass on the ``worn`` labels in the crop of the part they are worn on
+        (``part`` if the words named one); for labels worn on the face, the larger of that and
+        their mass on the face box, where the face detector finds one."""
+        where = part or Counter(WEARABLE_PART[i] for i in worn).most_common(1)[0][0]
+        region = part_crop(person, where)
+        region = person if region is None else region
+        mass = float(self.classifier.probabilities(region)[worn].sum())
+        on_face = [i for i in worn if i in FACE_WORN]
+        if on_face:
+            face = face_crop(person, [d.box for d in self.faces.detect_faces(person)])
+            if face is not None:
+                mass = max(mass, float(self.classifier.probabilities(face)[on_face].sum()))
+        return mass
 
     def related_labels(self, phrase: str) -> np.ndarray:
         """Indices of ImageNet labels that ``phrase`` names: a whole-word match in a label's
@@ -233,7 +236,7 @@ class ClassifierMatcher(Matcher):
             note=(
                 "stand-in for CLIP/SigLIP: scores a text by MiniLM similarity to the top-"
                 f"{self.top_k} ImageNet labels and by pixel colour shares; verifies colours and "
-                "ImageNet categories (worn items on a person's part, and on a Haar face box "
-                "for those worn on the face), refuses other properties"
+                "ImageNet categories (worn items on a person's part, sunglasses also on the "
+                "face box), refuses other properties"
             ),
         )

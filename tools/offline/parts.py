@@ -8,7 +8,7 @@ proportions (the head is about an eighth of a standing body) with generous overl
 boxes are loose. Properties that name a part ("gray-haired", "red shirt", "wearing sunglasses")
 are checked on that part's crop; wearables the ImageNet classifier has a class for (sunglasses,
 cowboy hat, jersey, trench coat, jean, running shoe, ...) are mapped to their part here, and
-those worn on the face are also checked on a face box where a face detector finds one.
+sunglasses are also checked on a face box where a face detector finds one.
 """
 
 from __future__ import annotations
@@ -65,10 +65,11 @@ WEARABLE_PART: dict[int, str] = {
     **dict.fromkeys((529, 601, 608, 655, 689, 775, 842), "legs"),
     **dict.fromkeys((502, 514, 630, 770, 774, 806), "feet"),
 }  # fmt: skip
-# ... of which these are worn on the face itself (gasmask, mask, ski mask, sunglass,
-# sunglasses): a face box, where one is found, is a tighter crop for them than the head's
-# fixed fraction, which holds hair, hat and background around a small face.
-FACE_WORN = frozenset({570, 643, 796, 836, 837})
+# ... of which these are worn on the face itself (sunglass, sunglasses): a face box, where one is
+# found, is a tighter crop for them than the head's fixed fraction, which holds hair, hat and
+# background around a small face. (Masks are worn there too, but were not checked for false
+# positives on bare faces, so they stay with the head crop.)
+FACE_WORN = frozenset({836, 837})
 FACE_TOP = 0.45  # a face for the person is centred in the upper part of the box, above this
 
 
@@ -95,16 +96,16 @@ def part_box(width: int, height: int, part: str) -> tuple[int, int, int, int] | 
 
 
 def face_crop(person: np.ndarray, faces: list[Box]) -> np.ndarray | None:
-    """The largest of ``faces`` (boxes in the person crop) centred above FACE_TOP of the crop's
-    height, cut from it; None if there is no such face."""
-    height = person.shape[0]
-    upper = [box for box in faces if (box.y0 + box.y1) / 2 < FACE_TOP * height]
+    """The largest of ``faces`` (boxes in the person crop, clipped to it) centred above FACE_TOP
+    of the crop's height, cut from it; None if there is no such face."""
+    height, width = person.shape[:2]
+    clipped = [box.clip(width, height) for box in faces]
+    upper = [b for b in clipped if b.area >= 1 and (b.y0 + b.y1) / 2 < FACE_TOP * height]
     if not upper:
         return None
     face = max(upper, key=lambda box: box.area)
     x0, y0, x1, y1 = int(face.x0), int(face.y0), int(np.ceil(face.x1)), int(np.ceil(face.y1))
-    crop = person[max(0, y0) : y1, max(0, x0) : x1]
-    return crop if crop.size else None
+    return person[y0:y1, x0:x1]
 
 
 def part_crop(person: np.ndarray, part: str) -> np.ndarray | None:
