@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tools.offline._image import crop
 from tools.types import Box
 
 FULL_BODY_ASPECT = 1.6  # box height / width at and above which the whole body is in view
@@ -103,9 +104,7 @@ def face_crop(person: np.ndarray, faces: list[Box]) -> np.ndarray | None:
     upper = [b for b in clipped if b.area >= 1 and (b.y0 + b.y1) / 2 < FACE_TOP * height]
     if not upper:
         return None
-    face = max(upper, key=lambda box: box.area)
-    x0, y0, x1, y1 = int(face.x0), int(face.y0), int(np.ceil(face.x1)), int(np.ceil(face.y1))
-    return person[y0:y1, x0:x1]
+    return crop(person, max(upper, key=lambda box: box.area))
 
 
 def part_crop(person: np.ndarray, part: str) -> np.ndarray | None:
