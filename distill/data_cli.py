@@ -50,6 +50,14 @@ def traces_command(
     k: Annotated[int, typer.Option("--k", min=1, help="Programs per item at most.")] = 5,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: in this process).")] = 1,
     use_ray: Annotated[bool, typer.Option("--ray", help="Run the workers as Ray actors.")] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Join this Ray cluster (implies --ray; default: ray.address). Without it, "
+            "--ray starts a private Ray on loopback.",
+        ),
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
     retry_errors: Annotated[
         bool, typer.Option(help="Trace again items rejected with worker_error (e.g. timeouts).")
@@ -77,7 +85,8 @@ def traces_command(
             SettingsAgentFactory(settings, workers=workers),
             k=k,
             workers=workers,
-            use_ray=use_ray,
+            use_ray=use_ray or ray_address is not None,
+            ray_address=ray_address or settings.ray.address,
             teacher=teacher_config(settings),
             dataset=str(dataset),
             retry_errors=retry_errors,

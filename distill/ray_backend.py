@@ -4,75 +4,20 @@ Each actor builds its agent once (planner LLM, tool server, sandbox) and traces 
 batch; the driver iterates the results as they stream in and stays the only writer, so the
 output is the same resumable ``items.jsonl`` as the local path.
 
-Ray is started loopback-only: no dashboard, no usage stats, no auth, and HOME pointing at a
-folder whose ``ray_bootstrap_config.yaml`` says ``provider: {type: local}``, so Ray does not
-probe cloud metadata addresses on start.
+Ray is started by :func:`vpagent.ray_cluster.start_ray`: a private Ray on loopback with a
+token of its own, or the cluster the user names with ``--ray-address``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from distill.local_pool import AgentFactory
 from distill.trace_item import trace_item
 from distill.trace_records import ItemRecord
 from vpagent.evaluation.datasets import EvalItem
-from vpagent.offline_env import cache_root
-
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
-INSTALL_HINT = "Ray is not installed: pip install 'vpagent[scale]'"
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-        import ray.data
-    except ImportError:
-        raise RuntimeError(INSTALL_HINT) from None
-    return ray
-
-
-@contextmanager
-def _local_home() -> Iterator[None]:
-    """HOME -> a folder holding ``ray_bootstrap_config.yaml`` while Ray starts its processes.
-
-    The caches HOME would otherwise locate are pinned first, so workers still find models.
-    """
-    previous = os.environ.get("HOME")
-    os.environ.setdefault("VPAGENT_CACHE_DIR", str(cache_root()))
-    if previous:
-        os.environ.setdefault("XDG_CACHE_HOME", str(Path(previous) / ".cache"))
-    with tempfile.TemporaryDirectory(prefix="vpagent-ray-home-") as home:
-        Path(home, "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
-        os.environ["HOME"] = home
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop("HOME", None)
-            else:
-                os.environ["HOME"] = previous
-
-
-def start_local_ray(num_cpus: int | None = None) -> None:
-    """Start a private, loopback-only Ray on this machine (no-op if Ray is already running)."""
-    ray = _import_ray()
-    if ray.is_initialized():
-        return
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
-    with _local_home():
-        ray.init(
-            num_cpus=num_cpus,
-            include_dashboard=False,
-            configure_logging=False,
-            log_to_driver=False,
-        )
+from vpagent.ray_cluster import start_ray
 
 
 class _TraceActor:
@@ -91,11 +36,20 @@ class _TraceActor:
 
 
 def trace_on_ray(
-    items: Sequence[EvalItem], factory: AgentFactory, k: int, workers: int
+    items: Sequence[EvalItem],
+    factory: AgentFactory,
+    k: int,
+    workers: int,
+    address: str | None = None,
 ) -> Iterator[ItemRecord]:
-    """Trace items on Ray with ``workers`` actors; records stream back as they finish."""
-    ray = _import_ray()
-    start_local_ray()
+    """Trace items on Ray with ``workers`` actors; records stream back as they finish.
+
+    ``address``: a Ray cluster to join; None starts a private Ray on loopback.
+    """
+    start_ray(address)
+    import ray
+    import ray.data
+
     if not items:
         return
     dataset = ray.data.from_items([{"item": item.model_dump_json()} for item in items])

@@ -111,6 +111,7 @@ def generate_traces(
     k: int = 5,
     workers: int = 1,
     use_ray: bool = False,
+    ray_address: str | None = None,
     teacher: dict[str, Any] | None = None,
     dataset: str = "",
     progress: bool = True,
@@ -119,7 +120,8 @@ def generate_traces(
     """Trace every item not yet finished in ``out_dir``; return counts over the whole folder.
 
     ``workers`` = 0 traces in this process; otherwise that many worker processes (or Ray
-    actors with ``use_ray``) each build their agent with ``factory``. ``retry_errors``
+    actors with ``use_ray``: a private Ray on loopback, or the cluster at ``ray_address``) each
+    build their agent with ``factory``. ``retry_errors``
     traces again the items rejected with ``worker_error`` (a timeout or crash of a backend, not
     a property of the item); their new record is appended and supersedes the old one.
     """
@@ -138,7 +140,7 @@ def generate_traces(
         summary.add(record)
     summary.skipped = len(done)
     pending = [item for item in items if item.id not in done]
-    records = _records(pending, factory, k, workers, use_ray)
+    records = _records(pending, factory, k, workers, use_ray, ray_address)
     # closing(): the workers stop at once on Ctrl-C or an error
     with (
         AppendWriter(out_dir / ITEMS_FILE) as writer,
@@ -154,14 +156,19 @@ def generate_traces(
 
 
 def _records(
-    items: Sequence[EvalItem], factory: AgentFactory, k: int, workers: int, use_ray: bool
+    items: Sequence[EvalItem],
+    factory: AgentFactory,
+    k: int,
+    workers: int,
+    use_ray: bool,
+    ray_address: str | None,
 ) -> Iterator[ItemRecord]:
     if not items:
         return
     if use_ray:
         from distill.ray_backend import trace_on_ray
 
-        yield from trace_on_ray(items, factory, k, max(workers, 1))
+        yield from trace_on_ray(items, factory, k, max(workers, 1), ray_address)
     elif workers == 0:
         yield from trace_in_process(items, factory, k)
     else:

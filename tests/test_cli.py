@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import vpagent
+from tests.sockets import SocketWatch
 
 
 def vpagent_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -108,6 +109,7 @@ def _free_port() -> int:
 
 @pytest.mark.parametrize(("command", "path"), [("serve", "/healthz"), ("ui", "/")])
 def test_servers_start_on_loopback(command: str, path: str, tmp_path: Path) -> None:
+    """The server, and the embedded llama.cpp inside it, listen and connect on loopback only."""
     import os
     import time
 
@@ -120,17 +122,20 @@ def test_servers_start_on_loopback(command: str, path: str, tmp_path: Path) -> N
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                response = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        else:
-            output = process.stdout.read() if process.stdout else ""
-            pytest.fail(f"'vpagent {command}' did not serve: {output[-2000:]}")
+        with SocketWatch(process.pid) as watch:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    response = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=2)
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.5)
+            else:
+                output = process.stdout.read() if process.stdout else ""
+                pytest.fail(f"'vpagent {command}' did not serve: {output[-2000:]}")
         assert response.status_code == 200
+        assert any(seen.laddr == ("127.0.0.1", port) for seen in watch.listening())
+        assert not watch.off_loopback(), watch.report()
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -16,11 +16,11 @@ ray = pytest.importorskip("ray")
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
-    from distill.ray_backend import start_local_ray
+    from vpagent.ray_cluster import start_ray, stop_ray
 
-    start_local_ray(num_cpus=2)
+    start_ray(num_cpus=2)
     yield
-    ray.shutdown()
+    stop_ray()
 
 
 @pytest.mark.slow  # starts Ray and two actors: ~20 s idle, a minute on a busy machine

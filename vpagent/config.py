@@ -147,6 +147,16 @@ class ServerConfig(_Strict):
     api_key_env: str | None = Field(None, description="Env var holding the HTTP API key.")
 
 
+class RayConfig(_Strict):
+    """Where ``--ray`` runs: a private Ray on loopback, or a cluster the user secured."""
+
+    address: str | None = Field(
+        None,
+        description="Join this Ray cluster (e.g. 'ray://head:10001'); it must use token "
+        "authentication. Unset: a private Ray on 127.0.0.1 with a token of its own.",
+    )
+
+
 VLMProvider = Literal["embedded-gguf", "openai", "ollama", "transformers"]
 VLM_PROVIDER_BACKENDS = {
     "embedded-gguf": "llamacpp-vlm",
@@ -281,6 +291,7 @@ class Settings(BaseSettings):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    ray: RayConfig = Field(default_factory=RayConfig)
     vlm: VLMConfig | None = None
     trace_dir: Path | None = None
 

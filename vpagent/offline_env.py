@@ -22,7 +22,6 @@ OFFLINE_ENV: dict[str, str] = {
     "YOLO_OFFLINE": "1",
     "YOLO_AUTOINSTALL": "0",
     "GRADIO_ANALYTICS_ENABLED": "False",
-    "RAY_AUTH_MODE": "disabled",
     "RAY_USAGE_STATS_ENABLED": "0",
     "DO_NOT_TRACK": "1",
     "ANONYMIZED_TELEMETRY": "False",

@@ -38,12 +38,22 @@ def train_command(
     resume: Annotated[bool, typer.Option(help="Continue the run in --out.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            "--nproc",
+            min=1,
+            help="Training processes on this machine (data-parallel; loopback only: file "
+            "rendezvous, gloo/NCCL on lo, no name lookups).",
+        ),
+    ] = 1,
 ) -> None:
     """Fine-tune a student VLM on exported SFT records; checkpoints, --resume after a kill."""
     from pydantic import ValidationError
     from rich.console import Console
 
     from distill.student.base import StudentError
+    from distill.student.launch import launch
     from distill.student.train import TrainOptions, train
     from vpagent.cli import _fail
 
@@ -57,7 +67,9 @@ def train_command(
         bad = set(options.tasks) - {"rationale", "answer"}
         if bad:
             raise StudentError(f"unknown task(s) {', '.join(sorted(bad))}: rationale or answer")
-        result = train(options)
+        if nproc > 1 and "WORLD_SIZE" in os.environ:
+            raise StudentError("--nproc starts its own processes: not under torchrun/accelerate")
+        result = launch(options, nproc) if nproc > 1 else train(options)
     except ValidationError as error:
         first = error.errors()[0]
         raise _fail(f"bad option {first['loc'][0]}: {first['msg']}") from None

@@ -80,7 +80,7 @@ def _run_identity(options: TrainOptions, student: Student) -> dict[str, Any]:
     }
 
 
-def _check_out(options: TrainOptions) -> None:
+def check_out_dir(options: TrainOptions) -> None:
     out = options.out
     if out.exists() and not out.is_dir():
         raise StudentError(f"--out {out} is a file, not a folder")
@@ -269,7 +269,7 @@ def train(
     """Train, checkpoint, merge LoRA and save the student into ``options.out``."""
     from transformers import PrinterCallback, Trainer, set_seed
 
-    _check_out(options)
+    check_out_dir(options)
     records, root = load_split(options.data, "train", options.tasks)
     set_seed(options.seed)
     student = student or new_student(options.student)
