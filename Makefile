@@ -24,6 +24,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHON=$(BIN)/python bash scripts/check-imports.sh
 
 test: lint
 	bash scripts/install-browser.sh

@@ -1,3 +1,1 @@
-"""The vpagent web app (Gradio). Importing vpagent first applies its network-silencing defaults."""
-
-import vpagent  # noqa: F401  (before gradio is imported: analytics off, hubs offline)
+"""The vpagent web app (Gradio); as ``vpagent.apps``, the offline defaults apply first."""

@@ -26,9 +26,10 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from vpagent.agent import Agent, Result, validate_question
+from vpagent.agent import Agent
 from vpagent.config import Settings
 from vpagent.images import ImageError, load_image
+from vpagent.result import Result, validate_question
 from vpagent.student_mode import MODES, STUDENT
 from vpagent.trace.records import Step, Trace
 from vpagent.trace.render import draw_step, render_html

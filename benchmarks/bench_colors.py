@@ -28,9 +28,9 @@ from coco128_data import add_data_argument, checked_data  # beside this script
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 import vpagent  # noqa: F401  (offline environment defaults)
-from tools.offline.colors import color_distribution, object_distribution
-from tools.types import Box
 from vpagent.images import load_image
+from vpagent.tools.offline.colors import color_distribution, object_distribution
+from vpagent.tools.types import Box
 
 HERE = Path(__file__).parent
 LABELS = HERE / "data" / "coco128_colors.json"

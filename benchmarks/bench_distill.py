@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
 from benchmarks.machine import cpu_model
-from distill.traces import load_item_records, load_run_info
+from vpagent.distill.traces import load_item_records, load_run_info
 
 
 def subset(source: Path, per_type: int, outs: list[Path], seed: int) -> None:

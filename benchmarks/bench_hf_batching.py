@@ -31,8 +31,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from hf_tiny import byte_level_clip_tokenizer  # noqa: E402
 
 import vpagent  # noqa: E402, F401  (offline environment first)
-from tools.hf.clip import ClipMatcher  # noqa: E402
-from tools.hf.owl import OwlDetector  # noqa: E402
+from vpagent.tools.hf.clip import ClipMatcher  # noqa: E402
+from vpagent.tools.hf.owl import OwlDetector  # noqa: E402
 
 TEXTS = ["a photo of a cat", "a photo of a dog", "a red car", "a person on a bicycle"]
 NAMES = ["cat", "dog", "car", "person"]

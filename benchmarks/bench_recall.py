@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python benchmarks/bench_recall.py [--data ../shared/data/coco128] [--limit N]
 
-Each variant of :class:`tools.offline.detector.SSDCocoDetector` (plain, flip test-time
+Each variant of :class:`vpagent.tools.offline.detector.SSDCocoDetector` (plain, flip test-time
 augmentation, 2x2 tiles, both) detects every COCO class in every photo once, keeping boxes down
 to the lowest threshold studied; the figures at higher thresholds filter those boxes. A
 prediction matches an unmatched ground-truth box of the same class at IoU >= 0.5 (best score
@@ -28,8 +28,8 @@ from coco128_data import add_data_argument  # beside this script
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 import vpagent  # noqa: F401  (offline environment defaults)
-from tools.offline._image import box_iou
 from vpagent.images import load_image
+from vpagent.tools.offline._image import box_iou
 
 RESULTS = Path(__file__).parent / "results" / "recall.md"
 THRESHOLDS = (0.2, 0.3, 0.4, 0.5)
@@ -79,8 +79,8 @@ def match(predictions: list, truth: list, threshold: float) -> tuple[list[bool],
 
 
 def run_variant(options: dict, paths: dict, truth: dict) -> tuple[dict, float]:
-    from tools.offline.coco_names import COCO_CLASSES
-    from tools.offline.detector import SSDCocoDetector
+    from vpagent.tools.offline.coco_names import COCO_CLASSES
+    from vpagent.tools.offline.detector import SSDCocoDetector
 
     detector = SSDCocoDetector(score_threshold=min(THRESHOLDS), **options)  # type: ignore[arg-type]
     everything = set(COCO_CLASSES)

@@ -29,13 +29,13 @@ from coco128_data import add_data_argument, checked_data  # beside this script
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 import vpagent  # noqa: F401  (offline environment defaults)
-from tools.errors import CannotAnswer
-from tools.offline._image import box_iou
-from tools.program_host import ProgramHost
-from tools.referring import split_reference
-from tools.server import ToolServer
 from vpagent.config import load_settings
 from vpagent.images import load_image
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.offline._image import box_iou
+from vpagent.tools.program_host import ProgramHost
+from vpagent.tools.referring import split_reference
+from vpagent.tools.server import ToolServer
 
 HERE = Path(__file__).parent
 LABELS = HERE / "data" / "coco128_referring.json"

@@ -27,9 +27,9 @@ from typing import Any
 
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
-from tools.image_patch import ImagePatch
 from vpagent.sandbox.executor import SandboxExecutor
 from vpagent.sandbox.limits import SandboxLimits
+from vpagent.tools.image_patch import ImagePatch
 
 RESULTS = Path(__file__).parent / "results" / "sandbox.md"
 IMAGE = {"id": "img", "width": 640, "height": 480}

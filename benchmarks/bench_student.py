@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import vpagent  # noqa: F401  (offline environment first)
 from benchmarks.machine import cpu_model
-from distill.records import SFTRecord
+from vpagent.student.records import SFTRecord
 
 RESULTS = Path(__file__).parent / "results" / "student.md"
 
@@ -78,11 +78,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    from distill.student.evaluate import agent_teacher, compare, load_items, write_report
-    from distill.student.students import load_student
-    from distill.student.train import METRICS_FILE, TrainOptions, TrainResult, train
     from vpagent.agent import build_agent
     from vpagent.config import load_settings
+    from vpagent.distill.student.evaluate import agent_teacher, compare, load_items, write_report
+    from vpagent.distill.student.train import METRICS_FILE, TrainOptions, TrainResult, train
+    from vpagent.student.students import load_student
 
     export = args.export or args.work / "export"
     if not args.export and not args.reuse:

@@ -48,7 +48,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.questions.is_file():
         sys.exit(f"{args.questions} does not exist")
-    from tools.offline.detector import SSDCocoDetector
+    from vpagent.tools.offline.detector import SSDCocoDetector
 
     detector = SSDCocoDetector(score_threshold=min(THRESHOLDS))
     scores: list[tuple[str, str, list[float]]] = []  # (kind, answer, box scores)

@@ -29,10 +29,10 @@ import numpy as np
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 import vpagent  # noqa: F401  (offline environment defaults)
-from tools.types import Box
 from vpagent.images import load_image
+from vpagent.tools.types import Box
 
-RESULTS = Path(__file__).parent / "results" / "tools.md"
+RESULTS = Path(__file__).parent / "results" / "vpagent.tools.md"
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "images"
 DETECTION_TARGET_MS = 150.0
 PACKAGES = ("opencv-python", "onnxruntime", "ai-edge-litert", "rapidocr-onnxruntime",
@@ -53,15 +53,15 @@ def centre_box(image: np.ndarray) -> Box:
 
 def build_tools() -> dict[str, tuple[str, Callable[[np.ndarray], Any]]]:
     """name -> (backend / what is timed, function of one image)."""
-    from tools.offline.classifier import shared_classifier
-    from tools.offline.colors import name_color
-    from tools.offline.depth import VerticalPositionDepth
-    from tools.offline.detector import SSDCocoDetector
-    from tools.offline.faces import HaarFaceDetector
-    from tools.offline.matcher import ClassifierMatcher
-    from tools.offline.ocr import RapidOCRReader
-    from tools.offline.scene import describe_scene
-    from tools.offline.segmenter import GrabCutSegmenter
+    from vpagent.tools.offline.classifier import shared_classifier
+    from vpagent.tools.offline.colors import name_color
+    from vpagent.tools.offline.depth import VerticalPositionDepth
+    from vpagent.tools.offline.detector import SSDCocoDetector
+    from vpagent.tools.offline.faces import HaarFaceDetector
+    from vpagent.tools.offline.matcher import ClassifierMatcher
+    from vpagent.tools.offline.ocr import RapidOCRReader
+    from vpagent.tools.offline.scene import describe_scene
+    from vpagent.tools.offline.segmenter import GrabCutSegmenter
 
     detector = SSDCocoDetector()
     classifier = shared_classifier()
@@ -143,7 +143,7 @@ def best_of(run: Callable[[], Any], repeats: int) -> float:
 
 
 def batching(photos: dict[str, np.ndarray], batch: int, repeats: int) -> list[dict[str, Any]]:
-    from tools.offline.detector import SSDCocoDetector
+    from vpagent.tools.offline.detector import SSDCocoDetector
 
     detector = SSDCocoDetector()
     images = [photos[name] for name in sorted(photos)]

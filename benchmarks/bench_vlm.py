@@ -29,10 +29,10 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import vpagent  # noqa: E402, F401  (offline environment first)
 from benchmarks.machine import cpu_model  # noqa: E402
-from tools.hf.vlm import TransformersVLM  # noqa: E402
-from tools.registry import build_specialist  # noqa: E402
-from tools.remote_vlm import encode_image  # noqa: E402
-from tools.vlm_roles import forget_engines  # noqa: E402
+from vpagent.tools.hf.vlm import TransformersVLM  # noqa: E402
+from vpagent.tools.registry import build_specialist  # noqa: E402
+from vpagent.tools.remote_vlm import encode_image  # noqa: E402
+from vpagent.tools.vlm_roles import forget_engines  # noqa: E402
 
 BATCH = 8
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-from distill.records import SFTRecord
-from distill.trace_records import ItemRecord
+from vpagent.distill.trace_records import ItemRecord
+from vpagent.student.records import SFTRecord
 
 
 def build_card(
@@ -153,7 +153,7 @@ into a short rationale by template ({_kinds(card["rationales"])}).
 
 Each verified item gives two records (VPD's multitask mix): `rationale` (question -> rationale
 ending in `Answer: X.`) and `answer` (question -> the short answer). Fields follow
-`distill.records.SFTRecord`; `image` is relative to this folder.
+`vpagent.student.records.SFTRecord`; `image` is relative to this folder.
 {_labels_line(card.get("labels"))}
 - teacher planner: `{teacher.get("planner", "?")}` (provider `{teacher.get("provider", "?")}`),
   run-time repairs per program: {teacher.get("max_repairs", "?")}; traced from
@@ -195,10 +195,6 @@ data = load_dataset("parquet", data_files={{{files}}})
 An empty split has no parquet file (`datasets` cannot load one); its JSONL file is empty.
 """
     return "\n".join(header) + "\n" + body
-
-
-def types_of(card: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    return list(card["per_type"].items())
 
 
 def _labels_line(labels: dict[str, Any] | None) -> str:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from distill.jsonl import write_atomic
-from distill.local_pool import AgentBuildFailed, AgentFactory
-from distill.trace_item import VERIFY_SCORE
-from distill.trace_records import ItemRecord
-from distill.traces import load_item_records
+from vpagent.distill.jsonl import write_atomic
+from vpagent.distill.local_pool import AgentBuildFailed, AgentFactory
+from vpagent.distill.trace_item import VERIFY_SCORE
+from vpagent.distill.trace_records import ItemRecord
+from vpagent.distill.traces import load_item_records
 from vpagent.evaluation.datasets import load_dataset
 from vpagent.evaluation.run import score_item
 from vpagent.llm.packs import sha256_file

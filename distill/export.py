@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from distill.card import build_card, card_markdown
-from distill.jsonl import write_atomic
-from distill.rationales import load_rationales, rationales, strip_answer, target_answer
-from distill.records import SFTRecord
-from distill.trace_records import ItemRecord, asked_question
-from distill.traces import load_item_records, load_run_info
 from vpagent.agent import normalize_answer
+from vpagent.distill.card import build_card, card_markdown
+from vpagent.distill.jsonl import write_atomic
+from vpagent.distill.rationales import load_rationales, rationales, strip_answer, target_answer
+from vpagent.distill.trace_records import ItemRecord, asked_question
+from vpagent.distill.traces import load_item_records, load_run_info
 from vpagent.evaluation.datasets import EvalItem, load_dataset
 from vpagent.llm.packs import sha256_file
+from vpagent.student.records import SFTRecord
 
 SPLITS = ("train", "validation")
 

@@ -7,9 +7,9 @@ import signal
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.util import Finalize
 
-from distill.trace_item import trace_item
-from distill.trace_records import ItemRecord
 from vpagent.agent import Agent
+from vpagent.distill.trace_item import trace_item
+from vpagent.distill.trace_records import ItemRecord
 from vpagent.evaluation.datasets import EvalItem
 
 AgentFactory = Callable[[], Agent]

@@ -31,7 +31,7 @@ from pathlib import Path
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, Field
 
-from distill.coco import CocoDataset, CocoImage, load_coco
+from vpagent.distill.coco import CocoDataset, CocoImage, load_coco
 
 FAMILIES = ("count", "exist", "spatial", "size", "object", "compose")
 INVARIANT_PLURALS = {"sheep", "skis", "scissors", "broccoli", "deer", "fish"}

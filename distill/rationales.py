@@ -2,8 +2,8 @@
 
 One small template per tool; repeated calls of the same kind (a property checked on each of
 five cups) are summed up in one sentence; numbers are rounded; the text always ends in the
-verified answer (:func:`distill.records.rationale_target`). ``--rewrite`` asks the chat model
-for a more natural wording and keeps it only if it still ends in that answer.
+verified answer (:func:`vpagent.student.records.rationale_target`). ``--rewrite`` asks the
+chat model for a more natural wording and keeps it only if it still ends in that answer.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from distill.jsonl import AppendWriter, read_records
-from distill.records import parse_answer, rationale_target
-from distill.trace_records import ItemRecord
-from distill.traces import load_item_records
 from vpagent.agent import normalize_answer
+from vpagent.distill.jsonl import AppendWriter, read_records
+from vpagent.distill.trace_records import ItemRecord
+from vpagent.distill.traces import load_item_records
+from vpagent.student.records import parse_answer, rationale_target
 
 RATIONALES_FILE = "rationales.jsonl"
 MAX_LISTED = 3  # positions spelled out for at most this many found objects

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from distill.local_pool import AgentFactory
-from distill.trace_item import trace_item
-from distill.trace_records import ItemRecord
+from vpagent.distill.local_pool import AgentFactory
+from vpagent.distill.trace_item import trace_item
+from vpagent.distill.trace_records import ItemRecord
 from vpagent.evaluation.datasets import EvalItem
 from vpagent.ray_cluster import start_ray
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.trace_records import (
+from vpagent.agent import Agent, build_agent
+from vpagent.config import Settings, load_settings
+from vpagent.distill.trace_records import (
     GUESSED,
     IMAGE_CORRUPT,
     IMAGE_MISSING,
@@ -20,16 +22,13 @@ from distill.trace_records import (
     ItemRecord,
     asked_question,
 )
-from tools.program_host import UNVERIFIED
-from vpagent.agent import Agent, build_agent
-from vpagent.config import Settings, load_settings
 from vpagent.evaluation.datasets import EvalItem
 from vpagent.evaluation.run import score_item
 from vpagent.images import ImageError, load_image
 from vpagent.llm.embedded import default_threads
 from vpagent.llm.packs import sha256_file
 from vpagent.planner import PlanningFailed
-from vpagent.trace.records import Trace
+from vpagent.program_run import ProgramRun
 
 VERIFY_SCORE = 1.0  # an answer counts as matching the label only with full credit
 MAX_REPLY_CHARS = 500
@@ -118,51 +117,27 @@ def _reason(attempts: list[Attempt]) -> str:
 
 def _sample(agent: Agent, pixels: np.ndarray, question: str, sample: int) -> Iterator[Attempt]:
     """The attempts of one sample: its program, then run-time repairs while it fails."""
-    started = time.perf_counter()
-    try:
-        plan = agent.planner.plan(question, sample=sample)
-    except PlanningFailed as failure:
-        yield _planning_failed(failure, sample, 0, time.perf_counter() - started)
-        return
-    plan_s = time.perf_counter() - started
-    for repair in range(agent.max_repairs + 1):
-        started = time.perf_counter()
-        execution, trace = agent.runner.run(plan.program, pixels, question=question)
-        attempt = _attempt(trace, sample, repair, plan_s, time.perf_counter() - started)
-        yield attempt
-        if execution.ok or repair == agent.max_repairs or _unfixable(trace):
-            return
-        started = time.perf_counter()
-        try:
-            plan = agent.planner.repair(plan, execution.feedback(), sample=sample)
-        except PlanningFailed as failure:
-            yield _planning_failed(failure, sample, repair + 1, time.perf_counter() - started)
-            return
-        plan_s = time.perf_counter() - started
+    for run in agent.program_runs(pixels, question, sample):
+        if run.failure is not None:
+            yield _planning_failed(run.failure, sample, run.repair, run.plan_s)
+        else:
+            yield _attempt(run)
 
 
-def _unfixable(trace: Trace) -> bool:
-    """A tool said it cannot answer: no new program changes what the tools can see."""
-    return any(step.error and step.error.startswith("CannotAnswer") for step in trace.steps)
-
-
-def _attempt(trace: Trace, sample: int, repair: int, plan_s: float, execute_s: float) -> Attempt:
-    guesses = [
-        f"step {step.index} ({step.tool}): {step.artifacts[UNVERIFIED]}"
-        for step in trace.steps
-        if UNVERIFIED in step.artifacts
-    ]
+def _attempt(run: ProgramRun) -> Attempt:
+    trace = run.trace
+    assert trace is not None
     return Attempt(
-        unverified=guesses,
-        sample=sample,
-        repair=repair,
+        unverified=run.unverified,
+        sample=run.sample,
+        repair=run.repair,
         program=trace.program,
         answer=trace.answer,
         error_kind=trace.error_kind,
         error=trace.error,
         steps=[step.model_dump(mode="json", exclude={"artifacts"}) for step in trace.steps],
-        plan_s=plan_s,
-        execute_s=execute_s,
+        plan_s=run.plan_s,
+        execute_s=run.execute_s,
     )
 
 

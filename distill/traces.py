@@ -27,9 +27,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from distill.jsonl import AppendWriter, read_records, write_atomic
-from distill.local_pool import AgentFactory, trace_in_pool, trace_in_process
-from distill.trace_records import ITEMS_FILE, RUN_FILE, WORKER_ERROR, ItemRecord
+from vpagent.distill.jsonl import AppendWriter, read_records, write_atomic
+from vpagent.distill.local_pool import AgentFactory, trace_in_pool, trace_in_process
+from vpagent.distill.trace_records import ITEMS_FILE, RUN_FILE, WORKER_ERROR, ItemRecord
 from vpagent.evaluation.datasets import EvalItem
 
 
@@ -166,7 +166,7 @@ def _records(
     if not items:
         return
     if use_ray:
-        from distill.ray_backend import trace_on_ray
+        from vpagent.distill.ray_backend import trace_on_ray
 
         yield from trace_on_ray(items, factory, k, max(workers, 1), ray_address)
     elif workers == 0:

@@ -6,9 +6,9 @@ import threading
 
 import numpy as np
 
-from tools.errors import CannotAnswer
-from tools.roles import VQA, Detector, Matcher, Segmenter
-from tools.types import Box, Detection, Mask, ToolInfo
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.roles import VQA, Detector, Matcher, Segmenter
+from vpagent.tools.types import Box, Detection, Mask, ToolInfo
 
 
 class BrightSpotDetector(Detector):

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import vpagent  # noqa: F401  (offline environment before any model library loads)
-from tools.types import Box
+from vpagent.tools.types import Box
 
 TEST_VOCAB_WORDS = [
     "a", "an", "the", "photo", "of", "cat", "dog", "car", "red", "blue", "green", "what",

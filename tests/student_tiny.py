@@ -18,7 +18,7 @@ from pathlib import Path
 from hf_tiny import seeded
 from vlm_tiny import IMAGE_SPECIALS, build_idefics3, build_llava, llama_text
 
-from distill.records import SFTRecord, rationale_target
+from vpagent.student.records import SFTRecord, rationale_target
 
 CHATML = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"

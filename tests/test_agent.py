@@ -10,12 +10,12 @@ from pydantic import Field
 
 from tests.fakes import BrightSpotDetector, spots_image
 from tests.test_planner import KeywordEmbed
-from tools.server import ToolServer
 from vpagent.agent import Agent
 from vpagent.config import load_settings
 from vpagent.images import ImageError
 from vpagent.planner import ExampleRetriever, Planner, load_examples
 from vpagent.runner import ProgramRunner
+from vpagent.tools.server import ToolServer
 
 COUNT = "```python\ndef execute_command(image):\n    return len(image.find('spot'))\n```"
 

@@ -12,15 +12,15 @@ from PIL import Image
 
 from tests.fakes import BrightSpotDetector, spots_image
 from tests.test_planner import KeywordEmbed
-from tools.errors import CannotAnswer
-from tools.roles import VQA, Matcher
-from tools.server import ToolServer
-from tools.types import ToolInfo
 from vpagent.agent import Agent
 from vpagent.config import load_settings
 from vpagent.http import create_app
 from vpagent.planner import ExampleRetriever, Planner, load_examples
 from vpagent.runner import ProgramRunner
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.roles import VQA, Matcher
+from vpagent.tools.server import ToolServer
+from vpagent.tools.types import ToolInfo
 
 
 def program(body: str) -> str:

@@ -17,15 +17,15 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 from PIL import Image
 
-from apps.gradio_app import build_ui, find_examples, launch, launch_options
 from tests.browser.driver import free_port
 from tests.fakes import BrightSpotDetector, spots_image
 from tests.test_planner import KeywordEmbed
-from tools.server import ToolServer
 from vpagent.agent import Agent
+from vpagent.apps.gradio_app import build_ui, find_examples, launch, launch_options
 from vpagent.config import load_settings
 from vpagent.planner import ExampleRetriever, Planner, load_examples
 from vpagent.runner import ProgramRunner
+from vpagent.tools.server import ToolServer
 
 COUNT = "```python\ndef execute_command(image):\n    return len(image.find('spot'))\n```"
 CRASH = (

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-from apps.gradio_app import build_ui, launch_options
 from tests.browser.driver import CHROMIUM, ask_in_page, chromium_page, free_port
 from tests.test_planner import KeywordEmbed
 from vpagent.agent import Agent
+from vpagent.apps.gradio_app import build_ui, launch_options
 from vpagent.config import load_settings
 from vpagent.planner import ExampleRetriever, Planner, load_examples
 from vpagent.runner import ProgramRunner

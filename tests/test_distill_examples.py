@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from distill.example_bank import (
+from tests.test_distill_traces import fake_agent, spots_png, write_dataset
+from vpagent.distill.example_bank import (
     DUPLICATE_PROGRAM,
     DUPLICATE_QUESTION,
     EVAL_IMAGE,
@@ -14,8 +15,7 @@ from distill.example_bank import (
     normalise_program,
     write_bank,
 )
-from distill.traces import generate_traces
-from tests.test_distill_traces import fake_agent, spots_png, write_dataset
+from vpagent.distill.traces import generate_traces
 from vpagent.evaluation.datasets import load_dataset
 from vpagent.planner import Example, ExampleRetriever, load_examples
 
@@ -74,8 +74,8 @@ def test_stale_label_is_dropped_on_rerun(tmp_path: Path) -> None:
 
 
 def test_near_identical_questions_and_programs_are_repeats() -> None:
-    from distill.example_bank import BankSummary, _candidates
     from tests.test_distill_rationales import record
+    from vpagent.distill.example_bank import BankSummary, _candidates
 
     assert normalise_program("def f(x):\n    # count\n    return  x\n") == normalise_program(
         "def f(x):\n\n    return x"

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from distill.export import export_dataset, split_images
-from distill.rationales import write_rationales
-from distill.records import SFTRecord, parse_answer
-from distill.traces import generate_traces
 from tests.test_distill_traces import fake_agent, spots_png, write_dataset
 from vpagent.cli import app
+from vpagent.distill.export import export_dataset, split_images
+from vpagent.distill.rationales import write_rationales
+from vpagent.distill.traces import generate_traces
 from vpagent.evaluation.datasets import load_dataset
+from vpagent.student.records import SFTRecord, parse_answer
 
 N_IMAGES = 6
 

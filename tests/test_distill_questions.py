@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from distill.coco import CocoError, load_coco
-from distill.questions import QuestionError, Rules, balance, generate, plural, there_is, write_jsonl
+from vpagent.distill.coco import CocoError, load_coco
+from vpagent.distill.questions import (
+    QuestionError,
+    Rules,
+    balance,
+    generate,
+    plural,
+    there_is,
+    write_jsonl,
+)
 from vpagent.evaluation.datasets import load_dataset
 
 CATEGORIES = ["dog", "car", "cup", "person", "bowl", "cat"]

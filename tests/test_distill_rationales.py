@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from distill.rationales import plural, rationales, template_rationale
-from distill.records import parse_answer
-from distill.trace_records import Attempt, ItemRecord
+from vpagent.distill.rationales import plural, rationales, template_rationale
+from vpagent.distill.trace_records import Attempt, ItemRecord
+from vpagent.student.records import parse_answer
 
 WHOLE = [0, 0, 640, 480]
 

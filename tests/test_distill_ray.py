@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from distill.traces import generate_traces
 from tests.test_distill_traces import comparable, fake_agent, spots_png, write_dataset
+from vpagent.distill.traces import generate_traces
 from vpagent.evaluation.datasets import load_dataset
 
 ray = pytest.importorskip("ray")

@@ -16,8 +16,12 @@ import pytest
 from langchain_core.language_models import SimpleChatModel
 from PIL import Image
 
-from distill.jsonl import read_records, repair
-from distill.trace_records import (
+from tests.fakes import BrightSpotDetector
+from tests.test_planner import KeywordEmbed
+from vpagent.agent import Agent
+from vpagent.config import load_settings
+from vpagent.distill.jsonl import read_records, repair
+from vpagent.distill.trace_records import (
     GUESSED,
     IMAGE_CORRUPT,
     IMAGE_MISSING,
@@ -26,15 +30,11 @@ from distill.trace_records import (
     WORKER_ERROR,
     ItemRecord,
 )
-from distill.traces import TraceRunError, generate_traces, load_item_records
-from tests.fakes import BrightSpotDetector
-from tests.test_planner import KeywordEmbed
-from tools.server import ToolServer
-from vpagent.agent import Agent
-from vpagent.config import load_settings
+from vpagent.distill.traces import TraceRunError, generate_traces, load_item_records
 from vpagent.evaluation.datasets import EvalItem, load_dataset
 from vpagent.planner import ExampleRetriever, Planner, load_examples
 from vpagent.runner import ProgramRunner
+from vpagent.tools.server import ToolServer
 
 REPO = Path(__file__).parents[1]
 
@@ -201,7 +201,7 @@ def test_torn_last_line_is_cut_and_middle_damage_is_an_error(tmp_path: Path) -> 
 KILLED_RUN = """
 import sys
 from pathlib import Path
-from distill.traces import generate_traces
+from vpagent.distill.traces import generate_traces
 from tests.test_distill_traces import slow_agent
 from vpagent.evaluation.datasets import load_dataset
 generate_traces(load_dataset(Path(sys.argv[1])), Path(sys.argv[2]), slow_agent,
@@ -269,7 +269,7 @@ def comparable(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def test_unbuildable_agent_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
-    from distill.local_pool import AgentBuildFailed
+    from vpagent.distill.local_pool import AgentBuildFailed
 
     items = load_dataset(dataset)[:1]
     with pytest.raises(AgentBuildFailed, match="no model here"):
@@ -283,7 +283,7 @@ def broken_agent() -> Agent:
 def test_settings_factory_pickles_for_worker_processes() -> None:
     import pickle
 
-    from distill.trace_item import SettingsAgentFactory
+    from vpagent.distill.trace_item import SettingsAgentFactory
 
     settings = load_settings(sandbox={"cpu_seconds": 3})
     factory = pickle.loads(pickle.dumps(SettingsAgentFactory(settings)))
@@ -291,7 +291,7 @@ def test_settings_factory_pickles_for_worker_processes() -> None:
 
 
 def test_workers_share_the_cores_unless_threads_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    import distill.trace_item as trace_item
+    import vpagent.distill.trace_item as trace_item
 
     monkeypatch.setattr(trace_item, "default_threads", lambda: 8)
     shares = {

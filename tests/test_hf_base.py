@@ -22,19 +22,19 @@ from hf_tiny import (
     test_image,
 )
 
-from tools.errors import ModelUnavailable
-from tools.hf._base import LazyBackend, as_rgb, resolve_device, resolve_dtype
-from tools.hf.blip import BlipCaptioner, BlipVQA
-from tools.hf.clip import ClipMatcher
-from tools.hf.depth import DptDepth
-from tools.hf.fastsam import UltralyticsSegmenter
-from tools.hf.grounding_dino import GroundingDinoDetector
-from tools.hf.owl import OwlDetector
-from tools.hf.sam import HFSamSegmenter
-from tools.hf.segment_anything import SamPredictorSegmenter
-from tools.hf.yolo import YoloDetector, YoloWorldDetector
-from tools.registry import BACKENDS, backend_class, build_specialist
-from tools.roles import Specialist
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.hf._base import LazyBackend, as_rgb, resolve_device, resolve_dtype
+from vpagent.tools.hf.blip import BlipCaptioner, BlipVQA
+from vpagent.tools.hf.clip import ClipMatcher
+from vpagent.tools.hf.depth import DptDepth
+from vpagent.tools.hf.fastsam import UltralyticsSegmenter
+from vpagent.tools.hf.grounding_dino import GroundingDinoDetector
+from vpagent.tools.hf.owl import OwlDetector
+from vpagent.tools.hf.sam import HFSamSegmenter
+from vpagent.tools.hf.segment_anything import SamPredictorSegmenter
+from vpagent.tools.hf.yolo import YoloDetector, YoloWorldDetector
+from vpagent.tools.registry import BACKENDS, backend_class, build_specialist
+from vpagent.tools.roles import Specialist
 
 pytestmark = pytest.mark.hf
 
@@ -70,7 +70,7 @@ def _first_call(backend):
 def test_registry_names_every_backend():
     hf_names = {
         (role, name) for role, names in BACKENDS.items() for name, target in names.items()
-        if target.startswith("tools.hf.")
+        if target.startswith("vpagent.tools.hf.")
     }  # fmt: skip
     assert {name for _, name in hf_names} == {
         "owlvit", "grounding-dino", "clip", "blip", "blip-vqa", "dpt", "sam-hf",

@@ -8,7 +8,7 @@ pytest.importorskip("transformers")
 
 from hf_tiny import build_blip, test_image
 
-from tools.hf.blip import BlipCaptioner, BlipVQA
+from vpagent.tools.hf.blip import BlipCaptioner, BlipVQA
 
 pytestmark = pytest.mark.hf
 

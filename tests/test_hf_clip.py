@@ -9,7 +9,7 @@ pytest.importorskip("transformers")
 
 from hf_tiny import build_clip, build_siglip, test_image
 
-from tools.hf.clip import ClipMatcher
+from vpagent.tools.hf.clip import ClipMatcher
 
 pytestmark = pytest.mark.hf
 

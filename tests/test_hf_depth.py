@@ -9,7 +9,7 @@ pytest.importorskip("transformers")
 
 from hf_tiny import build_depth_anything, build_dpt, test_image
 
-from tools.hf.depth import DptDepth
+from vpagent.tools.hf.depth import DptDepth
 
 pytestmark = pytest.mark.hf
 

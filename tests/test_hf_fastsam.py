@@ -19,9 +19,9 @@ from hf_tiny import (
     save_tiny_ultralytics_sam,
 )
 
-from tools.errors import ModelUnavailable
-from tools.hf.fastsam import UltralyticsSegmenter
-from tools.types import Box, Mask
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.hf.fastsam import UltralyticsSegmenter
+from vpagent.tools.types import Box, Mask
 
 pytestmark = pytest.mark.hf
 

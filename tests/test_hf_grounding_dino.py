@@ -9,8 +9,8 @@ pytest.importorskip("transformers")
 
 from hf_tiny import build_grounding_dino, test_image
 
-from tools.hf.grounding_dino import GroundingDinoDetector, build_prompt
-from tools.types import Detection
+from vpagent.tools.hf.grounding_dino import GroundingDinoDetector, build_prompt
+from vpagent.tools.types import Detection
 
 pytestmark = pytest.mark.hf
 

@@ -9,8 +9,8 @@ pytest.importorskip("transformers")
 
 from hf_tiny import build_owl, test_image
 
-from tools.hf.owl import OwlDetector
-from tools.types import Detection
+from vpagent.tools.hf.owl import OwlDetector
+from vpagent.tools.types import Detection
 
 pytestmark = pytest.mark.hf
 

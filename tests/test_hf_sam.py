@@ -9,8 +9,8 @@ pytest.importorskip("transformers")
 
 from hf_tiny import SEGMENT_BOXES, SEGMENT_IMAGES, SEGMENT_POINTS, build_sam_hf
 
-from tools.hf.sam import HFSamSegmenter
-from tools.types import Mask
+from vpagent.tools.hf.sam import HFSamSegmenter
+from vpagent.tools.types import Mask
 
 pytestmark = pytest.mark.hf
 

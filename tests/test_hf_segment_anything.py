@@ -16,9 +16,9 @@ from hf_tiny import (
     save_tiny_segment_anything,
 )
 
-from tools.errors import ModelUnavailable
-from tools.hf.segment_anything import SamPredictorSegmenter, model_type_from_name
-from tools.types import Mask
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.hf.segment_anything import SamPredictorSegmenter, model_type_from_name
+from vpagent.tools.types import Mask
 
 pytestmark = pytest.mark.hf
 

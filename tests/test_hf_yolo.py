@@ -18,9 +18,9 @@ pytest.importorskip("ultralytics")
 
 from hf_tiny import build_yolo, build_yolo_world, coco_names, fake_text_model_module, test_image
 
-from tools.errors import CannotAnswer, ModelUnavailable
-from tools.hf.yolo import YoloDetector, YoloWorldDetector, match_class, normalize
-from tools.types import Detection
+from vpagent.tools.errors import CannotAnswer, ModelUnavailable
+from vpagent.tools.hf.yolo import YoloDetector, YoloWorldDetector, match_class, normalize
+from vpagent.tools.types import Detection
 
 pytestmark = pytest.mark.hf
 

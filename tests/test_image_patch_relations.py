@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tools.image_patch import ImagePatch, api_spec
+from vpagent.tools.image_patch import ImagePatch, api_spec
 
 HEIGHT = 480
 

@@ -1,11 +1,11 @@
-"""tools.capabilities.describe: what the configured backends can do, for the planner."""
+"""vpagent.tools.capabilities.describe: what the configured backends can do, for the planner."""
 
 from __future__ import annotations
 
-from tools.capabilities import describe
-from tools.offline.coco_names import COCO_CLASSES
-from tools.offline.colors import PALETTE
 from vpagent.config import load_settings
+from vpagent.tools.capabilities import describe
+from vpagent.tools.offline.coco_names import COCO_CLASSES
+from vpagent.tools.offline.colors import PALETTE
 
 
 def test_the_offline_pack_lists_its_vocabulary_and_checks() -> None:

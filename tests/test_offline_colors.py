@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.offline.colors import (
+from vpagent.images import load_image
+from vpagent.tools.offline.colors import (
     PALETTE,
     canonical,
     color_distribution,
@@ -16,8 +17,7 @@ from tools.offline.colors import (
     palette_names,
     salience_for,
 )
-from tools.types import Box
-from vpagent.images import load_image
+from vpagent.tools.types import Box
 
 # Boxes the offline detector reports for these photos (tests/test_offline_detector.py).
 TRUCK_BOX = Box.of([104, 278, 1722, 858])
@@ -100,7 +100,7 @@ def test_black_dog(images_dir: Path) -> None:
 def test_an_objects_mask_does_not_depend_on_earlier_cuts(images_dir: Path) -> None:
     import cv2
 
-    from tools.offline.colors import object_mask
+    from vpagent.tools.offline.colors import object_mask
 
     bus = load_image(images_dir / "bus.jpg")
     crop = bus[213:758, 5:810]  # BUS_BOX

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.offline.depth import VerticalPositionDepth
+from vpagent.tools.offline.depth import VerticalPositionDepth
 
 
 def test_lower_is_closer() -> None:

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.errors import CannotAnswer
-from tools.types import Detection
 from vpagent.images import load_image
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.types import Detection
 
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.slow
 
-from tools.offline.detector import SSDCocoDetector  # noqa: E402
+from vpagent.tools.offline.detector import SSDCocoDetector  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_grayscale_and_empty_inputs(detector: SSDCocoDetector, photos) -> None: 
 def test_search_finds_at_least_what_detect_finds_and_scores_lower(
     detector: SSDCocoDetector, data_dir: Path
 ) -> None:
-    from tools.offline.detector import SEARCH_THRESHOLD
+    from vpagent.tools.offline.detector import SEARCH_THRESHOLD
 
     crowd = load_image(data_dir / "coco128" / "images" / "000000000257.jpg")
     found = detector.detect(crowd, ["person"])

@@ -12,7 +12,7 @@ from vpagent.images import load_image
 pytest.importorskip("cv2")
 pytestmark = pytest.mark.slow
 
-from tools.offline.faces import HaarFaceDetector  # noqa: E402
+from vpagent.tools.offline.faces import HaarFaceDetector  # noqa: E402
 
 
 @pytest.fixture(scope="module")

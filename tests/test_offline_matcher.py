@@ -7,15 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.errors import CannotAnswer
 from vpagent.images import load_image
+from vpagent.tools.errors import CannotAnswer
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("sentence_transformers")
 pytestmark = pytest.mark.slow
 
-from tools.offline.classifier import EfficientNetClassifier  # noqa: E402
-from tools.offline.matcher import ClassifierMatcher, split_text  # noqa: E402
+from vpagent.tools.offline.classifier import EfficientNetClassifier  # noqa: E402
+from vpagent.tools.offline.matcher import ClassifierMatcher, split_text  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.errors import CannotAnswer
-from tools.offline.coco_names import (
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.offline.coco_names import (
     COCO_CLASSES,
     COCO_TF_IDS,
     CocoNameMapper,

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.types import Box, TextLine
 from vpagent.images import load_image
+from vpagent.tools.types import Box, TextLine
 
 pytest.importorskip("rapidocr_onnxruntime")
 pytestmark = pytest.mark.slow
 
-from tools.offline.ocr import RapidOCRReader, reading_order  # noqa: E402
+from vpagent.tools.offline.ocr import RapidOCRReader, reading_order  # noqa: E402
 
 
 @pytest.fixture(scope="module")

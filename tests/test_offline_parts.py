@@ -5,16 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.errors import CannotAnswer
-from tools.offline.parts import face_crop, part_box, part_of
-from tools.roles import FaceDetector
-from tools.types import Box, Detection, ToolInfo
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.offline.parts import face_crop, part_box, part_of
+from vpagent.tools.roles import FaceDetector
+from vpagent.tools.types import Box, Detection, ToolInfo
 
 pytest.importorskip("ai_edge_litert")
 pytest.importorskip("sentence_transformers")
 
-from tools.offline.classifier import EfficientNetClassifier
-from tools.offline.matcher import ClassifierMatcher
+from vpagent.tools.offline.classifier import EfficientNetClassifier
+from vpagent.tools.offline.matcher import ClassifierMatcher
 
 GRAY, RED, BLUE, BLACK = (128, 128, 128), (200, 30, 30), (30, 40, 190), (15, 15, 15)
 SKIN = (220, 170, 140)
@@ -175,7 +175,7 @@ def test_wearables_are_classified_on_their_part(matcher: ClassifierMatcher) -> N
 
 
 def test_a_two_colour_alias_is_ranked_by_its_better_colour(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import tools.offline.matcher as matcher_module
+    import vpagent.tools.offline.matcher as matcher_module
 
     shares = dict.fromkeys(("black", "red", "orange", "yellow", "green", "purple", "pink"), 0.0)
     shares.update(blue=0.4, gray=0.3, white=0.3, brown=0.0)

@@ -7,20 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.errors import CannotAnswer
-from tools.types import Box, Detection, TextLine, ToolInfo
 from vpagent.images import load_image
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.types import Box, Detection, TextLine, ToolInfo
 
 pytest.importorskip("cv2")
 
-from tools.offline.scene import (
+from vpagent.tools.offline.scene import (
     SceneCaptioner,
     SceneVQA,
     clean_reply,
     describe_scene,
     position_words,
 )
-from tools.roles import OCR, Detector
+from vpagent.tools.roles import OCR, Detector
 
 
 class FixedDetector(Detector):

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.types import Box, Mask
 from vpagent.images import load_image
+from vpagent.tools.types import Box, Mask
 
 pytest.importorskip("cv2")
 
-from tools.offline.colors import color_distribution, name_color
-from tools.offline.segmenter import GrabCutSegmenter
+from vpagent.tools.offline.colors import color_distribution, name_color
+from vpagent.tools.offline.segmenter import GrabCutSegmenter
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tools.offline._lazy import Lazy
-from tools.offline.text_embed import EMBEDDING_DIM, MiniLMEmbedder
+from vpagent.tools.offline._lazy import Lazy
+from vpagent.tools.offline.text_embed import EMBEDDING_DIM, MiniLMEmbedder
 
 
 class FakeModel:

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("cv2")
 
-from tools.offline.detector import (
+from vpagent.tools.offline.detector import (
     TILE_MIN_SIDE,
     TILE_OVERLAP,
     Candidate,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tools import weights
-from tools.errors import ChecksumMismatch, ModelUnavailable
+from vpagent.tools import weights
+from vpagent.tools.errors import ChecksumMismatch, ModelUnavailable
 
 
 @pytest.fixture(autouse=True)

@@ -131,7 +131,7 @@ def test_streamed_plan_reports_tokens_as_they_arrive(bank: list) -> None:
 
 
 def test_compact_spec_is_shorter_and_still_names_every_function() -> None:
-    from tools.image_patch import api_spec
+    from vpagent.tools.image_patch import api_spec
 
     full, compact = api_spec(), compact_spec()
     assert len(compact) < len(full)

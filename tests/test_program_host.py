@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from tests.fakes import BoxFillSegmenter, BrightSpotDetector, EchoVQA, RednessMatcher, spots_image
-from tools.batching import MicroBatcher
-from tools.program_host import ProgramHost
-from tools.server import ToolServer
 from vpagent.config import load_settings
 from vpagent.runner import ProgramRunner
+from vpagent.tools.batching import MicroBatcher
+from vpagent.tools.program_host import ProgramHost
+from vpagent.tools.server import ToolServer
 
 
 @pytest.fixture

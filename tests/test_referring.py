@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from tests.fakes import BrightSpotDetector, RednessMatcher
-from tools.errors import CannotAnswer
-from tools.program_host import UNVERIFIED, ProgramHost
-from tools.referring import Reference, split_reference
-from tools.server import ToolServer
-from tools.types import Detection, PropertyEvidence
 from vpagent.config import load_settings
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.program_host import UNVERIFIED, ProgramHost
+from vpagent.tools.referring import Reference, split_reference
+from vpagent.tools.server import ToolServer
+from vpagent.tools.types import Detection, PropertyEvidence
 
 
 @pytest.mark.parametrize(

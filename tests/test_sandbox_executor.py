@@ -322,7 +322,7 @@ def test_workers_run_under_distinct_unprivileged_uids() -> None:
             "vpagent.sandbox.no_such_module:build",
             "No module named 'vpagent.sandbox.no_such_module'",
         ),
-        ("tools.image_patch:no_such_factory", "AttributeError"),
+        ("vpagent.tools.image_patch:no_such_factory", "AttributeError"),
     ],
 )
 def test_worker_that_fails_to_start_is_reported(api: str, message: str) -> None:

@@ -15,11 +15,11 @@ import torch
 from student_tiny import build_export, build_tiny_lm
 from transformers import TrainerCallback
 
-from distill.student.base import StudentError
-from distill.student.encoder import FEATURE_DIM, NUM_IMAGE_TOKENS, FeatureEncoder
-from distill.student.model import StudentConfig, StudentForConditionalGeneration
-from distill.student.students import EmbeddedStudent, load_student
-from distill.student.train import COMPLETE, TrainOptions, train
+from vpagent.distill.student.train import COMPLETE, TrainOptions, train
+from vpagent.student.base import StudentError
+from vpagent.student.encoder import FEATURE_DIM, NUM_IMAGE_TOKENS, FeatureEncoder
+from vpagent.student.model import StudentConfig, StudentForConditionalGeneration
+from vpagent.student.students import EmbeddedStudent, load_student
 
 OVERFIT = {"lr": 5e-3, "batch_size": 8, "lora": False}
 

@@ -19,8 +19,8 @@ from student_tiny import (
     build_tiny_qwen2_vl,
 )
 
-from distill.student.students import HFStudent, load_student, new_student
-from distill.student.train import TrainOptions, train
+from vpagent.distill.student.train import TrainOptions, train
+from vpagent.student.students import HFStudent, load_student, new_student
 
 ARCHITECTURES = [
     pytest.param(build_tiny_llava, "llava", id="llava"),

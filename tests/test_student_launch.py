@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from student_tiny import build_export, build_tiny_lm
 
-from distill.student.base import StudentError
-from distill.student.launch import stop, wait_all
-from distill.student.students import STUDENT_FILE, load_student
-from distill.student.train import TrainOptions, last_complete_checkpoint
 from tests.sockets import SocketWatch, strace_addresses, strace_off_loopback, strace_prefix
+from vpagent.distill.student.launch import stop, wait_all
+from vpagent.distill.student.train import TrainOptions, last_complete_checkpoint
+from vpagent.student.base import StudentError
+from vpagent.student.students import STUDENT_FILE, load_student
 
 TRAIN_ARGS = [
     "--max-steps", "2", "--batch-size", "2", "--save-steps", "1", "--full", "--lr", "5e-3",
@@ -143,7 +143,7 @@ def test_a_failed_worker_fails_the_launch_with_its_message_and_stops_the_others(
 def test_nproc_checks_its_input_before_starting_any_worker(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from distill.student import launch
+    from vpagent.distill.student import launch
 
     def no_worker(*args: object, **kwargs: object) -> None:
         raise AssertionError("a worker was started")

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from tests.fakes import spots_image
 from tests.test_agent import COUNT, make_agent
-from tools.registry import build_specialist
 from vpagent.agent import Agent, build_agent
 from vpagent.cli import app
 from vpagent.config import ConfigError, load_settings
 from vpagent.student_mode import StudentAnswerer
+from vpagent.tools.registry import build_specialist
 
 runner = CliRunner()
 
@@ -159,8 +159,8 @@ def test_http_api_selects_the_mode_per_request(checkpoint: Path) -> None:
 
 
 def test_a_student_that_emits_no_answer_scores_zero_with_a_reason(export: Path) -> None:
-    from distill.student.evaluate import compare, load_items
-    from distill.student.students import Generation
+    from vpagent.distill.student.evaluate import compare, load_items
+    from vpagent.student.students import Generation
 
     class Silent:
         def generate(self, images, prompts, *, max_new_tokens=32):  # type: ignore[no-untyped-def]
@@ -211,8 +211,8 @@ def test_app_lets_a_person_choose_who_answers(checkpoint: Path, tmp_path: Path) 
     from gradio_client import Client, handle_file
     from PIL import Image
 
-    from apps.gradio_app import build_ui, launch_options
     from tests.browser.driver import free_port
+    from vpagent.apps.gradio_app import build_ui, launch_options
 
     png = tmp_path / "spots.png"
     Image.fromarray(spots_image()).save(png)

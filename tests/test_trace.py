@@ -3,7 +3,7 @@ from pathlib import Path
 import numpy as np
 
 from tests.fakes import spots_image
-from tools.types import Mask
+from vpagent.tools.types import Mask
 from vpagent.trace import ImageInfo, Step, Trace, load_trace, save_trace
 from vpagent.trace.render import draw_step, render_html, save_html
 

@@ -13,13 +13,13 @@ import pytest
 from typer.testing import CliRunner
 from vlm_fake_server import FakeVLMServer
 
-from tools.errors import ModelUnavailable
-from tools.registry import build_specialist
-from tools.remote_vlm import EmbeddedGGUFVLM
-from tools.vlm_roles import forget_engines
 from vpagent.cli import app
 from vpagent.config import load_settings
 from vpagent.llm import embedded, local_models, packs
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.registry import build_specialist
+from vpagent.tools.remote_vlm import EmbeddedGGUFVLM
+from vpagent.tools.vlm_roles import forget_engines
 
 RED = np.zeros((40, 30, 3), np.uint8)
 RED[..., 0] = 200

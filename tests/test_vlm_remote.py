@@ -14,13 +14,13 @@ pytest.importorskip("langchain_openai")
 
 from vlm_fake_server import FakeVLMServer, decoded_parts, free_port
 
-from tools.errors import CannotAnswer, ModelUnavailable, ToolError
-from tools.registry import build_specialist
-from tools.remote_vlm import RemoteVLMError
-from tools.server import ToolServer
-from tools.vlm_roles import forget_engines
 from vpagent.config import load_settings
 from vpagent.runner import ProgramRunner
+from vpagent.tools.errors import CannotAnswer, ModelUnavailable, ToolError
+from vpagent.tools.registry import build_specialist
+from vpagent.tools.remote_vlm import RemoteVLMError
+from vpagent.tools.server import ToolServer
+from vpagent.tools.vlm_roles import forget_engines
 
 RED = np.zeros((60, 100, 3), np.uint8)
 RED[..., 0] = 220

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tools.errors import CannotAnswer
-from tools.registry import is_vlm_backed
-from tools.roles import Matcher
-from tools.types import ToolInfo
-from tools.vlm_roles import (
+from vpagent.config import ConfigError, load_settings
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.registry import is_vlm_backed
+from vpagent.tools.roles import Matcher
+from vpagent.tools.types import ToolInfo
+from vpagent.tools.vlm_roles import (
     VLMVQA,
     VLMCaptioner,
     VLMEngine,
@@ -17,7 +18,6 @@ from tools.vlm_roles import (
     clean_answer,
     yes_or_no,
 )
-from vpagent.config import ConfigError, load_settings
 
 IMAGE = np.zeros((8, 8, 3), np.uint8)
 

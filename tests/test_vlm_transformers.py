@@ -12,12 +12,12 @@ pytest.importorskip("transformers")
 from hf_tiny import test_image
 from vlm_tiny import build_idefics3, build_llava
 
-from tools.errors import ModelUnavailable
-from tools.hf.vlm import TransformersVLM
-from tools.registry import build_specialist, is_vlm_backed
-from tools.server import ToolServer
-from tools.vlm_roles import forget_engines
 from vpagent.config import load_settings
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.hf.vlm import TransformersVLM
+from vpagent.tools.registry import build_specialist, is_vlm_backed
+from vpagent.tools.server import ToolServer
+from vpagent.tools.vlm_roles import forget_engines
 
 pytestmark = pytest.mark.hf
 

@@ -3,8 +3,8 @@ tests.
 
 Each builder makes the real architecture with a few-thousand-parameter config, a word-level
 tokenizer made offline (or the one given), a processor with a chat template, saves them the way
-the hub does and returns the folder, which ``tools.hf.vlm`` or ``distill.student`` then loads
-through its real code. No download.
+the hub does and returns the folder, which ``vpagent.tools.hf.vlm`` or ``vpagent.student``
+then loads through its real code. No download.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def _detector_line(backend: str) -> str:
             f"find/locate: the {backend} detector's own classes; a colour or clothing in the "
             "name ('black dog') picks the matching ones."
         )
-    from tools.offline.coco_names import CLASS_SYNONYMS, COCO_CLASSES, NOT_DETECTABLE
+    from vpagent.tools.offline.coco_names import CLASS_SYNONYMS, COCO_CLASSES, NOT_DETECTABLE
 
     def synonyms(cls: str) -> str:
         words = [w.strip() for w in CLASS_SYNONYMS[cls].split(",")]
@@ -61,8 +61,8 @@ def _detector_line(backend: str) -> str:
 def _matcher_line(backend: str) -> str:
     if backend != "classifier-minilm":
         return "verify_property/best_text_match: any short description."
-    from tools.offline.colors import PALETTE
-    from tools.offline.parts import PART_WORDS
+    from vpagent.tools.offline.colors import PALETTE
+    from vpagent.tools.offline.parts import PART_WORDS
 
     parts = sorted({part for part in PART_WORDS.values()})
     return (

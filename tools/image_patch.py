@@ -2,8 +2,8 @@
 
 This module runs inside the sandbox worker. It imports nothing but the standard library and
 holds no pixels: an ``ImagePatch`` is an image id and a box, and every vision operation is a
-plain-data call to the host (see ``tools.program_host``). Coordinates are pixels of the whole
-image, x to the right and y downwards.
+plain-data call to the host (see ``vpagent.tools.program_host``). Coordinates are pixels of
+the whole image, x to the right and y downwards.
 """
 
 from __future__ import annotations

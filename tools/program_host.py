@@ -17,11 +17,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from tools.cache import cache_key
-from tools.errors import CannotAnswer
-from tools.referring import Reference, split_reference
-from tools.server import ToolServer
-from tools.types import Box, Detection, PropertyEvidence
+from vpagent.tools.cache import cache_key
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.referring import Reference, split_reference
+from vpagent.tools.server import ToolServer
+from vpagent.tools.types import Box, Detection, PropertyEvidence
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 

@@ -3,7 +3,7 @@ must be true of it.
 
 A closed-vocabulary detector finds every dog for "black dog": the colour is dropped when the
 name is mapped to a class. The program host then detects the noun and ranks the dogs by the
-property the name asks for (``tools.program_host``), with the matcher's graded evidence. An
+property the name asks for (``vpagent.tools.program_host``), with the matcher's graded evidence. An
 open-vocabulary detector reads the whole phrase itself and gets it unchanged.
 
 What counts as a property here is what the matchers can check: colour words before the noun
@@ -18,8 +18,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tools.offline.colors import COLOR_WORDS
-from tools.offline.parts import PART_WORDS
+from vpagent.tools.offline.colors import COLOR_WORDS
+from vpagent.tools.offline.parts import PART_WORDS
 
 WORD_RE = re.compile(r"[a-z0-9]+(?:-haired)?(?:'[a-z]+)?")
 ARTICLES = frozenset({"a", "an", "the", "some"})

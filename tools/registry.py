@@ -11,56 +11,56 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from tools.errors import ModelUnavailable
-from tools.roles import Specialist
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.roles import Specialist
 
 # role -> backend name -> "module:Class"
 BACKENDS: dict[str, dict[str, str]] = {
     "detector": {
-        "ssd-coco": "tools.offline.detector:SSDCocoDetector",
-        "owlvit": "tools.hf.owl:OwlDetector",
-        "grounding-dino": "tools.hf.grounding_dino:GroundingDinoDetector",
-        "yolo": "tools.hf.yolo:YoloDetector",
-        "yolo-world": "tools.hf.yolo:YoloWorldDetector",
+        "ssd-coco": "vpagent.tools.offline.detector:SSDCocoDetector",
+        "owlvit": "vpagent.tools.hf.owl:OwlDetector",
+        "grounding-dino": "vpagent.tools.hf.grounding_dino:GroundingDinoDetector",
+        "yolo": "vpagent.tools.hf.yolo:YoloDetector",
+        "yolo-world": "vpagent.tools.hf.yolo:YoloWorldDetector",
     },
     "segmenter": {
-        "grabcut": "tools.offline.segmenter:GrabCutSegmenter",
-        "sam-hf": "tools.hf.sam:HFSamSegmenter",
-        "sam": "tools.hf.segment_anything:SamPredictorSegmenter",
-        "fastsam": "tools.hf.fastsam:UltralyticsSegmenter",
-        "mobilesam": "tools.hf.fastsam:UltralyticsSegmenter",
-        "sam-ultralytics": "tools.hf.fastsam:UltralyticsSegmenter",
+        "grabcut": "vpagent.tools.offline.segmenter:GrabCutSegmenter",
+        "sam-hf": "vpagent.tools.hf.sam:HFSamSegmenter",
+        "sam": "vpagent.tools.hf.segment_anything:SamPredictorSegmenter",
+        "fastsam": "vpagent.tools.hf.fastsam:UltralyticsSegmenter",
+        "mobilesam": "vpagent.tools.hf.fastsam:UltralyticsSegmenter",
+        "sam-ultralytics": "vpagent.tools.hf.fastsam:UltralyticsSegmenter",
     },
     "matcher": {
-        "classifier-minilm": "tools.offline.matcher:ClassifierMatcher",
-        "clip": "tools.hf.clip:ClipMatcher",
+        "classifier-minilm": "vpagent.tools.offline.matcher:ClassifierMatcher",
+        "clip": "vpagent.tools.hf.clip:ClipMatcher",
         # verify_property asked to a VLM as yes/no; scores from a base matcher (tools.vlm_roles)
-        "vlm": "tools.hf.vlm:TransformersVLMMatcher",
-        "openai-vlm": "tools.remote_vlm:OpenAIVLMMatcher",
-        "llamacpp-vlm": "tools.remote_vlm:EmbeddedVLMMatcher",
+        "vlm": "vpagent.tools.hf.vlm:TransformersVLMMatcher",
+        "openai-vlm": "vpagent.tools.remote_vlm:OpenAIVLMMatcher",
+        "llamacpp-vlm": "vpagent.tools.remote_vlm:EmbeddedVLMMatcher",
     },
     "captioner": {
-        "scene-description": "tools.offline.scene:SceneCaptioner",
-        "blip": "tools.hf.blip:BlipCaptioner",
-        "vlm": "tools.hf.vlm:TransformersVLMCaptioner",
-        "openai-vlm": "tools.remote_vlm:OpenAIVLMCaptioner",
-        "llamacpp-vlm": "tools.remote_vlm:EmbeddedVLMCaptioner",
-        "student": "tools.student_backend:StudentCaptioner",  # a `vpagent distill train` output
+        "scene-description": "vpagent.tools.offline.scene:SceneCaptioner",
+        "blip": "vpagent.tools.hf.blip:BlipCaptioner",
+        "vlm": "vpagent.tools.hf.vlm:TransformersVLMCaptioner",
+        "openai-vlm": "vpagent.tools.remote_vlm:OpenAIVLMCaptioner",
+        "llamacpp-vlm": "vpagent.tools.remote_vlm:EmbeddedVLMCaptioner",
+        "student": "vpagent.student.backend:StudentCaptioner",  # a `vpagent distill train` output
     },
     "vqa": {
-        "scene-description-llm": "tools.offline.scene:SceneVQA",
-        "blip-vqa": "tools.hf.blip:BlipVQA",
-        "vlm": "tools.hf.vlm:TransformersVLMVQA",
-        "openai-vlm": "tools.remote_vlm:OpenAIVLMVQA",
-        "llamacpp-vlm": "tools.remote_vlm:EmbeddedVLMVQA",
-        "student": "tools.student_backend:StudentVQA",  # a `vpagent distill train` output
+        "scene-description-llm": "vpagent.tools.offline.scene:SceneVQA",
+        "blip-vqa": "vpagent.tools.hf.blip:BlipVQA",
+        "vlm": "vpagent.tools.hf.vlm:TransformersVLMVQA",
+        "openai-vlm": "vpagent.tools.remote_vlm:OpenAIVLMVQA",
+        "llamacpp-vlm": "vpagent.tools.remote_vlm:EmbeddedVLMVQA",
+        "student": "vpagent.student.backend:StudentVQA",  # a `vpagent distill train` output
     },
-    "ocr": {"rapidocr": "tools.offline.ocr:RapidOCRReader"},
+    "ocr": {"rapidocr": "vpagent.tools.offline.ocr:RapidOCRReader"},
     "depth": {
-        "vertical-position": "tools.offline.depth:VerticalPositionDepth",
-        "dpt": "tools.hf.depth:DptDepth",
+        "vertical-position": "vpagent.tools.offline.depth:VerticalPositionDepth",
+        "dpt": "vpagent.tools.hf.depth:DptDepth",
     },
-    "faces": {"haar": "tools.offline.faces:HaarFaceDetector"},
+    "faces": {"haar": "vpagent.tools.offline.faces:HaarFaceDetector"},
 }
 
 
@@ -98,7 +98,7 @@ def backend_class(role: str, backend: str) -> type[Specialist]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
-        extra = "hf" if module_name.startswith("tools.hf") else "offline"
+        extra = "hf" if module_name.startswith("vpagent.tools.hf") else "offline"
         raise ModelUnavailable(
             f"the {role} backend '{backend}' needs packages that are not installed "
             f"({error.name or error}); install them with: pip install 'vpagent[{extra}]'"

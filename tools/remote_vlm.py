@@ -31,10 +31,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from tools.errors import ModelUnavailable, ToolError
-from tools.hf._base import to_pil
-from tools.roles import Image
-from tools.vlm_roles import (
+from vpagent.tools.errors import ModelUnavailable, ToolError
+from vpagent.tools.hf._base import to_pil
+from vpagent.tools.roles import Image
+from vpagent.tools.vlm_roles import (
     ROLE_OPTIONS,
     VLMVQA,
     VLMCaptioner,

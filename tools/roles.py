@@ -9,7 +9,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from tools.types import Box, Detection, Mask, PropertyEvidence, TextLine, ToolInfo
+from vpagent.tools.types import Box, Detection, Mask, PropertyEvidence, TextLine, ToolInfo
 
 Image = np.ndarray
 

@@ -1,7 +1,7 @@
 """The tool server: specialists loaded once and lazily, calls batched across programs.
 
 Thread-safe. One server serves every concurrent program; results are cached by the caller
-(:class:`tools.program_host.ProgramHost`) through :attr:`ToolServer.cache`.
+(:class:`vpagent.tools.program_host.ProgramHost`) through :attr:`ToolServer.cache`.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tools.batching import MicroBatcher
-from tools.cache import ResultCache, json_digest
-from tools.errors import CannotAnswer
-from tools.registry import BACKENDS, build_specialist
-from tools.roles import (
+from vpagent.tools.batching import MicroBatcher
+from vpagent.tools.cache import ResultCache, json_digest
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.registry import BACKENDS, build_specialist
+from vpagent.tools.roles import (
     OCR,
     VQA,
     Captioner,
@@ -27,7 +27,7 @@ from tools.roles import (
     Segmenter,
     Specialist,
 )
-from tools.types import Box, Detection, Mask, PropertyEvidence, TextLine, ToolInfo
+from vpagent.tools.types import Box, Detection, Mask, PropertyEvidence, TextLine, ToolInfo
 
 if TYPE_CHECKING:
     from vpagent.config import Settings
@@ -145,15 +145,6 @@ class ToolServer:
         faces = self.specialist("faces")
         assert isinstance(faces, FaceDetector)
         return self._counted(lambda reqs: [faces.detect_faces(reqs[0])])([image])[0]
-
-    def match_scores(self, image: np.ndarray, texts: list[str]) -> list[float]:
-        matcher = self.specialist("matcher")
-        assert isinstance(matcher, Matcher)
-        batcher = self._batcher(
-            "match",
-            self._counted(lambda reqs: matcher.score_batch(*_columns(reqs))),
-        )
-        return batcher((image, texts))
 
     def verify_property(self, image: np.ndarray, name: str, prop: str) -> bool:
         matcher = self.specialist("matcher")

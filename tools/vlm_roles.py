@@ -22,9 +22,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Hashable
 from typing import Any, ClassVar
 
-from tools.errors import CannotAnswer
-from tools.roles import VQA, Captioner, Image, Matcher
-from tools.types import ToolInfo
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.roles import VQA, Captioner, Image, Matcher
+from vpagent.tools.types import ToolInfo
 
 VQA_PROMPT = "{question} Answer with a single word or a short phrase."
 CAPTION_PROMPT = "Describe the image in one short sentence."
@@ -169,7 +169,7 @@ class VLMMatcher(VLMRole, Matcher):
     @property
     def base(self) -> Matcher:
         """The matcher that scores image-text pairs (built on first use)."""
-        from tools.registry import build_specialist
+        from vpagent.tools.registry import build_specialist
 
         with self._engine_lock:
             if self._base is None:

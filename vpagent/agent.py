@@ -5,59 +5,22 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
 
 from langchain_core.language_models import BaseChatModel
-from pydantic import BaseModel, Field
 
-from tools.program_host import UNVERIFIED
 from vpagent.config import Settings
 from vpagent.images import ImageInput, load_image
-from vpagent.planner import Plan, Planner, PlanningFailed
+from vpagent.planner import Planner, PlanningFailed
+from vpagent.program_run import ProgramRun
+from vpagent.result import Result, validate_question
 from vpagent.runner import EventCallback, ProgramRunner
-from vpagent.sandbox.result import ExecutionResult
 from vpagent.student_mode import STUDENT, StudentAnswerer, student_first
-from vpagent.trace.records import Trace
 from vpagent.trace.store import save_trace
 
-MAX_QUESTION_CHARS = 1000
 LLM_QUERY_SYSTEM = "Answer in a few words, without explanation."
-
-
-class Result(BaseModel):
-    """What `Agent.ask` returns: the answer, or why there is none, with program and trace."""
-
-    question: str
-    answer: str | None = None
-    program: str | None = None
-    trace: Trace | None = None
-    timings: dict[str, float] = Field(default_factory=dict)
-    usage: dict[str, int] = Field(
-        default_factory=dict, description="Planner tokens: prompt, cached, generated."
-    )
-    error: str | None = None
-    error_kind: str | None = None
-    programs_tried: int = 0
-    verified: bool = False
-    unverified_reason: str | None = None
-    answered_by: Literal["program", "student"] = "program"
-    student_confidence: float | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
-def validate_question(question: str) -> str:
-    """The stripped question; a clear ValueError if it is empty or too long."""
-    if not isinstance(question, str) or not question.strip():
-        raise ValueError("the question is empty")
-    if len(question) > MAX_QUESTION_CHARS:
-        raise ValueError(f"the question is longer than {MAX_QUESTION_CHARS} characters")
-    return question.strip()
 
 
 def normalize_answer(answer: str) -> str:
@@ -205,6 +168,52 @@ class Agent:
         with ThreadPoolExecutor(max_workers=max_workers) as pool:
             return list(pool.map(one, items))
 
+    def program_runs(  # type: ignore[no-untyped-def]
+        self,
+        pixels,
+        question: str,
+        sample: int,
+        notify: EventCallback | None = None,
+        on_tokens: Callable[[int], None] | None = None,
+    ) -> Iterator[ProgramRun]:
+        """The plan -> run -> repair loop of one sample: each program as it is run.
+
+        Stops at the first program that runs, after ``max_repairs`` repairs, when a tool says
+        it cannot answer (no new program changes what the tools see), or when planning fails
+        (that run has ``failure`` set and no execution). ``Agent.ask`` and ``distill traces``
+        both consume it.
+        """
+        notify = notify or (lambda _message: None)
+        notify("planning" if sample == 0 else f"planning sample {sample + 1}")
+        started = time.perf_counter()
+        try:
+            plan = self.planner.plan(question, sample=sample, on_tokens=on_tokens)
+        except PlanningFailed as failure:
+            yield ProgramRun(sample, 0, time.perf_counter() - started, failure=failure)
+            return
+        plan_s = time.perf_counter() - started
+        for repair in range(self.max_repairs + 1):
+            notify(f"running program {repair + 1}")
+            started = time.perf_counter()
+            execution, trace = self.runner.run(
+                plan.program, pixels, question=question, on_event=notify
+            )
+            run = ProgramRun(sample, repair, plan_s, plan, execution, trace)
+            run.execute_s = time.perf_counter() - started
+            yield run
+            if execution.ok or repair == self.max_repairs or run.unfixable:
+                return
+            notify(f"repairing: {execution.error_kind}")
+            started = time.perf_counter()
+            try:
+                plan = self.planner.repair(
+                    plan, execution.feedback(), sample=sample, on_tokens=on_tokens
+                )
+            except PlanningFailed as failure:
+                yield ProgramRun(sample, repair + 1, time.perf_counter() - started, failure=failure)
+                return
+            plan_s = time.perf_counter() - started
+
     def _solve(  # type: ignore[no-untyped-def]
         self,
         pixels,
@@ -213,37 +222,17 @@ class Agent:
         notify: EventCallback,
         on_tokens: Callable[[int], None] | None,
     ) -> Result:
-        """Plan, run, and repair one program; plan_s counts retrieval and LLM time."""
-        timings = {"plan_s": 0.0, "execute_s": 0.0}
-        notify("planning" if sample == 0 else f"planning sample {sample + 1}")
-        started = time.perf_counter()
-        try:
-            plan = self.planner.plan(question, sample=sample, on_tokens=on_tokens)
-        except PlanningFailed as failure:
+        """One sample's Result: its last program that ran; plan_s counts retrieval and LLM."""
+        runs = list(self.program_runs(pixels, question, sample, notify, on_tokens))
+        timings = {
+            "plan_s": sum(run.plan_s for run in runs),
+            "execute_s": sum(run.execute_s for run in runs),
+        }
+        executed = [run for run in runs if run.execution is not None]
+        if not executed:
+            failure = runs[0].failure
             return Result(question=question, error=str(failure), error_kind="planning")
-        finally:
-            timings["plan_s"] += time.perf_counter() - started
-        tried = 0
-        while True:
-            notify(f"running program {tried + 1}")
-            started = time.perf_counter()
-            execution, trace = self.runner.run(
-                plan.program, pixels, question=question, on_event=notify
-            )
-            timings["execute_s"] += time.perf_counter() - started
-            tried += 1
-            if execution.ok or tried > self.max_repairs or _unfixable(trace):
-                return _result(question, plan, execution, trace, timings, tried)
-            notify(f"repairing: {execution.error_kind}")
-            started = time.perf_counter()
-            try:
-                plan = self.planner.repair(
-                    plan, execution.feedback(), sample=sample, on_tokens=on_tokens
-                )
-            except PlanningFailed:
-                return _result(question, plan, execution, trace, timings, tried)
-            finally:
-                timings["plan_s"] += time.perf_counter() - started
+        return _result(question, executed[-1], timings, len(executed))
 
     def _answer_anyway(self, pixels, result: Result, notify: EventCallback) -> None:  # type: ignore[no-untyped-def]
         """No program answered: ask the VQA role about the whole image; mark it unverified."""
@@ -267,26 +256,16 @@ class Agent:
         self.close()
 
 
-def _result(
-    question: str,
-    plan: Plan,
-    execution: ExecutionResult,
-    trace: Trace,
-    timings: dict[str, float],
-    tried: int,
-) -> Result:
-    guesses = [
-        f"step {step.index} ({step.tool}): {step.artifacts[UNVERIFIED]}"
-        for step in trace.steps
-        if UNVERIFIED in step.artifacts
-    ]
+def _result(question: str, run: ProgramRun, timings: dict[str, float], tried: int) -> Result:
+    assert run.plan is not None and run.execution is not None
+    execution, guesses = run.execution, run.unverified
     return Result(
         question=question,
         answer=execution.answer,
-        program=plan.program,
-        trace=trace,
+        program=run.plan.program,
+        trace=run.trace,
         timings=dict(timings),
-        usage=dict(vars(plan.usage)),
+        usage=dict(vars(run.plan.usage)),
         error=None if execution.ok else execution.feedback(),
         error_kind=execution.error_kind.value if execution.error_kind else None,
         programs_tried=tried,
@@ -298,11 +277,6 @@ def _result(
 def _token_events(notify: EventCallback) -> Callable[[int], None]:
     """Planner token counts as progress messages."""
     return lambda count: notify(f"planning: {count} tokens written")
-
-
-def _unfixable(trace: Trace) -> bool:
-    """A tool said it cannot answer (CannotAnswer): no re-plan changes what the tools can see."""
-    return any(step.error and step.error.startswith("CannotAnswer") for step in trace.steps)
 
 
 def _vote(outcomes: list[Result]) -> Result:

@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import BaseModel
 
 import vpagent
-from tools.errors import ToolError
-from tools.server import ToolServer
 from vpagent.config import ROLES, Settings
 from vpagent.sandbox.executor import SandboxExecutor
+from vpagent.tools.errors import ToolError
+from vpagent.tools.server import ToolServer
 
 
 class RoleReport(BaseModel):

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tools.program_host import ProgramHost
-from tools.server import LLM, ToolServer
 from vpagent.answer_form import checked
 from vpagent.config import Settings
 from vpagent.images import ImageInput, load_image
 from vpagent.sandbox.executor import SandboxExecutor, ToolHandler
 from vpagent.sandbox.result import ExecutionResult
+from vpagent.tools.program_host import ProgramHost
+from vpagent.tools.server import LLM, ToolServer
 from vpagent.trace.records import ImageInfo, Trace
 
 EventCallback = Callable[[str], None]

@@ -14,12 +14,11 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from vpagent.agent import Result
+from vpagent.result import Result
 
 MODES = ("program", "student", "student-then-program")
 STUDENT = "student"
@@ -41,7 +40,7 @@ class StudentAnswerer:
         self, folder: Path | str, *, mode: str = STUDENT, threshold: float = 0.5,
         max_new_tokens: int = 32,
     ) -> None:  # fmt: skip
-        from distill.student.students import load_student
+        from vpagent.student.students import load_student
 
         if mode not in MODES[1:]:
             raise ValueError(f"agent.mode {mode!r} does not use a student ({', '.join(MODES)})")
@@ -54,7 +53,7 @@ class StudentAnswerer:
 
     def answer(self, pixels: np.ndarray, question: str) -> StudentAnswer:
         """The student's short answer and its confidence."""
-        from distill.records import parse_answer, user_prompt
+        from vpagent.student.records import parse_answer, user_prompt
 
         started = time.perf_counter()
         with self._lock:
@@ -72,8 +71,6 @@ class StudentAnswerer:
         self, pixels: np.ndarray, question: str, notify: Any = None, mode: str | None = None
     ) -> Result | None:
         """A Result when the student answers (always in ``student`` mode), else None."""
-        from vpagent.agent import Result
-
         mode = mode or self.mode
         notify = notify or (lambda _message: None)
         notify("asking the student")

@@ -1,1 +1,1 @@
-"""The student VLM: the embedded model, training, evaluation against the agent, serving."""
+"""Student training: SFT data, the Trainer loop, several processes, evaluation against the agent."""

@@ -16,9 +16,9 @@ from typing import Any
 from pydantic import ValidationError
 from torch.utils.data import Dataset
 
-from distill.records import SFTRecord, Task
-from distill.student.base import StudentError
 from vpagent.evaluation.datasets.jsonl import numbered_lines
+from vpagent.student.base import StudentError
+from vpagent.student.records import SFTRecord, Task
 
 TASKS: tuple[Task, ...] = ("rationale", "answer")
 

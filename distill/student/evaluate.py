@@ -20,10 +20,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from distill.records import Task, parse_answer, user_prompt
-from distill.student.base import StudentError
-from distill.student.students import Student
 from vpagent.evaluation.datasets.jsonl import numbered_lines
+from vpagent.student.base import StudentError
+from vpagent.student.records import Task, parse_answer, user_prompt
+from vpagent.student.students import Student
 
 ITEMS_FILE = "validation_items.jsonl"
 REPORT_FILE = "report.json"

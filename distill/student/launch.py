@@ -5,7 +5,7 @@ interface (``::``) and look host names up (reverse DNS of 127.0.0.1, ``socket.ge
 nothing listens beyond loopback and no name is looked up:
 
 - the launcher writes the options into a private temporary folder and starts N workers
-  (``python -m distill.student.launch FOLDER``) with ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``;
+  (``python -m vpagent.distill.student.launch FOLDER``) with ``RANK``/``LOCAL_RANK``/``WORLD_SIZE``;
 - each worker joins the process group through a ``FileStore`` in that folder (``file://``
   rendezvous: no TCP store at all), gloo (CPU) on ``lo`` (``GLOO_SOCKET_IFNAME=lo``, else gloo
   resolves the host name), NCCL (GPU) bootstrapping on ``lo`` (``NCCL_SOCKET_IFNAME=lo``); the
@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from distill.student.base import StudentError
-from distill.student.data import load_split
-from distill.student.train import TrainOptions, TrainResult, check_out_dir, train
+from vpagent.distill.student.data import load_split
+from vpagent.distill.student.train import TrainOptions, TrainResult, check_out_dir, train
+from vpagent.student.base import StudentError
 
 OPTIONS_FILE = "options.json"
 RESULT_FILE = "result.json"
@@ -137,7 +137,5 @@ def worker(work: Path) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    import vpagent  # noqa: F401  (the offline environment defaults, as under `vpagent`)
-
+if __name__ == "__main__":  # `python -m vpagent.distill.student.launch`: offline env applied
     sys.exit(worker(Path(sys.argv[1])))

@@ -25,9 +25,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from distill.student.base import StudentError
-from distill.student.data import TASKS, SFTDataset, describe, load_split
-from distill.student.students import STUDENT_FILE, Student, new_student
+from vpagent.distill.student.data import TASKS, SFTDataset, describe, load_split
+from vpagent.student.base import StudentError
+from vpagent.student.students import STUDENT_FILE, Student, new_student
 
 CHECKPOINTS = "checkpoints"
 RUN_FILE = "run.json"

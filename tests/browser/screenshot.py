@@ -14,9 +14,9 @@ import argparse
 import time
 from pathlib import Path
 
-from apps.gradio_app import build_ui, data_dir, launch_options
 from tests.browser.driver import ask_in_page, chromium_page, free_port
 from vpagent.agent import build_agent
+from vpagent.apps.gradio_app import build_ui, data_dir, launch_options
 from vpagent.config import load_settings
 
 

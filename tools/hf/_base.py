@@ -20,9 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-import vpagent  # noqa: F401  (sets HF_HUB_OFFLINE, YOLO_OFFLINE, ... before any model library loads)
-from tools.errors import ModelUnavailable
-from tools.types import ToolInfo
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.types import ToolInfo
 
 HF_EXTRA_HINT = "install the hf extra: pip install 'vpagent[hf]'"
 _DTYPES = ("float16", "bfloat16", "float32")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.types import Box, Detection
+from vpagent.tools.types import Box, Detection
 
 
 def to_detections(

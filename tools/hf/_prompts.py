@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tools.hf._base import as_rgb, check_lengths
-from tools.types import Box
+from vpagent.tools.hf._base import as_rgb, check_lengths
+from vpagent.tools.types import Box
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import vpagent  # noqa: F401  (YOLO_OFFLINE, YOLO_AUTOINSTALL=0, YOLO_CONFIG_DIR before the import)
-from tools.hf._base import require
 from vpagent.offline_env import prepare_ultralytics_config_dir
+from vpagent.tools.hf._base import require
 
 
 def import_ultralytics(what: str) -> Any:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.hf._base import LazyBackend, check_lengths, to_pil
-from tools.roles import VQA, Captioner, Image
+from vpagent.tools.hf._base import LazyBackend, check_lengths, to_pil
+from vpagent.tools.roles import VQA, Captioner, Image
 
 
 class _BlipBase(LazyBackend):

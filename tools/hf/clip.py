@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.hf._base import LazyBackend, check_lengths, to_pil
-from tools.roles import Image, Matcher
+from vpagent.tools.hf._base import LazyBackend, check_lengths, to_pil
+from vpagent.tools.roles import Image, Matcher
 
 SIGMOID_MODEL_TYPES = frozenset({"siglip", "siglip2"})
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.hf._base import LazyBackend, to_pil
-from tools.roles import DepthEstimator, Image
+from vpagent.tools.hf._base import LazyBackend, to_pil
+from vpagent.tools.roles import DepthEstimator, Image
 
 METRIC_MODEL_TYPES = frozenset({"zoedepth", "depth_pro"})
 

@@ -30,12 +30,12 @@ from typing import Any
 
 import numpy as np
 
-from tools.errors import ModelUnavailable
-from tools.hf._base import LazyBackend, resolve_weights_file
-from tools.hf._prompts import Prompt, prepare_batch
-from tools.hf._ultralytics import import_ultralytics, ultralytics_device
-from tools.roles import Image, Segmenter
-from tools.types import Box, Mask
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.hf._base import LazyBackend, resolve_weights_file
+from vpagent.tools.hf._prompts import Prompt, prepare_batch
+from vpagent.tools.hf._ultralytics import import_ultralytics, ultralytics_device
+from vpagent.tools.roles import Image, Segmenter
+from vpagent.tools.types import Box, Mask
 
 KINDS = ("fastsam", "mobilesam", "sam-ultralytics")
 WEIGHTS_HELP = (

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.hf._base import LazyBackend, check_lengths, to_pil
-from tools.hf._detect import to_detections
-from tools.roles import Detector, Image
-from tools.types import Detection
+from vpagent.tools.hf._base import LazyBackend, check_lengths, to_pil
+from vpagent.tools.hf._detect import to_detections
+from vpagent.tools.roles import Detector, Image
+from vpagent.tools.types import Detection
 
 
 def build_prompt(names: list[str]) -> tuple[str, list[tuple[int, int]]]:

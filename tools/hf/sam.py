@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.hf._base import LazyBackend, check_lengths, to_pil
-from tools.hf._prompts import make_prompt
-from tools.roles import Image, Segmenter
-from tools.types import Box, Mask
+from vpagent.tools.hf._base import LazyBackend, check_lengths, to_pil
+from vpagent.tools.hf._prompts import make_prompt
+from vpagent.tools.roles import Image, Segmenter
+from vpagent.tools.types import Box, Mask
 
 
 class HFSamSegmenter(LazyBackend, Segmenter):

@@ -25,11 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from tools.errors import ModelUnavailable
-from tools.hf._base import LazyBackend, require, resolve_weights_file
-from tools.hf._prompts import Prompt, prepare_batch
-from tools.roles import Image, Segmenter
-from tools.types import Box, Mask
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.hf._base import LazyBackend, require, resolve_weights_file
+from vpagent.tools.hf._prompts import Prompt, prepare_batch
+from vpagent.tools.roles import Image, Segmenter
+from vpagent.tools.types import Box, Mask
 
 CHECKPOINT_HELP = (
     "download a SAM checkpoint (e.g. sam_vit_b_01ec64.pth from "

@@ -13,7 +13,7 @@ inserts its image tokens itself. On CUDA the model runs in bfloat16 where the GP
 Batching: one ``generate`` call per batch from the tool server's micro-batcher, prompts padded
 on the left so every row's answer starts at the same position; greedy decoding, so a batched
 answer equals the one asked alone (up to floating-point ties). Options: ``max_new_tokens``
-(32), ``dtype``, ``prompt_format``, plus the prompt options of :mod:`tools.vlm_roles`. The
+(32), ``dtype``, ``prompt_format``, plus the prompt options of :mod:`vpagent.tools.vlm_roles`. The
 vqa, captioner and matcher roles of one configuration share one loaded model.
 """
 
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tools.hf._base import LazyBackend, resolve_dtype, to_pil
-from tools.roles import Image
-from tools.vlm_roles import (
+from vpagent.tools.hf._base import LazyBackend, resolve_dtype, to_pil
+from vpagent.tools.roles import Image
+from vpagent.tools.vlm_roles import (
     ROLE_OPTIONS,
     VLMVQA,
     VLMCaptioner,

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 
-from tools.errors import CannotAnswer, ModelUnavailable
-from tools.hf._base import LazyBackend, as_rgb, check_lengths, resolve_weights_file
-from tools.hf._ultralytics import import_ultralytics, ultralytics_device
-from tools.roles import Detector, Image
-from tools.types import Box, Detection
+from vpagent.tools.errors import CannotAnswer, ModelUnavailable
+from vpagent.tools.hf._base import LazyBackend, as_rgb, check_lengths, resolve_weights_file
+from vpagent.tools.hf._ultralytics import import_ultralytics, ultralytics_device
+from vpagent.tools.roles import Detector, Image
+from vpagent.tools.types import Box, Detection
 
 WEIGHTS_HELP = (
     "download the .pt file (e.g. from github.com/ultralytics/assets/releases) on a connected "

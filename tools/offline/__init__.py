@@ -1,8 +1,9 @@
 """The offline pack: the embedded default backends, with weights that ship inside registry packages.
 
 Every backend loads its model lazily on first use (thread-safe), verifies the packaged weights'
-sha256 first (``tools.weights``) and describes itself with ``info()``. Stand-ins for roles that no
-packaged model can serve (matcher, segmenter, depth, captioner, VQA) say so in ``info()``.
+sha256 first (``vpagent.tools.weights``) and describes itself with ``info()``. Stand-ins for
+roles that no packaged model can serve (matcher, segmenter, depth, captioner, VQA) say so in
+``info()``.
 
 ===================  ==========================  ===========================================
 role                 backend name                class
@@ -17,20 +18,20 @@ captioner (st.-in)   scene-description           :class:`SceneCaptioner`
 vqa (stand-in)       scene-description-llm       :class:`SceneVQA` (needs an ``llm`` callable)
 ===================  ==========================  ===========================================
 
-``tools.registry`` maps the backend names to these classes.
+``vpagent.tools.registry`` maps the backend names to these classes.
 """
 
-from tools.offline.classifier import EfficientNetClassifier
-from tools.offline.coco_names import COCO_CLASSES, CocoNameMapper
-from tools.offline.colors import color_distribution, name_color
-from tools.offline.depth import VerticalPositionDepth
-from tools.offline.detector import SSDCocoDetector
-from tools.offline.faces import HaarFaceDetector
-from tools.offline.matcher import ClassifierMatcher
-from tools.offline.ocr import RapidOCRReader
-from tools.offline.scene import SceneCaptioner, SceneVQA, describe_scene
-from tools.offline.segmenter import GrabCutSegmenter
-from tools.offline.text_embed import MiniLMEmbedder, shared_embedder
+from vpagent.tools.offline.classifier import EfficientNetClassifier
+from vpagent.tools.offline.coco_names import COCO_CLASSES, CocoNameMapper
+from vpagent.tools.offline.colors import color_distribution, name_color
+from vpagent.tools.offline.depth import VerticalPositionDepth
+from vpagent.tools.offline.detector import SSDCocoDetector
+from vpagent.tools.offline.faces import HaarFaceDetector
+from vpagent.tools.offline.matcher import ClassifierMatcher
+from vpagent.tools.offline.ocr import RapidOCRReader
+from vpagent.tools.offline.scene import SceneCaptioner, SceneVQA, describe_scene
+from vpagent.tools.offline.segmenter import GrabCutSegmenter
+from vpagent.tools.offline.text_embed import MiniLMEmbedder, shared_embedder
 
 __all__ = [
     "COCO_CLASSES",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.types import Box
+from vpagent.tools.types import Box
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:

@@ -13,11 +13,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tools import weights
-from tools.errors import ModelUnavailable
-from tools.offline._lazy import Lazy
-from tools.roles import Image, Specialist
-from tools.types import ToolInfo
+from vpagent.tools import weights
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.offline._lazy import Lazy
+from vpagent.tools.roles import Image, Specialist
+from vpagent.tools.types import ToolInfo
 
 INPUT_SIDE = 280
 NUM_CLASSES = 1000
@@ -114,11 +114,6 @@ class EfficientNetClassifier(Specialist):
             interpreter.invoke()
             output = interpreter.get_tensor(output_index)[0].copy()
         return output.astype(np.float32) / 256.0
-
-    def probabilities_batch(self, images: list[Image]) -> np.ndarray:
-        if not images:
-            return np.zeros((0, NUM_CLASSES), dtype=np.float32)
-        return np.stack([self.probabilities(image) for image in images])
 
     def top_k(self, image: Image, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` most likely labels (first synonym, category added) with probabilities."""

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tools.errors import CannotAnswer
+from vpagent.tools.errors import CannotAnswer
 
 # TensorFlow object-detection COCO ids (1-based, with gaps) -> COCO 2017 names.
 COCO_TF_IDS: dict[int, str] = {
@@ -271,7 +271,7 @@ class CocoNameMapper:
         if self._embed is not None:
             vectors = self._embed([phrase, *self._vocabulary])
             return vectors[0], vectors[1:]
-        from tools.offline.text_embed import shared_embedder
+        from vpagent.tools.offline.text_embed import shared_embedder
 
         embedder = shared_embedder()
         return embedder.encode([phrase])[0], embedder.encode_vocabulary(self._vocabulary)

@@ -18,9 +18,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tools.offline._image import as_rgb, int_box
-from tools.offline.coco_names import singular
-from tools.types import Box
+from vpagent.tools.offline._image import as_rgb, int_box
+from vpagent.tools.offline.coco_names import singular
+from vpagent.tools.types import Box
 
 PALETTE: tuple[str, ...] = (
     "black", "white", "gray", "red", "orange", "yellow", "green", "blue", "purple", "pink",

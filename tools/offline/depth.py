@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.roles import DepthEstimator, Image
-from tools.types import ToolInfo
+from vpagent.tools.roles import DepthEstimator, Image
+from vpagent.tools.types import ToolInfo
 
 
 class VerticalPositionDepth(DepthEstimator):

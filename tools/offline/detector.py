@@ -1,8 +1,9 @@
 """COCO detector of the offline pack: SSD-MobileNet-v2 (TF frozen graph) through ``cv2.dnn``.
 
-Closed vocabulary: query names are mapped to the 80 COCO classes by :mod:`tools.offline.coco_names`
-and anything that does not map is refused with CannotAnswer. The network sees 300x300 pixels, so
-on top of one plain forward pass per image the detector does a few cheap things (batched):
+Closed vocabulary: query names are mapped to the 80 COCO classes by
+:mod:`vpagent.tools.offline.coco_names` and anything that does not map is refused with
+CannotAnswer. The network sees 300x300 pixels, so on top of one plain forward pass per image
+the detector does a few cheap things (batched):
 
 - zoom pass: when the query's candidates sit in a region at most half the image, that region
   (padded) goes through the network again at full 300x300 resolution; small or touching objects
@@ -30,13 +31,18 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tools import weights
-from tools.offline._image import as_rgb, box_iou
-from tools.offline._lazy import Lazy
-from tools.offline.classifier import COCO_ANIMALS, EfficientNetClassifier, shared_classifier
-from tools.offline.coco_names import COCO_CLASSES, COCO_TF_IDS, CocoNameMapper, shared_mapper
-from tools.roles import Detector, Image
-from tools.types import Box, Detection, ToolInfo
+from vpagent.tools import weights
+from vpagent.tools.offline._image import as_rgb, box_iou
+from vpagent.tools.offline._lazy import Lazy
+from vpagent.tools.offline.classifier import COCO_ANIMALS, EfficientNetClassifier, shared_classifier
+from vpagent.tools.offline.coco_names import (
+    COCO_CLASSES,
+    COCO_TF_IDS,
+    CocoNameMapper,
+    shared_mapper,
+)
+from vpagent.tools.roles import Detector, Image
+from vpagent.tools.types import Box, Detection, ToolInfo
 
 INPUT_SIDE = 300
 MODEL_NAME = "SSD-MobileNet-v2 COCO 2018-03-29 (TensorFlow frozen graph, 80 classes)"

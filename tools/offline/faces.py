@@ -14,12 +14,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tools import weights
-from tools.errors import ModelUnavailable
-from tools.offline._image import as_rgb, box_iou
-from tools.offline._lazy import Lazy
-from tools.roles import FaceDetector, Image
-from tools.types import Box, Detection, ToolInfo
+from vpagent.tools import weights
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.offline._image import as_rgb, box_iou
+from vpagent.tools.offline._lazy import Lazy
+from vpagent.tools.roles import FaceDetector, Image
+from vpagent.tools.types import Box, Detection, ToolInfo
 
 MAX_SIDE = 960  # images are downscaled to this long side before the cascade runs
 # Pyramid step. On the dev photos 1.1 / 1.15 / 1.2 find the same faces in about 780 / 360 /

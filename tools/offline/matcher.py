@@ -13,7 +13,7 @@ across the texts. ``verify`` answers colour properties with the colour namer, ca
 properties ("a puppy", "a retriever") with the classifier and, on people, part colours ("red
 shirt", "gray-haired") and worn items ("sunglasses", "a tie") on the part's crop, and
 sunglasses also on the face's box where the face detector (Haar) finds one
-(:mod:`tools.offline.parts`); anything else (materials, actions, states) is refused with
+(:mod:`vpagent.tools.offline.parts`); anything else (materials, actions, states) is refused with
 CannotAnswer, which the program host turns into a marked guess.
 """
 
@@ -25,11 +25,11 @@ from collections import Counter
 
 import numpy as np
 
-from tools.errors import CannotAnswer
-from tools.offline._image import as_rgb
-from tools.offline.classifier import NUM_CLASSES, EfficientNetClassifier, shared_classifier
-from tools.offline.coco_names import exact_classes, singular
-from tools.offline.colors import (
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.offline._image import as_rgb
+from vpagent.tools.offline.classifier import NUM_CLASSES, EfficientNetClassifier, shared_classifier
+from vpagent.tools.offline.coco_names import exact_classes, singular
+from vpagent.tools.offline.colors import (
     COLOR_WORDS,
     color_distribution,
     color_share,
@@ -38,11 +38,11 @@ from tools.offline.colors import (
     object_mask,
     palette_names,
 )
-from tools.offline.faces import HaarFaceDetector
-from tools.offline.parts import FACE_WORN, WEARABLE_PART, face_crop, part_crop, part_of
-from tools.offline.text_embed import MiniLMEmbedder, shared_embedder
-from tools.roles import FaceDetector, Image, Matcher
-from tools.types import PropertyEvidence, ToolInfo
+from vpagent.tools.offline.faces import HaarFaceDetector
+from vpagent.tools.offline.parts import FACE_WORN, WEARABLE_PART, face_crop, part_crop, part_of
+from vpagent.tools.offline.text_embed import MiniLMEmbedder, shared_embedder
+from vpagent.tools.roles import FaceDetector, Image, Matcher
+from vpagent.tools.types import PropertyEvidence, ToolInfo
 
 TOP_K = 10
 CATEGORY_SIMILARITY = 0.62  # a property this close to some ImageNet label is a category
@@ -159,7 +159,7 @@ class ClassifierMatcher(Matcher):
         share of the object's own pixels (the weakest, for "red and white"), or the classifier's
         mass on the ImageNet labels the property names. For people, a property that names a
         part ("gray-haired", "red shirt", "wearing a hat") is checked on that part of the box,
-        and sunglasses on the face box too (:mod:`tools.offline.parts`)."""
+        and sunglasses on the face box too (:mod:`vpagent.tools.offline.parts`)."""
         rgb = as_rgb(image)
         colors, rest = split_text(prop.replace("-", " "))
         person = exact_classes(name) == ("person",)

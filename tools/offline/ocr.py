@@ -17,12 +17,12 @@ from typing import Any
 import cv2
 import numpy as np
 
-from tools import weights
-from tools.errors import ModelUnavailable
-from tools.offline._image import as_rgb
-from tools.offline._lazy import Lazy
-from tools.roles import OCR, Image
-from tools.types import Box, TextLine, ToolInfo
+from vpagent.tools import weights
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.offline._image import as_rgb
+from vpagent.tools.offline._lazy import Lazy
+from vpagent.tools.roles import OCR, Image
+from vpagent.tools.types import Box, TextLine, ToolInfo
 
 DET_LIMIT_SIDE = 960
 UPSCALE_TO = 960

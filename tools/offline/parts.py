@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tools.offline._image import crop
-from tools.types import Box
+from vpagent.tools.offline._image import crop
+from vpagent.tools.types import Box
 
 FULL_BODY_ASPECT = 1.6  # box height / width at and above which the whole body is in view
 # part -> (top, bottom, left, right) as fractions of the person box

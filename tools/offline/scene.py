@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tools.errors import CannotAnswer, ToolError
-from tools.offline._image import as_rgb
-from tools.offline.coco_names import COCO_CLASSES
-from tools.offline.colors import name_color, ranked_colors
-from tools.roles import OCR, VQA, Captioner, Detector, Image, Matcher
-from tools.types import Box, TextLine, ToolInfo
+from vpagent.tools.errors import CannotAnswer, ToolError
+from vpagent.tools.offline._image import as_rgb
+from vpagent.tools.offline.coco_names import COCO_CLASSES
+from vpagent.tools.offline.colors import name_color, ranked_colors
+from vpagent.tools.roles import OCR, VQA, Captioner, Detector, Image, Matcher
+from vpagent.tools.types import Box, TextLine, ToolInfo
 
 MAX_OBJECTS = 20
 MIN_TEXT_CONFIDENCE = 0.5
@@ -244,9 +244,9 @@ def _image_key(image: np.ndarray) -> str:
 
 def offline_specialists() -> tuple[Detector, Matcher, OCR]:
     """The offline pack's detector, matcher and OCR (they share one ImageNet classifier)."""
-    from tools.offline.detector import SSDCocoDetector
-    from tools.offline.matcher import ClassifierMatcher
-    from tools.offline.ocr import RapidOCRReader
+    from vpagent.tools.offline.detector import SSDCocoDetector
+    from vpagent.tools.offline.matcher import ClassifierMatcher
+    from vpagent.tools.offline.ocr import RapidOCRReader
 
     return SSDCocoDetector(), ClassifierMatcher(), RapidOCRReader()
 

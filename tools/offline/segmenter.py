@@ -20,9 +20,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tools.offline._image import as_rgb, int_box
-from tools.roles import Image, Segmenter
-from tools.types import Box, Mask, ToolInfo
+from vpagent.tools.offline._image import as_rgb, int_box
+from vpagent.tools.roles import Image, Segmenter
+from vpagent.tools.types import Box, Mask, ToolInfo
 
 ITERATIONS = 4
 MAX_SIDE = 360  # GrabCut cost grows with pixels; this keeps one call near 0.1-0.3 s on 2 cores

@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from tools import weights
-from tools.errors import ModelUnavailable
-from tools.offline._lazy import Lazy
 from vpagent.offline_env import cache_root
+from vpagent.tools import weights
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.offline._lazy import Lazy
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384

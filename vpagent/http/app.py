@@ -20,9 +20,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 import vpagent
-from vpagent.agent import MAX_QUESTION_CHARS, Agent, Result
+from vpagent.agent import Agent
 from vpagent.http.limits import BodySizeLimit
 from vpagent.images import ImageError, load_image
+from vpagent.result import MAX_QUESTION_CHARS, Result, ResultSummary
 from vpagent.student_mode import MODES
 from vpagent.trace.render import render_html
 
@@ -59,17 +60,8 @@ ASK_REQUEST_BODY: dict[str, Any] = {
 }
 
 
-class AskResponse(BaseModel):
-    answer: str | None
-    program: str | None
-    error: str | None
-    error_kind: str | None
-    trace_id: str | None
-    timings: dict[str, float]
-    verified: bool = False
-    unverified_reason: str | None = None
-    answered_by: str = "program"
-    student_confidence: float | None = None
+class AskResponse(ResultSummary):
+    """The answer to ``POST /v1/ask``."""
 
 
 class TraceStore:
@@ -119,18 +111,7 @@ def create_app(agent: Agent, *, api_key: str | None = None, max_upload_mb: int =
             traces.put(
                 trace_id, result.trace.model_dump(mode="json"), render_html(result.trace, pixels)
             )
-        return AskResponse(
-            answer=result.answer,
-            program=result.program,
-            error=result.error,
-            error_kind=result.error_kind,
-            trace_id=trace_id,
-            timings=result.timings,
-            verified=result.verified,
-            unverified_reason=result.unverified_reason,
-            answered_by=result.answered_by,
-            student_confidence=result.student_confidence,
-        )
+        return AskResponse.model_validate(ResultSummary.of(result).model_dump())
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:

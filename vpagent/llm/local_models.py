@@ -45,10 +45,6 @@ class LocalModel(BaseModel):
     mmproj: RegisteredFile | None = None
     added: str
 
-    @property
-    def is_vlm(self) -> bool:
-        return self.mmproj is not None
-
 
 def registry_path() -> Path:
     return _models_dir() / REGISTRY_FILE

@@ -222,10 +222,6 @@ def get_pack(name: str) -> ModelPack:
         raise UnknownPackError(f"unknown model pack {name!r}; known packs: {known}") from None
 
 
-def pack_names() -> list[str]:
-    return list(PACKS)
-
-
 def _located_parts(pack: ModelPack) -> tuple[list[Path], list[PackPart]]:
     found: list[Path] = []
     missing: list[PackPart] = []

@@ -71,7 +71,7 @@ def _form(question: str) -> tuple[str, ...]:
 
 def default_embed() -> Embed:
     """all-MiniLM-L6-v2 from the offline pack (loads on first use)."""
-    from tools.offline.text_embed import shared_embedder
+    from vpagent.tools.offline.text_embed import shared_embedder
 
     return shared_embedder().encode
 

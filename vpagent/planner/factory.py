@@ -7,11 +7,11 @@ from collections.abc import Callable
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
-from tools.cache import ResultCache
 from vpagent.config import Settings
 from vpagent.planner.examples import ExampleRetriever, fixed_examples, load_banks
 from vpagent.planner.planner import Planner
 from vpagent.planner.prompt import PROGRAM_END, PROGRAM_OPENING
+from vpagent.tools.cache import ResultCache
 
 Notify = Callable[[str], None]
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
@@ -30,8 +30,8 @@ VLM_NOTE = (
 
 def planner_notes(settings: Settings) -> str:
     """What the configured backends can do, for the prompt (generated, never hand-written)."""
-    from tools.capabilities import describe
-    from tools.registry import is_vlm_backed
+    from vpagent.tools.capabilities import describe
+    from vpagent.tools.registry import is_vlm_backed
 
     notes = [describe(settings)]
     if is_vlm_backed(settings):

@@ -12,7 +12,6 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, messages_to_dict
 
-from tools.cache import ResultCache
 from vpagent.planner.examples import Example, ExampleRetriever
 from vpagent.planner.extract import NoProgramFound, extract_program
 from vpagent.planner.prompt import (
@@ -22,6 +21,7 @@ from vpagent.planner.prompt import (
     repair_messages,
 )
 from vpagent.sandbox.policy import ProgramRejected, check_program
+from vpagent.tools.cache import ResultCache
 
 TokenCallback = Callable[[int], None]
 """Hears the number of tokens written so far while a reply streams in."""

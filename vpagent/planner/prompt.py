@@ -12,10 +12,10 @@ from typing import Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 
-from tools.image_patch import api_spec
 from vpagent.planner.examples import Example
 from vpagent.planner.spec import compact_spec
 from vpagent.sandbox.policy import ALLOWED_IMPORTS, ENTRY_POINT
+from vpagent.tools.image_patch import api_spec
 
 SYSTEM_TEMPLATE = """Answer questions about an image by writing a short Python program: one \
 function `def {entry}(image):` that returns the answer as a short string (a word, a number, \

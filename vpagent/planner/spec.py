@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from tools.image_patch import ImagePatch, build_program_api
+from vpagent.tools.image_patch import ImagePatch, build_program_api
 
 
 def _summary(function: Callable[..., Any] | type) -> str:

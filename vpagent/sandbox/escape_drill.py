@@ -1,6 +1,6 @@
 """A deliberately leaky program API, for tests and audits of the process layer only.
 
-The real API (``tools.image_patch``) gives a program nothing but image patches. This one
+The real API (``vpagent.tools.image_patch``) gives a program nothing but image patches. This one
 also hands it live module objects (``os``, ``sys``, ``socket``, ``ctypes``, ...) and the real
 ``open``: exactly what a program would hold after a complete escape from the AST check. Tests
 point :class:`~vpagent.sandbox.executor.SandboxExecutor` at :func:`build_escaped_api` to show
@@ -19,7 +19,7 @@ import subprocess
 import sys
 from typing import Any
 
-from tools.image_patch import HostCall, ImagePatch, build_program_api
+from vpagent.tools.image_patch import HostCall, ImagePatch, build_program_api
 
 
 def build_escaped_api(call: HostCall, image: dict[str, Any]) -> tuple[ImagePatch, dict[str, Any]]:

@@ -27,12 +27,13 @@ from vpagent.sandbox.limits import EXIT_GRACE_SECONDS, MAX_ERROR_CHARS, max_work
 from vpagent.sandbox.limits_model import SandboxLimits
 from vpagent.sandbox.policy import ProgramRejected, check_program
 from vpagent.sandbox.result import ErrorKind, ExecutionResult
+from vpagent.tools.errors import CannotAnswer
 from vpagent.trace.records import Step
 
 ToolHandler = Callable[[str, dict[str, Any]], Any]
 """Answers one tool call (name, plain-data arguments) with plain data; raises on failure."""
 
-DEFAULT_API = "tools.image_patch:build_program_api"
+DEFAULT_API = "vpagent.tools.image_patch:build_program_api"
 EXIT_POLL_SECONDS = 0.005
 MEMORY_SIGNALS = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS)
 
@@ -378,6 +379,7 @@ def _answer_call(message: dict[str, Any], handle_call: ToolHandler, steps: list[
         frame = protocol.encode({"op": "reply", "ok": True, "value": value})
     except Exception as error:  # a tool failure fails this program only
         step.error = f"{type(error).__name__}: {error}"
+        step.error_kind = "cannot_answer" if isinstance(error, CannotAnswer) else "tool_failed"
         frame = protocol.encode(
             {"op": "reply", "ok": False, "error": f"{tool} failed: {step.error}"}
         )

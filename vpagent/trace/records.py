@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+StepErrorKind = Literal["cannot_answer", "tool_failed"]
 
 
 class Step(BaseModel):
@@ -17,6 +19,11 @@ class Step(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict)
     result: Any = None
     error: str | None = None
+    error_kind: StepErrorKind | None = Field(
+        None,
+        description="cannot_answer: the tool said it cannot answer this (no new program helps); "
+        "tool_failed: any other failure.",
+    )
     duration_s: float = 0.0
     artifacts: dict[str, Any] = Field(
         default_factory=dict, description="Region, boxes and masks to draw for this step."

@@ -13,8 +13,8 @@ import jinja2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from tools.program_host import UNVERIFIED
-from tools.types import RLE, Mask
+from vpagent.tools.program_host import UNVERIFIED
+from vpagent.tools.types import RLE, Mask
 from vpagent.trace.records import Step, Trace
 from vpagent.trace.store import atomic_write_text
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill.student.base import StudentError
-from distill.student.encoder import FeatureEncoder
-from distill.student.model import IMAGE_TOKEN
+from vpagent.student.base import StudentError
+from vpagent.student.encoder import FeatureEncoder
+from vpagent.student.model import IMAGE_TOKEN
 
 IGNORE_INDEX = -100
 

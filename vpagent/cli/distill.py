@@ -1,4 +1,5 @@
-"""``vpagent distill ...``: one subcommand per distillation stage."""
+"""``vpagent distill ...``: one subcommand per distillation stage (traces and the rest in
+``distill_data``, train and eval in ``student``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from vpagent.cli import distill_data, student
+from vpagent.cli.common import fail
 
 distill_app = typer.Typer(
     help="Distillation: labelled questions -> verified program traces -> SFT data -> student.",
@@ -33,9 +37,8 @@ def questions_command(
     from rich.console import Console
     from rich.table import Table
 
-    from distill.coco import CocoError
-    from distill.questions import FAMILIES, QuestionError, generate, write_jsonl
-    from vpagent.cli import _fail
+    from vpagent.distill.coco import CocoError
+    from vpagent.distill.questions import FAMILIES, QuestionError, generate, write_jsonl
 
     try:
         rows, report = generate(
@@ -44,7 +47,7 @@ def questions_command(
         )  # fmt: skip
         write_jsonl(rows, out)
     except (CocoError, QuestionError, OSError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     table = Table(title=f"{out}: {report.questions} questions from {report.images_used} images")
     for column in ("type", "n", "most frequent answers"):
         table.add_column(column)
@@ -57,5 +60,6 @@ def questions_command(
         Console(stderr=True).print(f"left out: {left_out}", highlight=False, markup=False)
 
 
-import distill.data_cli  # noqa: E402  (registers traces, rationales, export, examples)
-import distill.student.cli  # noqa: E402, F401  (registers `train` and `eval` on distill_app)
+for commands in (distill_data.COMMANDS, student.COMMANDS):
+    for name, command in commands.items():
+        distill_app.command(name)(command)

@@ -9,10 +9,9 @@ from typing import Annotated
 
 import typer
 
-from distill.cli import distill_app
+from vpagent.cli.common import ConfigOption, agent_or_fail, fail, settings_or_fail
 
 
-@distill_app.command("train")
 def train_command(
     data: Annotated[Path, typer.Option("--data", help="Export folder (or SFT records JSONL).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the trained student.")],
@@ -52,10 +51,9 @@ def train_command(
     from pydantic import ValidationError
     from rich.console import Console
 
-    from distill.student.base import StudentError
-    from distill.student.launch import launch
-    from distill.student.train import TrainOptions, train
-    from vpagent.cli import _fail
+    from vpagent.distill.student.launch import launch
+    from vpagent.distill.student.train import TrainOptions, train
+    from vpagent.student.base import StudentError
 
     try:
         options = TrainOptions(
@@ -72,9 +70,9 @@ def train_command(
         result = launch(options, nproc) if nproc > 1 else train(options)
     except ValidationError as error:
         first = error.errors()[0]
-        raise _fail(f"bad option {first['loc'][0]}: {first['msg']}") from None
+        raise fail(f"bad option {first['loc'][0]}: {first['msg']}") from None
     except (StudentError, OSError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     if os.environ.get("RANK", "0") != "0":  # under torchrun / accelerate: the first one reports
         return
     first = result.losses[0][1] if result.losses else float("nan")
@@ -89,7 +87,6 @@ def train_command(
     )
 
 
-@distill_app.command("eval")
 def eval_command(
     dataset: Annotated[
         Path, typer.Argument(help="Export folder (its validation_items.jsonl) or eval dataset.")
@@ -109,31 +106,30 @@ def eval_command(
     limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Reply length limit.")] = 48,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Agent settings.")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Teacher (the agent) vs student: accuracy per type, agreement, seconds per question."""
-    from distill.student.base import StudentError
-    from distill.student.evaluate import (
+    from vpagent.distill.student.evaluate import (
         agent_teacher,
         compare,
         load_items,
         read_teacher_results,
         write_report,
     )
-    from distill.student.students import load_student
-    from vpagent.cli import _build_agent, _fail, _settings
+    from vpagent.student.base import StudentError
+    from vpagent.student.students import load_student
 
     if task not in ("answer", "rationale"):
-        raise _fail(f"--task must be answer or rationale, not {task!r}")
+        raise fail(f"--task must be answer or rationale, not {task!r}")
     try:
         items = load_items(dataset, limit)
         model = load_student(student)
         stored = read_teacher_results(teacher_results) if teacher_results else None
     except (StudentError, OSError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     agent = None
     if stored is None and teacher:
-        agent = _build_agent(_settings(config))
+        agent = agent_or_fail(settings_or_fail(config))
     try:
         report, rows = compare(
             model, items, teacher=stored if stored is not None else (
@@ -188,3 +184,9 @@ def print_report(report) -> None:  # type: ignore[no-untyped-def]
             "(median seconds per question)",
             highlight=False,
         )
+
+
+COMMANDS = {
+    "train": train_command,
+    "eval": eval_command,
+}

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from tools import weights
-from tools.errors import ModelUnavailable
-from tools.offline.classifier import prepare
 from vpagent.images import load_image
+from vpagent.tools import weights
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.offline.classifier import prepare
 
 GRID = 9
 FEATURE_DIM = 1280

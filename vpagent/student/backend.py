@@ -10,9 +10,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from tools.errors import ModelUnavailable
-from tools.roles import VQA, Captioner, Image
-from tools.types import ToolInfo
+from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.roles import VQA, Captioner, Image
+from vpagent.tools.types import ToolInfo
 
 CAPTION_QUESTION = "Describe the image in one sentence."
 
@@ -31,7 +31,7 @@ class _StudentBase:
         with self._lock:
             if self._student is None:
                 try:
-                    from distill.student.students import load_student
+                    from vpagent.student.students import load_student
                 except ImportError as error:
                     raise ModelUnavailable(
                         "the student backend needs torch, transformers and peft: "
@@ -52,7 +52,7 @@ class _StudentBase:
             return self._student
 
     def _ask(self, images: list[Image], prompts: list[str]) -> list[str]:
-        from distill.records import parse_answer
+        from vpagent.student.records import parse_answer
 
         if not images:
             return []
@@ -77,7 +77,7 @@ class StudentVQA(_StudentBase, VQA):
     """``simple_query`` answered by the student in one pass."""
 
     def answer_batch(self, images: list[Image], questions: list[str]) -> list[str]:
-        from distill.records import user_prompt
+        from vpagent.student.records import user_prompt
 
         if len(images) != len(questions):
             raise ValueError("answer_batch needs one question per image")

@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from distill.student.base import DEFAULT_LANGUAGE_MODEL, StudentError, load_language_model
-from distill.student.model import MODEL_TYPE, StudentForConditionalGeneration
-from distill.student.processor import IGNORE_INDEX, StudentProcessor
 from vpagent.images import load_image
 from vpagent.llm import packs
+from vpagent.student.base import DEFAULT_LANGUAGE_MODEL, StudentError, load_language_model
+from vpagent.student.model import MODEL_TYPE, StudentForConditionalGeneration
+from vpagent.student.processor import IGNORE_INDEX, StudentProcessor
 
 EMBEDDED = "embedded"
 STUDENT_FILE = "vpagent_student.json"  # what a saved student is: kind and base model

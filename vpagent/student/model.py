@@ -27,7 +27,7 @@ from transformers import (
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from distill.student.encoder import ENCODER_NAME, FEATURE_DIM, NUM_IMAGE_TOKENS
+from vpagent.student.encoder import ENCODER_NAME, FEATURE_DIM, NUM_IMAGE_TOKENS
 
 MODEL_TYPE = "vpagent_student"
 IMAGE_TOKEN = "<image>"

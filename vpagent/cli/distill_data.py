@@ -6,29 +6,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from distill.cli import distill_app
+from vpagent.cli.common import (
+    EXIT_INTERRUPTED,
+    ConfigOption,
+    console,
+    fail,
+    settings_or_fail,
+)
 from vpagent.config import Settings
-
-console = Console()
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML settings file (else VPAGENT_CONFIG).")
-]
-EXIT_INTERRUPTED = 130
-
-
-def _settings(config: Path | None) -> Settings:
-    from vpagent.cli import _settings as load
-
-    return load(config)
-
-
-def _fail(message: str) -> typer.Exit:
-    from vpagent.cli import _fail as fail
-
-    return fail(message)
 
 
 def teacher_config(settings: Settings) -> dict[str, Any]:
@@ -43,7 +30,6 @@ def teacher_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-@distill_app.command("traces")
 def traces_command(
     dataset: Annotated[Path, typer.Argument(help="Labelled items: a JSONL file or a folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for items.jsonl + run.json.")],
@@ -68,16 +54,16 @@ def traces_command(
 
     Resumable: a rerun skips finished items; Ctrl-C or a crash loses only items in flight.
     """
-    from distill.local_pool import AgentBuildFailed
-    from distill.trace_item import SettingsAgentFactory
-    from distill.traces import TraceRunError, generate_traces
+    from vpagent.distill.local_pool import AgentBuildFailed
+    from vpagent.distill.trace_item import SettingsAgentFactory
+    from vpagent.distill.traces import TraceRunError, generate_traces
     from vpagent.evaluation.datasets import DatasetError, load_dataset
 
-    settings = _settings(config)
+    settings = settings_or_fail(config)
     try:
         items = load_dataset(dataset)[:limit]
     except (DatasetError, OSError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     try:
         summary = generate_traces(
             items,
@@ -95,7 +81,7 @@ def traces_command(
         console.print("interrupted: finished items are saved; rerun the same command to resume")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except (TraceRunError, AgentBuildFailed, RuntimeError, OSError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     table = Table(title=f"{out}: {summary.finished} of {summary.total} items traced")
     table.add_column("outcome")
     table.add_column("items")
@@ -110,7 +96,6 @@ def traces_command(
     )
 
 
-@distill_app.command("rationales")
 def rationales_command(
     traces: Annotated[Path, typer.Argument(help="A folder written by `distill traces`.")],
     rewrite: Annotated[
@@ -119,8 +104,8 @@ def rationales_command(
     config: ConfigOption = None,
 ) -> None:
     """Write a rationale per verified item to DIR/rationales.jsonl (template, or reworded)."""
-    from distill.jsonl import CorruptFile
-    from distill.rationales import write_rationales
+    from vpagent.distill.jsonl import CorruptFile
+    from vpagent.distill.rationales import write_rationales
 
     complete = None
     if rewrite:
@@ -128,24 +113,23 @@ def rationales_command(
         from vpagent.llm.chat import complete as ask
 
         try:
-            chat = build_chat_model(_settings(config).llm)
+            chat = build_chat_model(settings_or_fail(config).llm)
         except Exception as error:  # missing model pack, bad LLM config
-            raise _fail(f"cannot start the chat model: {error}") from None
+            raise fail(f"cannot start the chat model: {error}") from None
 
         def complete(prompt: str) -> str:
             return ask(chat, prompt)
 
     if not (traces / "items.jsonl").is_file():
-        raise _fail(f"{traces} holds no items.jsonl (run `vpagent distill traces`)")
+        raise fail(f"{traces} holds no items.jsonl (run `vpagent distill traces`)")
     try:
         counts = write_rationales(traces, complete)
     except CorruptFile as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     written = ", ".join(f"{kind}: {n}" for kind, n in counts.items()) or "none (all done)"
     console.print(f"rationales written: {written}", highlight=False)
 
 
-@distill_app.command("export")
 def export_command(
     traces: Annotated[Path, typer.Argument(help="A folder written by `distill traces`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Export folder.")],
@@ -161,14 +145,14 @@ def export_command(
     ] = None,
 ) -> None:
     """SFT records (rationale + answer tasks) as JSONL and parquet, split by image, with a card."""
-    from distill.export import ExportError, export_dataset
-    from distill.jsonl import CorruptFile
+    from vpagent.distill.export import ExportError, export_dataset
+    from vpagent.distill.jsonl import CorruptFile
     from vpagent.evaluation.datasets import DatasetError
 
     try:
         summary = export_dataset(traces, out, val_fraction=val_fraction, seed=seed, labels=labels)
     except (ExportError, CorruptFile, DatasetError, OSError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     card = summary.card
     table = Table(title=f"{out}: coverage {card['coverage']:.1%} of {card['items']} items")
     for column in ("split", "images", "records", "from labels"):
@@ -183,7 +167,6 @@ def export_command(
     console.print(f"data card: {out / 'README.md'}", highlight=False)
 
 
-@distill_app.command("examples")
 def examples_command(
     traces: Annotated[Path, typer.Argument(help="A folder written by `distill traces`.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Example bank TOML to write.")],
@@ -194,20 +177,28 @@ def examples_command(
     config: ConfigOption = None,
 ) -> None:
     """Verified programs -> planner example bank, deduplicated and re-checked in the sandbox."""
-    from distill.example_bank import build_bank, write_bank
-    from distill.jsonl import CorruptFile
-    from distill.local_pool import AgentBuildFailed
-    from distill.trace_item import SettingsAgentFactory
+    from vpagent.distill.example_bank import build_bank, write_bank
+    from vpagent.distill.jsonl import CorruptFile
+    from vpagent.distill.local_pool import AgentBuildFailed
+    from vpagent.distill.trace_item import SettingsAgentFactory
     from vpagent.evaluation.datasets import DatasetError
 
-    settings = _settings(config)
+    settings = settings_or_fail(config)
     if not (traces / "items.jsonl").is_file():
-        raise _fail(f"{traces} holds no items.jsonl (run `vpagent distill traces`)")
+        raise fail(f"{traces} holds no items.jsonl (run `vpagent distill traces`)")
     try:
         factory = SettingsAgentFactory(settings, plans=False)
         summary = build_bank(traces, factory, exclude=exclude_images or [])
         write_bank(summary.kept, out, origin=str(traces))
     except (DatasetError, CorruptFile, AgentBuildFailed, OSError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     dropped = ", ".join(f"{reason}: {n}" for reason, n in summary.dropped.items()) or "none"
     console.print(f"{out}: {len(summary.kept)} examples; left out: {dropped}", highlight=False)
+
+
+COMMANDS = {
+    "traces": traces_command,
+    "rationales": rationales_command,
+    "export": export_command,
+    "examples": examples_command,
+}

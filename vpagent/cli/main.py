@@ -7,12 +7,20 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 import vpagent
-from vpagent.config import ConfigError, Settings, load_settings
+from vpagent.cli.common import (
+    EXIT_PROGRAM_FAILED,
+    ConfigOption,
+    JsonOption,
+    agent_or_fail,
+    console,
+    errors,
+    fail,
+    settings_or_fail,
+)
 from vpagent.images import ImageError, load_image
 
 app = typer.Typer(
@@ -22,12 +30,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-errors = Console(stderr=True)
 
 
 def _mount_subcommands() -> None:
-    from distill.cli import distill_app
+    from vpagent.cli.distill import distill_app
     from vpagent.llm.cli import models_app
 
     app.add_typer(models_app, name="models")
@@ -35,26 +41,6 @@ def _mount_subcommands() -> None:
 
 
 _mount_subcommands()
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML settings file (else VPAGENT_CONFIG).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-
-EXIT_PROGRAM_FAILED = 1
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code)
-
-
-def _settings(config: Path | None) -> Settings:
-    try:
-        return load_settings(config)
-    except ConfigError as error:
-        raise _fail(str(error)) from None
 
 
 def _version(value: bool) -> None:
@@ -88,15 +74,15 @@ def run_program(
     from vpagent.trace import save_trace
     from vpagent.trace.render import save_html
 
-    settings = _settings(config)
+    settings = settings_or_fail(config)
     try:
         source = program.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
-        raise _fail(f"cannot read the program {program}: {error}") from None
+        raise fail(f"cannot read the program {program}: {error}") from None
     try:
         pixels = load_image(image)
     except ImageError as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     with ProgramRunner(settings, pool_size=0) as runner:
         result, trace = runner.run(source, pixels)
     trace.image.source = str(image)
@@ -130,7 +116,7 @@ def doctor(json_output: JsonOption = False, config: ConfigOption = None) -> None
     """Show which backend serves each role, on which device, and whether it is a stand-in."""
     from vpagent.doctor import diagnose
 
-    report = diagnose(_settings(config))
+    report = diagnose(settings_or_fail(config))
     if json_output:
         typer.echo(report.model_dump_json(indent=2))
         return
@@ -153,16 +139,6 @@ TraceDirOption = Annotated[
 ]
 
 
-def _build_agent(settings: Settings):  # type: ignore[no-untyped-def]
-    from vpagent.agent import build_agent
-
-    try:
-        with errors.status("starting the agent") as status:
-            return build_agent(settings, on_event=lambda message: status.update(escape(message)))
-    except Exception as error:  # missing model pack, unreachable server, bad LLM config
-        raise _fail(f"cannot start the agent: {error}") from None
-
-
 @app.command()
 def ask(
     image: Annotated[Path, typer.Argument(help="Image file.")],
@@ -178,22 +154,23 @@ def ask(
     ] = None,
 ) -> None:
     """Answer a question about an image: plan a program, run it, print the answer."""
-    from vpagent.agent import validate_question
+    from vpagent.result import ResultSummary, validate_question
     from vpagent.student_mode import with_student_options
     from vpagent.trace import save_trace
     from vpagent.trace.render import save_html
 
-    settings = _settings(config)
+    settings = settings_or_fail(config)
     try:
         validate_question(question)
         pixels = load_image(image)
         settings = with_student_options(settings, mode, student)
     except ValueError as error:
-        raise _fail(str(error)) from None
-    with _build_agent(settings) as agent, errors.status("planning") as status:
+        raise fail(str(error)) from None
+    directory = trace_dir or settings.trace_dir
+    settings = settings.model_copy(update={"trace_dir": None})  # saved once, below, with HTML
+    with agent_or_fail(settings) as agent, errors.status("planning") as status:
         result = agent.ask(pixels, question, on_event=lambda m: status.update(escape(m)))
     paths: dict[str, str] = {}
-    directory = trace_dir or settings.trace_dir
     if result.trace is not None:
         result.trace.image.source = str(image)
         if directory is not None:
@@ -201,16 +178,8 @@ def ask(
             paths["trace_html"] = str(save_html(result.trace, pixels, directory))
     if json_output:
         payload = {
-            "answer": result.answer,
-            "program": result.program,
+            **ResultSummary.of(result).model_dump(),
             "trace": result.trace.model_dump(mode="json") if result.trace else None,
-            "timings": result.timings,
-            "error": result.error,
-            "error_kind": result.error_kind,
-            "answered_by": result.answered_by,
-            "student_confidence": result.student_confidence,
-            "verified": result.verified,
-            "unverified_reason": result.unverified_reason,
             **paths,
         }
         typer.echo(json.dumps(payload))
@@ -246,18 +215,18 @@ def evaluate_command(
     from vpagent.evaluation.datasets import DatasetError, read_dataset
     from vpagent.evaluation.run import evaluate
 
-    settings = _settings(config)
+    settings = settings_or_fail(config)
     try:
         loaded = read_dataset(dataset, images=images)
     except (DatasetError, OSError) as error:
-        raise _fail(str(error)) from None
+        raise fail(str(error)) from None
     items = loaded.items[:limit]
     notes = [f"{loaded.layout}: {len(loaded.items)} items"]
     notes += [f"skipped {n} ({reason})" for reason, n in loaded.skipped.items()]
     if loaded.missing_images:
         notes.append(f"{loaded.missing_images} images not found (scored as input errors)")
     errors.print("; ".join(notes), highlight=False, markup=False)
-    with _build_agent(settings) as agent:
+    with agent_or_fail(settings) as agent:
         report, _ = evaluate(agent, items, out=out, progress=not json_output)
     if json_output:
         typer.echo(report.model_dump_json(indent=2))
@@ -290,12 +259,12 @@ def serve(
 
     from vpagent.http import create_app
 
-    settings = _settings(config)
+    settings = settings_or_fail(config)
     key_env = settings.server.api_key_env
     api_key = os.environ.get(key_env) if key_env else None
     if key_env and not api_key:
-        raise _fail(f"server.api_key_env names ${key_env}, which is not set")
-    with _build_agent(settings) as agent:
+        raise fail(f"server.api_key_env names ${key_env}, which is not set")
+    with agent_or_fail(settings) as agent:
         http_app = create_app(agent, api_key=api_key, max_upload_mb=settings.server.max_upload_mb)
         uvicorn.run(http_app, host=host or settings.server.host, port=port or settings.server.port)
 
@@ -307,6 +276,6 @@ def ui(
     config: ConfigOption = None,
 ) -> None:
     """Serve the Gradio app: ask questions, see programs and visual rationales."""
-    from apps.gradio_app import launch
+    from vpagent.apps.gradio_app import launch
 
-    launch(_settings(config), host=host, port=port)
+    launch(settings_or_fail(config), host=host, port=port)

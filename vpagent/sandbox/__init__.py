@@ -1,0 +1,1 @@
+"""The sandbox: an AST allow-list, then a separate, rlimited child process per program."""

@@ -1,0 +1,1 @@
+"""The trained student at inference: the model, loading, answering, its vqa/captioner backend."""
