@@ -1,13 +1,14 @@
 """The dev set before and after a change, in one run: an older commit against this checkout.
 
 Run: .venv/bin/python benchmarks/bench_before_after.py [--before 102cdf9] [--dataset DEV.jsonl]
-     [--limit N] [--name NAME]
+     [--limit N] [--name NAME] [--rows BEFORE.jsonl AFTER.jsonl]
 
 The older commit is checked out into a temporary git worktree; ``vpagent eval`` runs there and
 then here, one after the other, with the same interpreter and packages, the embedded default
 and a fresh in-memory tool cache each. The default ``--before`` is the last commit before the
 offline-pack work of issue 11 (relations, ``locate``, tiles, colour masks, answers always).
-Reports accuracy per type, questions left without an answer, and seconds per question.
+Reports accuracy per type, questions left without an answer, seconds per question, and each
+question whose answer or program differs. ``--rows`` compares two saved outputs instead.
 
 Writes benchmarks/results/before-after[-NAME].md and .json.
 """
@@ -42,6 +43,23 @@ def run_eval(root: Path, dataset: Path, out: Path, limit: int | None) -> list[di
         command += ["--limit", str(limit)]
     subprocess.run(command, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def run_both(
+    before: str, before_rev: str, after_rev: str, dataset: Path, limit: int | None
+) -> tuple[list[dict], list[dict]]:
+    """``vpagent eval`` at ``before`` (in a temporary worktree), then in this checkout."""
+    with tempfile.TemporaryDirectory(prefix="vpagent-before-") as tmp:
+        worktree = Path(tmp) / "before"
+        git("worktree", "add", "--detach", str(worktree), before_rev)
+        try:
+            print(f"before: {before_rev} ...", flush=True)
+            before_rows = run_eval(worktree, dataset, Path(tmp) / "before.jsonl", limit)
+        finally:
+            git("worktree", "remove", "--force", str(worktree))
+        print(f"after: {after_rev} ...", flush=True)
+        after_rows = run_eval(ROOT, dataset, Path(tmp) / "after.jsonl", limit)
+    return before_rows, after_rows
 
 
 def summary(rows: list[dict]) -> dict:
@@ -84,6 +102,24 @@ def table(before: dict, after: dict, before_rev: str, after_rev: str) -> str:
     return "\n".join(lines)
 
 
+def differences(before: list[dict], after: list[dict]) -> list[str]:
+    """One line per question whose answer or program differs between the two runs."""
+    earlier = {row["id"]: row for row in before}
+    lines = []
+    for row in after:
+        old = earlier.get(row["id"])
+        if old is None:
+            lines.append(f"- {row['id']}: only in the after run")
+            continue
+        changed = [key for key in ("prediction", "program") if old.get(key) != row.get(key)]
+        if changed:
+            lines.append(
+                f"- {row['id']} ({', '.join(changed)}): {old.get('prediction')!r} -> "
+                f"{row.get('prediction')!r} (score {old['score']:g} -> {row['score']:g})"
+            )
+    return lines
+
+
 def git(*args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=ROOT, check=True, capture_output=True, text=True
@@ -96,6 +132,13 @@ def main() -> None:
     parser.add_argument("--dataset", type=Path, default=DEFAULT_DATASET)
     parser.add_argument("--limit", type=int, help="only the first N questions")
     parser.add_argument("--name", help="suffix of the results files")
+    parser.add_argument(
+        "--rows",
+        type=Path,
+        nargs=2,
+        metavar=("BEFORE.jsonl", "AFTER.jsonl"),
+        help="compare two saved `vpagent eval` outputs instead of running both",
+    )
     args = parser.parse_args()
     stem = f"{RESULTS}-{args.name}" if args.name else str(RESULTS)
     dataset = args.dataset.resolve()
@@ -103,23 +146,29 @@ def main() -> None:
     after_rev = git("rev-parse", "--short", "HEAD")
     if git("status", "--short", "--untracked-files=no"):
         after_rev += "+uncommitted"
-    with tempfile.TemporaryDirectory(prefix="vpagent-before-") as tmp:
-        worktree = Path(tmp) / "before"
-        git("worktree", "add", "--detach", str(worktree), before_rev)
-        try:
-            print(f"before: {before_rev} ...", flush=True)
-            before_rows = run_eval(worktree, dataset, Path(tmp) / "before.jsonl", args.limit)
-        finally:
-            git("worktree", "remove", "--force", str(worktree))
-        print(f"after: {after_rev} ...", flush=True)
-        after_rows = run_eval(ROOT, dataset, Path(tmp) / "after.jsonl", args.limit)
+    if args.rows:
+        before_rows, after_rows = (
+            [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+            for path in args.rows
+        )
+    else:
+        before_rows, after_rows = run_both(args.before, before_rev, after_rev, dataset, args.limit)
     before, after = summary(before_rows), summary(after_rows)
     limit = f", first {args.limit} questions" if args.limit else ""
     text = table(before, after, before_rev, after_rev)
+    changed = differences(before_rows, after_rows)
+    text += "\n\nQuestions whose answer or program differs: " + (
+        f"{len(changed)}\n\n" + "\n".join(changed) if changed else "none."
+    )
+    how = (
+        f"`--rows {' '.join(str(path) for path in args.rows)}`: two saved `vpagent eval` outputs"
+        if args.rows
+        else f"`--before {before_rev}`, embedded default, fresh tool cache per side"
+    )
     Path(f"{stem}.md").write_text(
-        f"# {dataset.name}{limit}: before and after, one run\n\n"
-        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs. `benchmarks/bench_before_after.py "
-        f"--before {before_rev}`, embedded default, fresh tool cache per side.\n\n{text}\n"
+        f"# {dataset.name}{limit}: before and after\n\n"
+        f"Machine: {cpu_model()}, {os.cpu_count()} CPUs. `benchmarks/bench_before_after.py` "
+        f"{how}.\n\n{text}\n"
     )
     Path(f"{stem}.json").write_text(
         json.dumps({"before": before_rows, "after": after_rows}, indent=1) + "\n"
