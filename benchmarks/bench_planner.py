@@ -75,7 +75,7 @@ def _build(
     settings = load_settings(llm=llm, agent=override["agent"], cache=cache, tools=tools)
     events: list[str] = []
     started = time.perf_counter()
-    agent = build_agent(settings, on_event=events.append)
+    agent = build_agent(settings, on_event=lambda event: events.append(str(event)))
     return agent, time.perf_counter() - started, events[-1] if events else "no prefix"
 
 

@@ -82,7 +82,7 @@ def main() -> None:
     items = json.loads(LABELS.read_text())["expressions"]
     annotations = json.loads((args.data / "instances.json").read_text())["annotations"]
     boxes = {a["id"]: a["bbox"] for a in annotations}
-    server = ToolServer(load_settings())
+    server = ToolServer(load_settings().tool_server_config())
     right = {"ranking (annotated boxes)": 0, "locate(phrase)": 0, "locate, noun only": 0}
     chance = 0.0
     for item in items:

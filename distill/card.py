@@ -82,7 +82,7 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def card_markdown(card: dict[str, Any]) -> str:
+def card_markdown(card: dict[str, Any]) -> str:  # long: one page, written top to bottom
     """The README.md of an export: YAML header for the Hub, then the card's numbers."""
     licences = [name for name in card["licenses"] if name != "unspecified"]
     identifier = licences[0] if len(licences) == 1 and " " not in licences[0] else "other"

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vpagent.agent import normalize_answer
+from vpagent.answers import normalize_answer
 from vpagent.distill.card import build_card, card_markdown
 from vpagent.distill.jsonl import write_atomic
 from vpagent.distill.rationales import load_rationales, rationales, strip_answer, target_answer

@@ -15,7 +15,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from vpagent.agent import normalize_answer
+from vpagent.answers import normalize_answer
 from vpagent.distill.jsonl import AppendWriter, read_records
 from vpagent.distill.trace_records import ItemRecord
 from vpagent.distill.traces import load_item_records

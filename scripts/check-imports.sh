@@ -5,6 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${PYTHON:-$root/.venv/bin/python}"
+python="$(cd "$(dirname "$python")" && pwd)/$(basename "$python")"  # absolute: we cd below
 mirror="$(mktemp -d)"
 trap 'rm -rf "$mirror"' EXIT
 cp -r "$root/vpagent" "$mirror/vpagent"

@@ -4,38 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from langchain_core.language_models.fake_chat_models import FakeListChatModel
-from langchain_core.messages import BaseMessage
-from pydantic import Field
 
-from tests.fakes import BrightSpotDetector, spots_image
-from tests.test_planner import KeywordEmbed
-from vpagent.agent import Agent
-from vpagent.config import load_settings
+from tests.fixtures.agents import COUNT, make_agent
+from tests.fixtures.fakes import spots_image
+from vpagent.events import Event, Planning, Repairing, RunningProgram, TokensWritten, ToolStep
 from vpagent.images import ImageError
-from vpagent.planner import ExampleRetriever, Planner, load_examples
-from vpagent.runner import ProgramRunner
-from vpagent.tools.server import ToolServer
-
-COUNT = "```python\ndef execute_command(image):\n    return len(image.find('spot'))\n```"
-
-
-class RecordingChatModel(FakeListChatModel):
-    """Scripted replies; remembers the last prompt it was sent."""
-
-    last_prompt: list[BaseMessage] = Field(default_factory=list)
-
-    def _call(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
-        self.last_prompt = list(messages)
-        return super()._call(messages, stop, run_manager, **kwargs)
-
-
-def make_agent(responses: list[str], **options) -> Agent:  # type: ignore[no-untyped-def]
-    settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
-    server = ToolServer(settings, specialists={"detector": BrightSpotDetector()})
-    retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
-    planner = Planner(RecordingChatModel(responses=responses), retriever, model_id="fake")
-    return Agent(planner, ProgramRunner(settings, server=server, pool_size=1), **options)
 
 
 def test_prose_then_broken_then_good_program() -> None:
@@ -58,6 +31,20 @@ def test_runtime_error_is_repaired_with_feedback() -> None:
         assert result.answer == "2" and result.programs_tried == 2
         repair_request = str(agent.planner.chat_model.last_prompt[-1].content)
     assert "IndexError" in repair_request and "line 2" in repair_request
+
+
+def test_progress_reaches_the_listener_as_typed_events_in_order() -> None:
+    crashing = "```python\ndef execute_command(image):\n    return image.find('spot')[5].label\n```"
+    events: list[Event] = []
+    with make_agent([crashing, COUNT]) as agent:
+        agent.ask(spots_image(), "How many spots?", on_event=events.append)
+    kinds = [type(event) for event in events if not isinstance(event, TokensWritten)]
+    assert kinds == [Planning, RunningProgram, ToolStep, Repairing, RunningProgram, ToolStep]
+    assert events[0] == Planning(0) and str(events[0]) == "planning"
+    repairing = next(event for event in events if isinstance(event, Repairing))
+    assert repairing.error_kind == "runtime" and "repair" in repairing.describe()
+    steps = [event for event in events if isinstance(event, ToolStep)]
+    assert steps[0] == ToolStep(1, "find") and str(steps[0]) == "step 1: find"
 
 
 def test_an_answer_outside_the_offered_options_is_repaired() -> None:

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from PIL import Image
 
-from tests.fakes import BrightSpotDetector, spots_image
-from tests.test_planner import KeywordEmbed
+from tests.fixtures.agents import KeywordEmbed
+from tests.fixtures.fakes import BrightSpotDetector, spots_image
 from vpagent.agent import Agent
 from vpagent.config import load_settings
 from vpagent.http import create_app
@@ -68,7 +68,7 @@ class RefusingMatcher(Matcher):
 def make_agent(replies: list[str], vqa: GuessingVQA, max_repairs: int = 2) -> Agent:
     settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
     specialists = {"detector": BrightSpotDetector(), "vqa": vqa, "matcher": RefusingMatcher()}
-    server = ToolServer(settings, specialists=specialists)
+    server = ToolServer(settings.tool_server_config(), specialists=specialists)
     retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
     planner = Planner(FakeListChatModel(responses=replies), retriever, model_id="fake")
     runner = ProgramRunner(settings, server=server, pool_size=1)
@@ -116,7 +116,7 @@ def test_an_unverifiable_property_becomes_a_marked_guess() -> None:
     assert vqa.guesses == ["Is the spot shiny? Answer yes or no."]
     assert "step 0 (verify_property): a guess" in (result.unverified_reason or "")
     step = result.trace.steps[0] if result.trace else None
-    assert step is not None and "cannot check 'shiny'" in step.artifacts["unverified"]
+    assert step is not None and "cannot check 'shiny'" in (step.artifacts.unverified or "")
 
 
 def test_locate_refuses_when_even_a_thorough_search_finds_nothing() -> None:

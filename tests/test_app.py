@@ -18,10 +18,11 @@ from langchain_core.outputs import ChatGenerationChunk
 from PIL import Image
 
 from tests.browser.driver import free_port
-from tests.fakes import BrightSpotDetector, spots_image
-from tests.test_planner import KeywordEmbed
+from tests.fixtures.agents import KeywordEmbed
+from tests.fixtures.fakes import BrightSpotDetector, spots_image
 from vpagent.agent import Agent
-from vpagent.apps.gradio_app import build_ui, find_examples, launch, launch_options
+from vpagent.apps.gradio_app import build_ui, launch, launch_options
+from vpagent.apps.inputs import find_examples
 from vpagent.config import load_settings
 from vpagent.planner import ExampleRetriever, Planner, load_examples
 from vpagent.runner import ProgramRunner
@@ -51,7 +52,9 @@ class ScriptedChat(FakeListChatModel):
 
 def make_agent() -> Agent:
     settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
-    server = ToolServer(settings, specialists={"detector": BrightSpotDetector()})
+    server = ToolServer(
+        settings.tool_server_config(), specialists={"detector": BrightSpotDetector()}
+    )
     retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
     planner = Planner(ScriptedChat(responses=[COUNT]), retriever, model_id="fake")
     return Agent(planner, ProgramRunner(settings, server=server, pool_size=1), max_repairs=0)

@@ -16,7 +16,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from tests.browser.driver import CHROMIUM, ask_in_page, chromium_page, free_port
-from tests.test_planner import KeywordEmbed
+from tests.fixtures.agents import KeywordEmbed
 from vpagent.agent import Agent
 from vpagent.apps.gradio_app import build_ui, launch_options
 from vpagent.config import load_settings

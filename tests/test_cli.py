@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import vpagent
-from tests.sockets import SocketWatch
+from tests.fixtures.sockets import SocketWatch
 
 
 def vpagent_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.fakes import spots_image
-from tests.test_agent import COUNT, make_agent
+from tests.fixtures.agents import COUNT, make_agent
+from tests.fixtures.fakes import spots_image
 from vpagent.evaluation.datasets import DatasetError, EvalItem, load_dataset, read_dataset
 from vpagent.evaluation.datasets.choices import letter_index, split_options
 from vpagent.evaluation.run import evaluate, score_item

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.test_distill_traces import fake_agent, spots_png, write_dataset
+from tests.fixtures.agents import fake_agent, spots_png, write_dataset
 from vpagent.distill.example_bank import (
     DUPLICATE_PROGRAM,
     DUPLICATE_QUESTION,

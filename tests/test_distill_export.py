@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.test_distill_traces import fake_agent, spots_png, write_dataset
+from tests.fixtures.agents import fake_agent, spots_png, write_dataset
 from vpagent.cli import app
 from vpagent.distill.export import export_dataset, split_images
 from vpagent.distill.rationales import write_rationales

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_distill_traces import comparable, fake_agent, spots_png, write_dataset
+from tests.fixtures.agents import comparable, fake_agent, spots_png, write_dataset
 from vpagent.distill.traces import generate_traces
 from vpagent.evaluation.datasets import load_dataset
 

@@ -9,16 +9,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pytest
-from langchain_core.language_models import SimpleChatModel
-from PIL import Image
 
-from tests.fakes import BrightSpotDetector
-from tests.test_planner import KeywordEmbed
-from vpagent.agent import Agent
+from tests.fixtures.agents import broken_agent, comparable, fake_agent, spots_png, write_dataset
 from vpagent.config import load_settings
 from vpagent.distill.jsonl import read_records, repair
 from vpagent.distill.trace_records import (
@@ -32,72 +26,8 @@ from vpagent.distill.trace_records import (
 )
 from vpagent.distill.traces import TraceRunError, generate_traces, load_item_records
 from vpagent.evaluation.datasets import EvalItem, load_dataset
-from vpagent.planner import ExampleRetriever, Planner, load_examples
-from vpagent.runner import ProgramRunner
-from vpagent.tools.server import ToolServer
 
 REPO = Path(__file__).parents[1]
-
-
-def fenced(body: str) -> str:
-    return f"```python\ndef execute_command(image):\n    {body}\n```"
-
-
-# Sample 0 answers "3" whatever it sees; sample 1 counts the spots; later samples crash.
-SAMPLE_REPLIES = [
-    fenced("return '3'"),
-    fenced("return str(len(image.find('spot')))"),
-    fenced("return str(1 / 0)"),
-]
-
-
-class SampleChat(SimpleChatModel):
-    """Replies by sample (the planner binds seed=sample for sampled programs); prose on demand."""
-
-    replies: list[str]
-    delay: float = 0.0
-    times_out: bool = False  # as an overloaded LLM server does
-
-    @property
-    def _llm_type(self) -> str:
-        return "sample-chat"
-
-    def _call(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
-        time.sleep(self.delay)
-        asked = [str(m.content) for m in messages if str(m.content).startswith("Question:")]
-        if self.times_out:
-            raise TimeoutError("Request timed out.")
-        if "prose" in asked[-1]:
-            return "I think the answer is probably two."
-        return self.replies[min(int(kwargs.get("seed") or 0), len(self.replies) - 1)]
-
-
-def fake_agent(delay: float = 0.0, times_out: bool = False) -> Agent:
-    """An agent with the scripted chat model and the bright-spot detector (picklable factory)."""
-    settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
-    server = ToolServer(settings, specialists={"detector": BrightSpotDetector()})
-    retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
-    chat = SampleChat(replies=SAMPLE_REPLIES, delay=delay, times_out=times_out)
-    planner = Planner(chat, retriever, model_id="fake")
-    return Agent(planner, ProgramRunner(settings, server=server, pool_size=1), max_repairs=1)
-
-
-def slow_agent() -> Agent:
-    return fake_agent(delay=0.3)
-
-
-def spots_png(path: Path, spots: int, height: int = 40) -> Path:
-    image = np.zeros((height, 20 + 30 * spots, 3), dtype=np.uint8)
-    for i in range(spots):
-        image[10:20, 20 + 30 * i : 30 + 30 * i] = 255
-    Image.fromarray(image).save(path)
-    return path
-
-
-def write_dataset(folder: Path, rows: list[dict[str, Any]]) -> Path:
-    path = folder / "q.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
 
 
 @pytest.fixture
@@ -202,7 +132,7 @@ KILLED_RUN = """
 import sys
 from pathlib import Path
 from vpagent.distill.traces import generate_traces
-from tests.test_distill_traces import slow_agent
+from tests.fixtures.agents import slow_agent
 from vpagent.evaluation.datasets import load_dataset
 generate_traces(load_dataset(Path(sys.argv[1])), Path(sys.argv[2]), slow_agent,
                 k=2, workers=0, progress=False)
@@ -255,29 +185,12 @@ def test_worker_processes_give_the_same_records(dataset: Path, tmp_path: Path) -
     assert comparable(tmp_path / "one") == comparable(tmp_path / "pool")
 
 
-def comparable(folder: Path) -> dict[str, dict[str, Any]]:
-    """Item records without timings (which differ from run to run)."""
-    drop = {"seconds": True, "attempts": {"__all__": {"plan_s", "execute_s"}}}
-    rows = {}
-    for record in load_item_records(folder):
-        row = record.model_dump(mode="json", exclude=drop)
-        for attempt in row["attempts"]:
-            for step in attempt["steps"]:
-                step.pop("duration_s")
-        rows[record.item_id] = row
-    return rows
-
-
 def test_unbuildable_agent_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
     from vpagent.distill.local_pool import AgentBuildFailed
 
     items = load_dataset(dataset)[:1]
     with pytest.raises(AgentBuildFailed, match="no model here"):
         generate_traces(items, tmp_path / "t", broken_agent, k=1, workers=1, progress=False)
-
-
-def broken_agent() -> Agent:
-    raise RuntimeError("no model here")
 
 
 def test_settings_factory_pickles_for_worker_processes() -> None:

@@ -19,7 +19,7 @@ def test_ask_counts_dogs_and_stays_on_loopback(images_dir: Path, tmp_path: Path)
     log = tmp_path / "net.jsonl"
     done = subprocess.run(
         [
-            sys.executable, str(Path(__file__).with_name("netwatch.py")), str(log),
+            sys.executable, str(Path(__file__).parent / "fixtures" / "netwatch.py"), str(log),
             "ask", str(images_dir / "two_dogs.jpg"), "How many dogs are there?", "--json",
             "--trace-dir", str(tmp_path / "traces"),
         ],

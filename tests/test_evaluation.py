@@ -3,10 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import spots_image
-from tests.test_agent import COUNT, make_agent
+from tests.fixtures.agents import COUNT, make_agent
+from tests.fixtures.fakes import spots_image
+from vpagent.answers import normalize
 from vpagent.evaluation.datasets import DatasetError, load_dataset
-from vpagent.evaluation.metrics import exact_match, map_to_choice, normalize, vqa_soft_accuracy
+from vpagent.evaluation.metrics import exact_match, map_to_choice, vqa_soft_accuracy
 from vpagent.evaluation.run import evaluate
 
 

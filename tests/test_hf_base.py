@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from hf_tiny import (
+from tests.fixtures.hf_tiny import (
     build_blip,
     build_clip,
     build_dpt,
@@ -21,7 +21,6 @@ from hf_tiny import (
     build_yolo,
     test_image,
 )
-
 from vpagent.tools.errors import ModelUnavailable
 from vpagent.tools.hf._base import LazyBackend, as_rgb, resolve_device, resolve_dtype
 from vpagent.tools.hf.blip import BlipCaptioner, BlipVQA

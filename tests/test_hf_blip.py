@@ -6,8 +6,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from hf_tiny import build_blip, test_image
-
+from tests.fixtures.hf_tiny import build_blip, test_image
 from vpagent.tools.hf.blip import BlipCaptioner, BlipVQA
 
 pytestmark = pytest.mark.hf

@@ -7,8 +7,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from hf_tiny import build_clip, build_siglip, test_image
-
+from tests.fixtures.hf_tiny import build_clip, build_siglip, test_image
 from vpagent.tools.hf.clip import ClipMatcher
 
 pytestmark = pytest.mark.hf

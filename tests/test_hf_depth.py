@@ -7,8 +7,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from hf_tiny import build_depth_anything, build_dpt, test_image
-
+from tests.fixtures.hf_tiny import build_depth_anything, build_dpt, test_image
 from vpagent.tools.hf.depth import DptDepth
 
 pytestmark = pytest.mark.hf

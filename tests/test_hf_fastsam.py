@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("ultralytics")
 
-from hf_tiny import (
+from tests.fixtures.hf_tiny import (
     SEGMENT_BOXES,
     SEGMENT_IMAGES,
     SEGMENT_POINTS,
@@ -18,7 +18,6 @@ from hf_tiny import (
     build_yolo,
     save_tiny_ultralytics_sam,
 )
-
 from vpagent.tools.errors import ModelUnavailable
 from vpagent.tools.hf.fastsam import UltralyticsSegmenter
 from vpagent.tools.types import Box, Mask

@@ -7,8 +7,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from hf_tiny import build_grounding_dino, test_image
-
+from tests.fixtures.hf_tiny import build_grounding_dino, test_image
 from vpagent.tools.hf.grounding_dino import GroundingDinoDetector, build_prompt
 from vpagent.tools.types import Detection
 

@@ -7,8 +7,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from hf_tiny import build_owl, test_image
-
+from tests.fixtures.hf_tiny import build_owl, test_image
 from vpagent.tools.hf.owl import OwlDetector
 from vpagent.tools.types import Detection
 

@@ -7,8 +7,7 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from hf_tiny import SEGMENT_BOXES, SEGMENT_IMAGES, SEGMENT_POINTS, build_sam_hf
-
+from tests.fixtures.hf_tiny import SEGMENT_BOXES, SEGMENT_IMAGES, SEGMENT_POINTS, build_sam_hf
 from vpagent.tools.hf.sam import HFSamSegmenter
 from vpagent.tools.types import Mask
 

@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("segment_anything")
 
-from hf_tiny import (
+from tests.fixtures.hf_tiny import (
     SEGMENT_ANYTHING_TINY_TYPE,
     SEGMENT_BOXES,
     SEGMENT_IMAGES,
@@ -15,7 +15,6 @@ from hf_tiny import (
     build_tiny_segment_anything,
     save_tiny_segment_anything,
 )
-
 from vpagent.tools.errors import ModelUnavailable
 from vpagent.tools.hf.segment_anything import SamPredictorSegmenter, model_type_from_name
 from vpagent.tools.types import Mask

@@ -16,8 +16,13 @@ import pytest
 
 pytest.importorskip("ultralytics")
 
-from hf_tiny import build_yolo, build_yolo_world, coco_names, fake_text_model_module, test_image
-
+from tests.fixtures.hf_tiny import (
+    build_yolo,
+    build_yolo_world,
+    coco_names,
+    fake_text_model_module,
+    test_image,
+)
 from vpagent.tools.errors import CannotAnswer, ModelUnavailable
 from vpagent.tools.hf.yolo import YoloDetector, YoloWorldDetector, match_class, normalize
 from vpagent.tools.types import Detection

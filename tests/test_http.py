@@ -14,8 +14,8 @@ import pytest
 import uvicorn
 from PIL import Image
 
-from tests.fakes import spots_image
-from tests.test_agent import COUNT, make_agent
+from tests.fixtures.agents import COUNT, make_agent
+from tests.fixtures.fakes import spots_image
 from vpagent.http import create_app
 
 API_KEY = "s3cret"

@@ -9,7 +9,7 @@ from vpagent.tools.offline.colors import PALETTE
 
 
 def test_the_offline_pack_lists_its_vocabulary_and_checks() -> None:
-    text = describe(load_settings(profile="offline"))
+    text = describe(load_settings(profile="offline").tools)
     assert all(cls in text for cls in COCO_CLASSES) and "ONLY these 80 classes" in text
     assert "table->dining table" in text and "find('face')" in text
     assert "tree" in text and "cannot be found" in text
@@ -19,11 +19,11 @@ def test_the_offline_pack_lists_its_vocabulary_and_checks() -> None:
 
 
 def test_real_models_are_described_as_open() -> None:
-    text = describe(load_settings(profile="hf"))
+    text = describe(load_settings(profile="hf").tools)
     assert "open vocabulary" in text and "COCO" not in text and "level ground" not in text
 
 
 def test_the_description_follows_the_configured_backend() -> None:
     settings = load_settings(profile="offline", tools={"detector": {"backend": "yolo"}})
-    text = describe(settings)
+    text = describe(settings.tools)
     assert "yolo detector's own classes" in text and "ONLY these" not in text

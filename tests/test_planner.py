@@ -6,6 +6,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 
+from tests.fixtures.agents import KeywordEmbed
 from vpagent.planner import (
     ExampleRetriever,
     NoProgramFound,
@@ -48,23 +49,6 @@ def test_keeps_imports_and_helpers_above_the_entry_point() -> None:
 def test_prose_is_not_a_program(reply: str) -> None:
     with pytest.raises(NoProgramFound):
         extract_program(reply)
-
-
-class KeywordEmbed:
-    """A deterministic stand-in embedding: bag of words over a fixed vocabulary."""
-
-    def __init__(self, vocabulary: list[str]) -> None:
-        self.vocabulary = vocabulary
-
-    def __call__(self, texts):  # type: ignore[no-untyped-def]
-        import numpy as np
-
-        rows = []
-        for text in texts:
-            words = text.lower().replace("?", "").split()
-            row = np.array([float(word in words) for word in self.vocabulary]) + 1e-3
-            rows.append(row / np.linalg.norm(row))
-        return np.stack(rows)
 
 
 @pytest.fixture

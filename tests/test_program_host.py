@@ -8,7 +8,13 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from tests.fakes import BoxFillSegmenter, BrightSpotDetector, EchoVQA, RednessMatcher, spots_image
+from tests.fixtures.fakes import (
+    BoxFillSegmenter,
+    BrightSpotDetector,
+    EchoVQA,
+    RednessMatcher,
+    spots_image,
+)
 from vpagent.config import load_settings
 from vpagent.runner import ProgramRunner
 from vpagent.tools.batching import MicroBatcher
@@ -25,7 +31,9 @@ def server() -> ToolServer:
         "vqa": EchoVQA(),
         "segmenter": BoxFillSegmenter(),
     }
-    return ToolServer(settings, specialists=specialists, llm=lambda q: f"llm says {q}")
+    return ToolServer(
+        settings.tool_server_config(), specialists=specialists, llm=lambda q: f"llm says {q}"
+    )
 
 
 def test_find_returns_whole_image_boxes_from_a_crop(server: ToolServer) -> None:
@@ -34,7 +42,7 @@ def test_find_returns_whole_image_boxes_from_a_crop(server: ToolServer) -> None:
     assert [hit["box"] for hit in all_spots] == [[10, 20, 20, 30], [60, 20, 70, 30]]
     right_half = host("find", {"image": host.image_id, "box": [40, 0, 80, 60], "name": "Spot "})
     assert [hit["box"] for hit in right_half] == [[60, 20, 70, 30]]
-    assert host.artifacts[1]["region"] == [40, 0, 80, 60]
+    assert host.artifacts[1].region == [40, 0, 80, 60]
 
 
 @pytest.mark.parametrize(
@@ -77,7 +85,9 @@ def test_an_on_disk_cache_is_shared_only_by_the_same_tool_configuration(tmp_path
             cache={"directory": str(tmp_path)},
             tools={"detector": {"backend": "ssd-coco", "options": detector_options}},
         )
-        server = ToolServer(settings, specialists={"detector": BrightSpotDetector()})
+        server = ToolServer(
+            settings.tool_server_config(), specialists={"detector": BrightSpotDetector()}
+        )
         return server, ProgramHost(server, spots_image())
 
     first_server, first = host({"score_threshold": 0.5})
@@ -142,7 +152,7 @@ def test_programs_reach_the_tools_through_the_sandbox(server: ToolServer) -> Non
         "    words = [len(spots), left.left_of(right), red, round(covered, 2)]\n"
         "    return ' '.join(str(w) for w in words) + ' ' + llm_query('hi')\n"
     )
-    with ProgramRunner(server.settings, server=server, pool_size=1) as runner:
+    with ProgramRunner(load_settings(), server=server, pool_size=1) as runner:
         result, trace = runner.run(program, spots_image(), question="q?")
     assert result.ok, result.error
     assert result.answer == "2 True True 0.5 llm says hi"
@@ -152,14 +162,14 @@ def test_programs_reach_the_tools_through_the_sandbox(server: ToolServer) -> Non
         "segment",
         "llm_query",
     ]
-    assert trace.steps[0].artifacts["boxes"][0]["label"] == "spot"
-    assert "mask" in trace.steps[2].artifacts
+    assert trace.steps[0].artifacts.boxes[0]["label"] == "spot"
+    assert trace.steps[2].artifacts.mask is not None
     assert trace.question == "q?" and trace.answer == result.answer
 
 
 def test_a_tool_failure_is_a_tool_error_for_that_program(server: ToolServer) -> None:
     program = "def execute_command(image):\n    return len(image.find('broken'))\n"
-    with ProgramRunner(server.settings, server=server, pool_size=0) as runner:
+    with ProgramRunner(load_settings(), server=server, pool_size=0) as runner:
         result, trace = runner.run(program, spots_image())
         assert result.error_kind == "tool_error"
         assert result.line == 2 and "model exploded" in (result.error or "")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.sockets import SocketWatch
+from tests.fixtures.sockets import SocketWatch
 from vpagent import ray_cluster
 from vpagent.loopback import is_loopback
 from vpagent.ray_cluster import RayStartError, start_ray, stop_ray
@@ -130,7 +130,7 @@ def test_ray_address_joins_the_named_cluster_as_it_is(
     """`--ray-address` (or ray.address) reaches ray.init unchanged; no private Ray starts."""
     from typer.testing import CliRunner
 
-    from tests.test_distill_traces import spots_png, write_dataset
+    from tests.fixtures.agents import spots_png, write_dataset
     from vpagent.cli import app
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)

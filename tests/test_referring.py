@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.fakes import BrightSpotDetector, RednessMatcher
+from tests.fixtures.fakes import BrightSpotDetector, RednessMatcher
 from vpagent.config import load_settings
 from vpagent.tools.errors import CannotAnswer
-from vpagent.tools.program_host import UNVERIFIED, ProgramHost
+from vpagent.tools.program_host import ProgramHost
 from vpagent.tools.referring import Reference, split_reference
 from vpagent.tools.server import ToolServer
 from vpagent.tools.types import Detection, PropertyEvidence
@@ -78,7 +78,9 @@ def two_spots(left_red: int, right_red: int) -> np.ndarray:
 
 def host_for(image: np.ndarray, detector: BrightSpotDetector, matcher=None) -> ProgramHost:  # type: ignore[no-untyped-def]
     specialists = {"detector": detector, "matcher": matcher or RednessMatcher()}
-    return ProgramHost(ToolServer(load_settings(), specialists=specialists), image)
+    return ProgramHost(
+        ToolServer(load_settings().tool_server_config(), specialists=specialists), image
+    )
 
 
 def lefts(hits: list[dict]) -> list[float]:
@@ -94,36 +96,36 @@ def test_find_keeps_only_the_boxes_with_the_property() -> None:
     host = host_for(two_spots(left_red=100, right_red=255), ClosedSpotDetector())
     assert lefts(find(host, "spot")) == [10, 60]
     assert lefts(find(host, "red spot")) == [60]
-    ranking = host.artifacts[1]["attribute"]
+    ranking = host.artifacts[1].attribute
     assert ranking["property"] == "red" and ranking["holds"] == [True]
-    assert UNVERIFIED not in host.artifacts[1]
+    assert host.artifacts[1].unverified is None
 
 
 def test_locate_puts_the_best_match_first_and_says_when_none_clearly_matches() -> None:
     host = host_for(two_spots(left_red=255, right_red=100), ClosedSpotDetector())
     assert lefts(find(host, "the red spot", thorough=True)) == [10, 60]
-    assert UNVERIFIED not in host.artifacts[0]
+    assert host.artifacts[0].unverified is None
     pale = host_for(two_spots(left_red=100, right_red=120), ClosedSpotDetector())
     assert lefts(find(pale, "red spot", thorough=True)) == [60, 10]
-    assert "closest match" in pale.artifacts[0][UNVERIFIED]
+    assert "closest match" in pale.artifacts[0].unverified
     assert find(pale, "red spot") == []  # find promises the property: none has it
 
 
 def test_an_open_vocabulary_detector_reads_the_phrase_itself() -> None:
     host = host_for(two_spots(left_red=100, right_red=255), OpenSpotDetector())
     assert lefts(find(host, "red spot")) == [10, 60]
-    assert "attribute" not in host.artifacts[0]
+    assert host.artifacts[0].attribute is None
 
 
 def test_a_property_the_matcher_cannot_check_keeps_every_box_and_says_so() -> None:
     host = host_for(two_spots(100, 255), ClosedSpotDetector(), RefusingMatcher())
     assert lefts(find(host, "spot with a red stripe")) == [10, 60]
-    assert "could not be checked" in host.artifacts[0][UNVERIFIED]
-    assert host.artifacts[0]["attribute"]["ranked"] is False
+    assert "could not be checked" in host.artifacts[0].unverified
+    assert host.artifacts[0].attribute["ranked"] is False
 
 
 def test_a_box_the_matcher_cannot_check_ranks_last_and_the_others_are_still_ranked() -> None:
     host = host_for(two_spots(100, 255), ClosedSpotDetector(), HalfBlindMatcher())
     assert lefts(find(host, "red spot", thorough=True)) == [60, 10]
-    assert host.artifacts[0]["attribute"]["scores"][1] is None  # no evidence, not a number
+    assert host.artifacts[0].attribute["scores"][1] is None  # no evidence, not a number
     assert lefts(find(host, "red spot")) == [60]

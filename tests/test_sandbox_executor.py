@@ -21,7 +21,8 @@ from vpagent.sandbox.result import ErrorKind
 
 IMAGE = {"id": "img-1", "width": 100, "height": 50}
 LIMITS = SandboxLimits(cpu_seconds=2, wall_seconds=10, memory_mb=256)
-ESCAPED_API = "vpagent.sandbox.escape_drill:build_escaped_api"
+ESCAPED_API = "escape_drill:build_escaped_api"  # tests/fixtures/escape_drill.py
+FIXTURES = Path(__file__).parent / "fixtures"
 IS_ROOT = os.geteuid() == 0
 
 
@@ -63,7 +64,7 @@ def executor() -> Iterator[SandboxExecutor]:
 
 @pytest.fixture(scope="module")
 def escaped_executor() -> Iterator[SandboxExecutor]:
-    with SandboxExecutor(LIMITS, pool_size=2, api=ESCAPED_API) as sandbox:
+    with SandboxExecutor(LIMITS, pool_size=2, api=ESCAPED_API, api_dir=FIXTURES) as sandbox:
         yield sandbox
 
 

@@ -6,7 +6,7 @@ Popen, ctypes, ``__del__`` time bombs, huge ``a**b``...), plus resource exhausti
 asserts the exact error kind (and a fragment of the message), not just "not ok".
 
 Two layers are tested: the AST check (``rejected``), and the worker process on its own. For
-the second, :mod:`vpagent.sandbox.escape_drill` hands programs live ``os``/``socket``/
+the second, `tests/fixtures/escape_drill.py` hands programs live ``os``/``socket``/
 ``ctypes``... objects, as if they had already slipped past the AST check; the audit hook,
 rlimits, unprivileged uid and chroot must still contain them.
 """
@@ -29,7 +29,8 @@ from vpagent.sandbox.result import ErrorKind, ExecutionResult
 
 IMAGE = {"id": "img", "width": 100, "height": 50}
 LIMITS = SandboxLimits(cpu_seconds=1, wall_seconds=8, memory_mb=256, max_tool_calls=50)
-ESCAPED_API = "vpagent.sandbox.escape_drill:build_escaped_api"
+ESCAPED_API = "escape_drill:build_escaped_api"  # tests/fixtures/escape_drill.py
+FIXTURES = Path(__file__).parent / "fixtures"
 IS_ROOT = os.geteuid() == 0
 
 REJECTED, RUNTIME, MEMORY, TIMEOUT, TOOL_ERROR, CRASHED = (
@@ -337,7 +338,7 @@ def executor() -> Iterator[SandboxExecutor]:
 
 @pytest.fixture(scope="module")
 def escaped_executor() -> Iterator[SandboxExecutor]:
-    with SandboxExecutor(LIMITS, pool_size=1, api=ESCAPED_API) as sandbox:
+    with SandboxExecutor(LIMITS, pool_size=1, api=ESCAPED_API, api_dir=FIXTURES) as sandbox:
         yield sandbox
 
 

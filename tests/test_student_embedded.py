@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from student_tiny import build_export, build_tiny_lm
 from transformers import TrainerCallback
 
+from tests.fixtures.student_tiny import build_export, build_tiny_lm
 from vpagent.distill.student.train import COMPLETE, TrainOptions, train
 from vpagent.student.base import StudentError
 from vpagent.student.encoder import FEATURE_DIM, NUM_IMAGE_TOKENS, FeatureEncoder

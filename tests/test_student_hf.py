@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from student_tiny import (
+
+from tests.fixtures.student_tiny import (
     build_export,
     build_tiny_idefics3,
     build_tiny_llava,
     build_tiny_paligemma,
     build_tiny_qwen2_vl,
 )
-
 from vpagent.distill.student.train import TrainOptions, train
 from vpagent.student.students import HFStudent, load_student, new_student
 

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from student_tiny import build_export, build_tiny_lm
 
-from tests.sockets import SocketWatch, strace_addresses, strace_off_loopback, strace_prefix
+from tests.fixtures.sockets import SocketWatch, strace_addresses, strace_off_loopback, strace_prefix
+from tests.fixtures.student_tiny import build_export, build_tiny_lm
 from vpagent.distill.student.launch import stop, wait_all
 from vpagent.distill.student.train import TrainOptions, last_complete_checkpoint
 from vpagent.student.base import StudentError

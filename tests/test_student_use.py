@@ -6,14 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-from student_tiny import build_export, build_tiny_lm
 from typer.testing import CliRunner
 
-from tests.fakes import spots_image
-from tests.test_agent import COUNT, make_agent
+from tests.fixtures.agents import COUNT, make_agent
+from tests.fixtures.fakes import spots_image
+from tests.fixtures.student_tiny import build_export, build_tiny_lm
 from vpagent.agent import Agent, build_agent
 from vpagent.cli import app
 from vpagent.config import ConfigError, load_settings
+from vpagent.events import Event, StudentUnsure
 from vpagent.student_mode import StudentAnswerer
 from vpagent.tools.registry import build_specialist
 
@@ -112,11 +113,13 @@ def test_agent_uses_the_student_first_and_falls_back_to_a_program(checkpoint: Pa
         result = agent.ask(spots_image(), "How many spots are there?")
     assert result.answered_by == "student" and result.program is None
     unsure = StudentAnswerer(checkpoint, mode="student-then-program", threshold=1.0)
-    events: list[str] = []
+    events: list[Event] = []
     with make_agent([COUNT], student=unsure) as agent:
         result = agent.ask(spots_image(), "How many spots are there?", on_event=events.append)
     assert result.answered_by == "program" and result.answer == "2"
-    assert any(e.startswith("student unsure") for e in events)
+    unsure = [event for event in events if isinstance(event, StudentUnsure)]
+    assert len(unsure) == 1 and unsure[0].confidence < unsure[0].threshold
+    assert str(unsure[0]).startswith("student unsure (confidence")
 
 
 def test_student_backend_serves_vqa_and_captioner(checkpoint: Path) -> None:

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.fakes import spots_image
+from tests.fixtures.fakes import spots_image
 from vpagent.tools.types import Mask
 from vpagent.trace import ImageInfo, Step, Trace, load_trace, save_trace
 from vpagent.trace.render import draw_step, render_html, save_html
@@ -93,13 +93,13 @@ def test_html_is_self_contained_and_escapes_untrusted_text(tmp_path: Path) -> No
 def test_html_shows_how_boxes_were_ranked_and_why_a_step_is_unverified() -> None:
     trace = _trace()
     trace.steps[0].args["name"] = "red spot"
-    trace.steps[0].artifacts["attribute"] = {
+    trace.steps[0].artifacts.attribute = {
         "property": "red",
         "ranked": True,
         "scores": [0.62, 0.1],
         "holds": [True, False],
     }
-    trace.steps[0].artifacts["unverified"] = "no 'spot' is clearly '<red>'"
+    trace.steps[0].artifacts.unverified = "no 'spot' is clearly '<red>'"
     page = render_html(trace, spots_image())
     assert "ranked by &#39;red&#39;: 0.62, 0.10 (no)" in page
     assert "unverified: no &#39;spot&#39; is clearly &#39;&lt;red&gt;&#39;" in page

@@ -11,8 +11,8 @@ from typing import ClassVar
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-from vlm_fake_server import FakeVLMServer
 
+from tests.fixtures.vlm_fake_server import FakeVLMServer
 from vpagent.cli import app
 from vpagent.config import load_settings
 from vpagent.llm import embedded, local_models, packs

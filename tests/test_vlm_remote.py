@@ -12,8 +12,7 @@ import pytest
 
 pytest.importorskip("langchain_openai")
 
-from vlm_fake_server import FakeVLMServer, decoded_parts, free_port
-
+from tests.fixtures.vlm_fake_server import FakeVLMServer, decoded_parts, free_port
 from vpagent.config import load_settings
 from vpagent.runner import ProgramRunner
 from vpagent.tools.errors import CannotAnswer, ModelUnavailable, ToolError
@@ -152,7 +151,7 @@ def test_vlm_settings_fill_roles_and_micro_batch(fake):
              "api_key_env": "", "options": {"timeout_s": 2}},
         batching={"window_ms": 200, "max_batch": 8},
     )  # fmt: skip
-    server = ToolServer(settings)
+    server = ToolServer(settings.tool_server_config())
     answers: dict[int, str] = {}
     images = [RED, BLUE, RED]
 
@@ -202,7 +201,7 @@ def test_http_api_reports_a_down_vlm_without_a_500():
     from fastapi.testclient import TestClient
     from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
-    from tests.test_planner import KeywordEmbed
+    from tests.fixtures.agents import KeywordEmbed
     from vpagent.agent import Agent
     from vpagent.http import create_app
     from vpagent.planner import ExampleRetriever, Planner, load_examples

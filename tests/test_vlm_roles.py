@@ -117,7 +117,7 @@ def test_vlm_setting_fills_unset_roles_and_wraps_the_matcher():
     assert matcher.backend == "openai-vlm"
     assert matcher.options["base_backend"] == "clip"
     assert matcher.options["base_model"] == "openai/clip-vit-large-patch14"
-    assert is_vlm_backed(settings) and not is_vlm_backed(load_settings())
+    assert is_vlm_backed(settings.tools) and not is_vlm_backed(load_settings().tools)
 
 
 def test_vlm_roles_can_be_limited_and_env_works(monkeypatch):

@@ -9,9 +9,8 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from hf_tiny import test_image
-from vlm_tiny import build_idefics3, build_llava
-
+from tests.fixtures.hf_tiny import test_image
+from tests.fixtures.vlm_tiny import build_idefics3, build_llava
 from vpagent.config import load_settings
 from vpagent.tools.errors import ModelUnavailable
 from vpagent.tools.hf.vlm import TransformersVLM
@@ -96,8 +95,8 @@ def test_tool_server_micro_batches_concurrent_questions(model_dir):
         device="cpu",
         batching={"window_ms": 200, "max_batch": 8},
     )
-    assert is_vlm_backed(settings)
-    server = ToolServer(settings)
+    assert is_vlm_backed(settings.tools)
+    server = ToolServer(settings.tool_server_config())
     vqa = server.specialist("vqa")
     expected = [vqa.answer(image, q) for image, q in zip(IMAGES, QUESTIONS, strict=True)]
     answers: dict[int, str] = {}

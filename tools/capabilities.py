@@ -7,10 +7,7 @@ look for a tree, and the offline matcher checks colours, categories and worn ite
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from vpagent.config import Settings
+from vpagent.tools.config import ToolsConfig
 
 # Classes whose synonyms the planner is shown as examples, and things shown as not findable.
 SYNONYM_EXAMPLES = ("person", "dining table", "potted plant", "sports ball", "cell phone",
@@ -19,10 +16,9 @@ NOT_FINDABLE_EXAMPLES = ("tree", "sky", "grass", "wall", "building", "shirt", "h
 OPEN_VOCABULARY = {"owlvit", "grounding-dino", "yolo-world"}
 
 
-def describe(settings: Settings) -> str:
+def describe(tools: ToolsConfig) -> str:
     """Short text for the API spec: what find, verify_property, simple_query and
     compute_depth can do with the configured backends (empty lines omitted)."""
-    tools = settings.tools
     lines = [
         _detector_line(tools.detector.backend),
         _matcher_line(tools.matcher.backend),

@@ -21,7 +21,7 @@ from vpagent.tools.cache import cache_key
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.referring import Reference, split_reference
 from vpagent.tools.server import ToolServer
-from vpagent.tools.types import Box, Detection, PropertyEvidence
+from vpagent.tools.types import Box, Detection, PropertyEvidence, StepArtifacts
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
@@ -57,7 +57,6 @@ class LLMArgs(_Args):
     question: Annotated[str, Field(min_length=1, max_length=2000)]
 
 
-UNVERIFIED = "unverified"  # artifact key: why a step's result is a low-confidence guess
 FACE_NAMES = frozenset({"face", "faces", "human face", "human faces"})
 MIN_REGION_PIXELS = 2
 MAX_RANKED = 16  # locate ranks at most this many boxes (best detector scores first)
@@ -76,6 +75,10 @@ def image_sha256(pixels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
+Operation = Callable[[Any], tuple[Any, StepArtifacts]]
+"""One tool of the program API, host side: parsed arguments -> (value, what to draw)."""
+
+
 class ProgramHost:
     """Answers the tool calls of programs that look at one image. Callable as a ToolHandler."""
 
@@ -86,10 +89,10 @@ class ProgramHost:
         self.pixels = pixels
         self.sha256 = image_sha256(pixels)
         self.image_id = image_id or self.sha256[:16]
-        self.artifacts: dict[int, dict[str, Any]] = {}
+        self.artifacts: dict[int, StepArtifacts] = {}
         self._calls = 0
         self._lock = threading.Lock()
-        self._operations: dict[str, tuple[type[_Args], Callable[[Any], tuple[Any, dict]]]] = {
+        self._operations: dict[str, tuple[type[_Args], Operation]] = {
             "find": (FindArgs, self._find),
             "verify_property": (PropertyArgs, self._verify_property),
             "best_text_match": (OptionsArgs, self._best_text_match),
@@ -125,10 +128,11 @@ class ProgramHost:
             raise ValueError(f"unknown image '{parsed.image}'")
         hit, value = self.server.cache.get(self._key(tool, parsed))
         if hit:
-            self.artifacts[index] = value["artifacts"]
+            self.artifacts[index] = StepArtifacts.model_validate(value["artifacts"])
             return value["value"]
         value, artifacts = operation(parsed)
-        self.server.cache.put(self._key(tool, parsed), {"value": value, "artifacts": artifacts})
+        cached = {"value": value, "artifacts": artifacts.model_dump(mode="json", exclude_none=True)}
+        self.server.cache.put(self._key(tool, parsed), cached)
         self.artifacts[index] = artifacts
         return value
 
@@ -148,12 +152,12 @@ class ProgramHost:
 
     # Operations: each returns (plain-data value for the program, artifacts for the trace).
 
-    def _find(self, args: FindArgs) -> tuple[Any, dict]:
+    def _find(self, args: FindArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
         name = args.name.strip().lower()
         detector = self.server.specialist("detector")
         reference = split_reference(name)
-        rank = reference.attribute is not None and not getattr(detector, "reads_attributes", True)
+        rank = reference.attribute is not None and not detector.reads_attributes
         query = reference.noun if rank else name  # "black dog": a closed vocabulary has "dog"
         if name in FACE_NAMES:
             detections = self.server.detect_faces(crop)
@@ -162,28 +166,28 @@ class ProgramHost:
         else:
             detections = self.server.detect(crop, [query])
         detections = sorted(detections, key=lambda d: d.score, reverse=True)
-        artifacts: dict[str, Any] = {"region": region.as_list()}
+        artifacts = StepArtifacts(region=region.as_list())
         notes = []
         if rank:
             detections, ranking, note = self._refer(crop, detections, reference, args.thorough)
-            artifacts["attribute"] = ranking
+            artifacts.attribute = ranking
             notes += [note] if note else []
         hits = [
             {"box": d.box.shift(region.x0, region.y0).as_list(), "score": d.score, "label": name}
             for d in detections
         ]
-        artifacts["boxes"] = hits
+        artifacts.boxes = hits
         if args.thorough:
             if not hits:
                 raise CannotAnswer(f"no '{name}' in the image, even searching harder")
-            threshold = getattr(detector, "score_threshold", None)
+            threshold = detector.score_threshold
             if threshold is not None and hits[0]["score"] < threshold:
                 notes.append(
                     f"the best '{name}' scores {hits[0]['score']:.2f}, below the detector's "
                     f"threshold {threshold}: it may not be there"
                 )
         if notes:
-            artifacts[UNVERIFIED] = "; ".join(notes)
+            artifacts.unverified = "; ".join(notes)
         return hits, artifacts
 
     def _refer(
@@ -229,11 +233,10 @@ class ProgramHost:
         return [detection for detection, _ in kept], ranking, note
 
     def _search(self, crop: np.ndarray, name: str) -> list[Detection]:
-        """The detector's harder search where it has one (tiles, flip, low threshold)."""
-        search = getattr(self.server.specialist("detector"), "search", None)
-        return search(crop, name) if callable(search) else self.server.detect(crop, [name])
+        """The detector's harder search (tiles, flip, low threshold where it has them)."""
+        return self.server.specialist("detector").search(crop, name)
 
-    def _verify_property(self, args: PropertyArgs) -> tuple[Any, dict]:
+    def _verify_property(self, args: PropertyArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
         try:
             verdict = bool(self.server.verify_property(crop, args.name, args.property))
@@ -241,19 +244,16 @@ class ProgramHost:
             question = f"Is the {args.name} {args.property}? Answer yes or no."
             reply = self._guess(crop, question, refusal)
             verdict = reply.strip().lower().startswith(("yes", "true"))
-            return verdict, {
-                "region": region.as_list(),
-                UNVERIFIED: f"a guess: the matcher cannot check '{args.property}' ({refusal})",
-            }
-        return verdict, {"region": region.as_list()}
+            return verdict, StepArtifacts(
+                region=region.as_list(),
+                unverified=f"a guess: the matcher cannot check '{args.property}' ({refusal})",
+            )
+        return verdict, StepArtifacts(region=region.as_list())
 
     def _guess(self, crop: np.ndarray, question: str, refusal: CannotAnswer) -> str:
         """The VQA role's best guess where it offers one; otherwise the original refusal."""
-        guess = getattr(self.server.specialist("vqa"), "guess", None)
-        if not callable(guess):
-            raise refusal
         try:
-            return str(guess(crop, question))
+            return str(self.server.specialist("vqa").guess(crop, question))
         except CannotAnswer:
             raise refusal from None
 
@@ -267,43 +267,44 @@ class ProgramHost:
             reply = self._guess(self.pixels, question, refusal)
             return reply, f"a best guess by {backend} ({refusal})"
 
-    def _best_text_match(self, args: OptionsArgs) -> tuple[Any, dict]:
+    def _best_text_match(self, args: OptionsArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
         index = self.server.best_text_match(crop, list(args.options))
-        return args.options[index], {"region": region.as_list()}
+        return args.options[index], StepArtifacts(region=region.as_list())
 
-    def _simple_query(self, args: QuestionArgs) -> tuple[Any, dict]:
+    def _simple_query(self, args: QuestionArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
         try:
-            return self.server.answer(crop, args.question), {"region": region.as_list()}
+            return self.server.answer(crop, args.question), StepArtifacts(region=region.as_list())
         except CannotAnswer as refusal:
             reply = self._guess(crop, args.question, refusal)
-            return reply, {"region": region.as_list(), UNVERIFIED: f"a guess ({refusal})"}
+            return reply, StepArtifacts(region=region.as_list(), unverified=f"a guess ({refusal})")
 
-    def _caption(self, args: RegionArgs) -> tuple[Any, dict]:
+    def _caption(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
-        return self.server.caption(crop), {"region": region.as_list()}
+        return self.server.caption(crop), StepArtifacts(region=region.as_list())
 
-    def _ocr(self, args: RegionArgs) -> tuple[Any, dict]:
+    def _ocr(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
         lines = self.server.read_text(crop)
         boxes = [
             {"box": line.box.shift(region.x0, region.y0).as_list(), "label": line.text}
             for line in lines
         ]
-        return "\n".join(line.text for line in lines), {"region": region.as_list(), "boxes": boxes}
+        text = "\n".join(line.text for line in lines)
+        return text, StepArtifacts(region=region.as_list(), boxes=boxes)
 
-    def _compute_depth(self, args: RegionArgs) -> tuple[Any, dict]:
+    def _compute_depth(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
         _, region = self._region(args)
         depth = self.server.depth(self.pixels)
         window = depth[int(region.y0) : int(region.y1), int(region.x0) : int(region.x1)]
-        return float(np.median(window)), {"region": region.as_list()}
+        return float(np.median(window)), StepArtifacts(region=region.as_list())
 
-    def _segment(self, args: RegionArgs) -> tuple[Any, dict]:
+    def _segment(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
         _, region = self._region(args)
         mask = self.server.segment(self.pixels, region)
         fraction = mask.area / max(region.area, 1.0)
-        return min(fraction, 1.0), {"region": region.as_list(), "mask": mask.to_rle().model_dump()}
+        return min(fraction, 1.0), StepArtifacts(region=region.as_list(), mask=mask.to_rle())
 
-    def _llm_query(self, args: LLMArgs) -> tuple[Any, dict]:
-        return self.server.llm_query(args.question), {}
+    def _llm_query(self, args: LLMArgs) -> tuple[Any, StepArtifacts]:
+        return self.server.llm_query(args.question), StepArtifacts()

@@ -11,6 +11,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from vpagent.tools.config import ToolsConfig
 from vpagent.tools.errors import ModelUnavailable
 from vpagent.tools.roles import Specialist
 
@@ -68,12 +69,12 @@ BACKENDS: dict[str, dict[str, str]] = {
 VLM_BACKENDS = frozenset({"vlm", "openai-vlm", "llamacpp-vlm"})
 
 
-def is_vlm_backed(settings: Any, role: str = "vqa") -> bool:
+def is_vlm_backed(tools: ToolsConfig, role: str = "vqa") -> bool:
     """Whether ``role`` (vqa: ``simple_query``) is served by a real vision-language model.
 
     Reads the configuration only (nothing is built), so the planner can say so in its prompt.
     """
-    return getattr(settings.tools, role).backend in VLM_BACKENDS
+    return getattr(tools, role).backend in VLM_BACKENDS
 
 
 # Options a backend name implies, where one class serves several names.

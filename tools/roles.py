@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.types import Box, Detection, Mask, PropertyEvidence, TextLine, ToolInfo
 
 Image = np.ndarray
@@ -27,7 +28,8 @@ class Detector(Specialist):
     """Open- or closed-vocabulary object detector."""
 
     role = "detector"
-    reads_attributes = True  # False: "black dog" finds every dog (closed vocabulary)
+    reads_attributes: bool = True  # False: "black dog" finds every dog (closed vocabulary)
+    score_threshold: float | None = None  # the least score it reports, where it has one
 
     @abstractmethod
     def detect_batch(self, images: list[Image], names: list[list[str]]) -> list[list[Detection]]:
@@ -35,6 +37,11 @@ class Detector(Specialist):
 
     def detect(self, image: Image, names: list[str]) -> list[Detection]:
         return self.detect_batch([image], [names])[0]
+
+    def search(self, image: Image, name: str) -> list[Detection]:
+        """A harder search for ``name`` (``find(..., thorough=True)``): tiles, a flip, a lower
+        threshold where the backend has them; plain detection otherwise."""
+        return self.detect(image, [name])
 
 
 class Segmenter(Specialist):
@@ -99,6 +106,13 @@ class VQA(Specialist):
 
     def answer(self, image: Image, question: str) -> str:
         return self.answer_batch([image], [question])[0]
+
+    def guess(self, image: Image, question: str) -> str:
+        """A best guess where another tool cannot answer (marked unverified in the trace).
+
+        A backend that cannot guess raises CannotAnswer: the original refusal then stands.
+        """
+        raise CannotAnswer(f"the {type(self).__name__} VQA backend offers no guesses")
 
 
 class OCR(Specialist):

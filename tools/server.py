@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from vpagent.tools.batching import MicroBatcher
 from vpagent.tools.cache import ResultCache, json_digest
+from vpagent.tools.config import ToolServerConfig
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.registry import BACKENDS, build_specialist
 from vpagent.tools.roles import (
@@ -28,9 +29,6 @@ from vpagent.tools.roles import (
     Specialist,
 )
 from vpagent.tools.types import Box, Detection, Mask, PropertyEvidence, TextLine, ToolInfo
-
-if TYPE_CHECKING:
-    from vpagent.config import Settings
 
 LLM = Callable[[str], str]
 
@@ -49,14 +47,14 @@ RESULTS_REVISION = 3  # bump when a tool's result changes for the same inputs an
 # offline matcher also looks for sunglasses on a face box)
 
 
-def results_namespace(settings: Settings) -> str:
+def results_namespace(config: ToolServerConfig) -> str:
     """A digest of what tool results depend on besides their inputs: every role's backend, model
     and options, the LLM the stand-in tools ask, and the vpagent version."""
     from vpagent import __version__
 
     payload = {
-        "tools": settings.tools.model_dump(mode="json"),
-        "llm": settings.llm.model_dump(mode="json", include={"provider", "model", "base_url"}),
+        "tools": config.tools.model_dump(mode="json"),
+        "llm": config.llm_identity,
         "version": __version__,
         "revision": RESULTS_REVISION,
     }
@@ -68,15 +66,15 @@ class ToolServer:
 
     def __init__(
         self,
-        settings: Settings,
+        config: ToolServerConfig,
         *,
         specialists: dict[str, Specialist] | None = None,
         llm: LLM | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = config
         self.llm = llm
         self.cache = ResultCache(
-            settings.cache.max_entries, settings.cache.directory, results_namespace(settings)
+            config.cache.max_entries, config.cache.directory, results_namespace(config)
         )
         self._specialists: dict[str, Specialist] = dict(specialists or {})
         self._build_lock = threading.RLock()
@@ -90,12 +88,12 @@ class ToolServer:
         """The backend serving ``role``, built on first use."""
         with self._build_lock:
             if role not in self._specialists:
-                config = getattr(self.settings.tools, role)
+                config = getattr(self.config.tools, role)
                 self._specialists[role] = build_specialist(
                     role,
                     config.backend,
                     model=config.model,
-                    device=self.settings.device,
+                    device=self.config.device,
                     options=config.options,
                     dependencies={
                         "detector": lambda: self.specialist("detector"),
@@ -116,8 +114,8 @@ class ToolServer:
             if name not in self._batchers:
                 self._batchers[name] = MicroBatcher(
                     run_batch,
-                    window_s=self.settings.batching.window_ms / 1000,
-                    max_batch=self.settings.batching.max_batch,
+                    window_s=self.config.batching.window_ms / 1000,
+                    max_batch=self.config.batching.max_batch,
                     name=name,
                 )
             return self._batchers[name]

@@ -121,3 +121,19 @@ class ToolInfo(BaseModel):
     device: str = "cpu"
     stand_in: bool = False
     note: str = ""
+
+
+class StepArtifacts(BaseModel):
+    """What one tool call leaves for the trace: the region it looked at, the boxes it found, a
+    mask, a referring-expression ranking, and why its result is only a guess."""
+
+    region: list[float] | None = None
+    boxes: list[dict[str, Any]] = Field(default_factory=list)  # {"box", "score"?, "label"}
+    mask: RLE | None = None
+    attribute: dict[str, Any] | None = None  # how "black dog" ranked the dogs
+    unverified: str | None = None  # set: the result is a low-confidence guess, and why
+
+    @property
+    def drawable(self) -> bool:
+        """Something to draw on the image."""
+        return self.region is not None or bool(self.boxes) or self.mask is not None

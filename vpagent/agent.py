@@ -11,21 +11,26 @@ from pathlib import Path
 
 from langchain_core.language_models import BaseChatModel
 
+from vpagent.answers import normalize_answer
 from vpagent.config import Settings
+from vpagent.events import (
+    AnsweringWithoutProgram,
+    EventCallback,
+    Planning,
+    Repairing,
+    RunningProgram,
+    TokensWritten,
+    ignore,
+)
 from vpagent.images import ImageInput, load_image
 from vpagent.planner import Planner, PlanningFailed
 from vpagent.program_run import ProgramRun
 from vpagent.result import Result, validate_question
-from vpagent.runner import EventCallback, ProgramRunner
+from vpagent.runner import ProgramRunner
 from vpagent.student_mode import STUDENT, StudentAnswerer, student_first
 from vpagent.trace.store import save_trace
 
 LLM_QUERY_SYSTEM = "Answer in a few words, without explanation."
-
-
-def normalize_answer(answer: str) -> str:
-    """Lower-case, trimmed, without a final full stop: the form answers are voted in."""
-    return answer.strip().rstrip(".").strip().lower()
 
 
 def build_agent(
@@ -132,7 +137,7 @@ class Agent:
         question = validate_question(question)
         pixels = load_image(image)
         started = time.perf_counter()
-        notify = on_event or (lambda _message: None)
+        notify = on_event or ignore
         early = student_first(self.student, pixels, question, notify, mode)  # agent.mode
         if early is not None:
             return early
@@ -183,8 +188,8 @@ class Agent:
         (that run has ``failure`` set and no execution). ``Agent.ask`` and ``distill traces``
         both consume it.
         """
-        notify = notify or (lambda _message: None)
-        notify("planning" if sample == 0 else f"planning sample {sample + 1}")
+        notify = notify or ignore
+        notify(Planning(sample))
         started = time.perf_counter()
         try:
             plan = self.planner.plan(question, sample=sample, on_tokens=on_tokens)
@@ -193,7 +198,7 @@ class Agent:
             return
         plan_s = time.perf_counter() - started
         for repair in range(self.max_repairs + 1):
-            notify(f"running program {repair + 1}")
+            notify(RunningProgram(repair + 1))
             started = time.perf_counter()
             execution, trace = self.runner.run(
                 plan.program, pixels, question=question, on_event=notify
@@ -203,7 +208,7 @@ class Agent:
             yield run
             if execution.ok or repair == self.max_repairs or run.unfixable:
                 return
-            notify(f"repairing: {execution.error_kind}")
+            notify(Repairing(str(execution.error_kind)))
             started = time.perf_counter()
             try:
                 plan = self.planner.repair(
@@ -236,7 +241,7 @@ class Agent:
 
     def _answer_anyway(self, pixels, result: Result, notify: EventCallback) -> None:  # type: ignore[no-untyped-def]
         """No program answered: ask the VQA role about the whole image; mark it unverified."""
-        notify("answering without a program")
+        notify(AnsweringWithoutProgram())
         started = time.perf_counter()
         try:
             result.answer, how = self.runner.answer_directly(pixels, result.question)
@@ -275,8 +280,8 @@ def _result(question: str, run: ProgramRun, timings: dict[str, float], tried: in
 
 
 def _token_events(notify: EventCallback) -> Callable[[int], None]:
-    """Planner token counts as progress messages."""
-    return lambda count: notify(f"planning: {count} tokens written")
+    """Planner token counts as progress events."""
+    return lambda count: notify(TokensWritten(count))
 
 
 def _vote(outcomes: list[Result]) -> Result:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
@@ -21,8 +21,17 @@ from pydantic_settings import (
 
 from vpagent.llm.config import LLMConfig
 from vpagent.sandbox.limits import SandboxLimits
+from vpagent.tools.config import (
+    BatchingConfig,
+    CacheConfig,
+    ToolsConfig,
+    ToolServerConfig,
+)
+from vpagent.tools.registry import BACKENDS
 
-ROLES = ("detector", "segmenter", "matcher", "captioner", "vqa", "ocr", "depth", "faces")
+ROLES = tuple(BACKENDS)  # the tool registry is the one list of roles
+AnswerMode = Literal["program", "student", "student-then-program"]
+ANSWER_MODES: tuple[str, ...] = get_args(AnswerMode)  # who answers a question
 Profile = Literal["offline", "hf"]
 
 PROFILE_TOOLS: dict[str, dict[str, dict[str, Any]]] = {
@@ -57,39 +66,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RoleConfig(_Strict):
-    """Which backend serves a role, and its model (hub id or local folder) and options."""
-
-    backend: str
-    model: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class ToolsConfig(_Strict):
-    detector: RoleConfig
-    segmenter: RoleConfig
-    matcher: RoleConfig
-    captioner: RoleConfig
-    vqa: RoleConfig
-    ocr: RoleConfig
-    depth: RoleConfig
-    faces: RoleConfig
-
-
-class CacheConfig(_Strict):
-    """Tool-result cache keyed by (image content hash, tool, arguments)."""
-
-    max_entries: int = Field(2048, ge=0)
-    directory: Path | None = Field(None, description="Also keep results on disk here.")
-
-
-class BatchingConfig(_Strict):
-    """Calls from concurrent programs are collected for ``window_ms`` into one batch."""
-
-    window_ms: float = Field(5.0, ge=0)
-    max_batch: int = Field(8, ge=1)
-
-
 class AgentConfig(_Strict):
     """How the agent plans: examples per prompt, fixes, repairs, self-consistency."""
 
@@ -122,7 +98,7 @@ class AgentConfig(_Strict):
     max_repairs: int = Field(2, ge=0, description="New programs after one fails at run time.")
     samples: int = Field(1, ge=1, le=9, description="Programs voted on (self-consistency).")
     plan_cache_dir: Path | None = None
-    mode: Literal["program", "student", "student-then-program"] = Field(
+    mode: AnswerMode = Field(
         "program", description="Who answers: a program, a trained student, or the student first."
     )
     student: Path | None = Field(None, description="Trained student folder (distill train).")
@@ -294,6 +270,18 @@ class Settings(BaseSettings):
     ray: RayConfig = Field(default_factory=RayConfig)
     vlm: VLMConfig | None = None
     trace_dir: Path | None = None
+
+    def tool_server_config(self) -> ToolServerConfig:
+        """What the tool server reads of these settings."""
+        return ToolServerConfig(
+            tools=self.tools,
+            cache=self.cache,
+            batching=self.batching,
+            device=self.device,
+            llm_identity=self.llm.model_dump(
+                mode="json", include={"provider", "model", "base_url"}
+            ),
+        )
 
     @model_validator(mode="before")
     @classmethod

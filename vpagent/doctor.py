@@ -72,7 +72,7 @@ def _vlm_problem(specialist: object, backend: str) -> str | None:
 
 def diagnose(settings: Settings) -> DoctorReport:
     """Build (without loading models) each configured backend and report on it."""
-    server = ToolServer(settings)
+    server = ToolServer(settings.tool_server_config())
     roles: list[RoleReport] = []
     for role in ROLES:
         config = getattr(settings.tools, role)

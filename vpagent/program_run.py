@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from vpagent.planner import Plan, PlanningFailed
 from vpagent.sandbox.result import ExecutionResult
-from vpagent.tools.program_host import UNVERIFIED
 from vpagent.trace.records import Trace
 
 
@@ -32,9 +31,9 @@ class ProgramRun:
         if self.trace is None:
             return []
         return [
-            f"step {step.index} ({step.tool}): {step.artifacts[UNVERIFIED]}"
+            f"step {step.index} ({step.tool}): {step.artifacts.unverified}"
             for step in self.trace.steps
-            if UNVERIFIED in step.artifacts
+            if step.artifacts.unverified is not None
         ]
 
     @property

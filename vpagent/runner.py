@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from vpagent.answer_form import checked
 from vpagent.config import Settings
+from vpagent.events import EventCallback, ToolStep
 from vpagent.images import ImageInput, load_image
 from vpagent.sandbox.executor import SandboxExecutor, ToolHandler
 from vpagent.sandbox.result import ExecutionResult
 from vpagent.tools.program_host import ProgramHost
 from vpagent.tools.server import LLM, ToolServer
+from vpagent.tools.types import StepArtifacts
 from vpagent.trace.records import ImageInfo, Trace
-
-EventCallback = Callable[[str], None]
-"""Receives short progress messages ("planning", "step 2: find")."""
 
 
 class ProgramRunner:
@@ -36,7 +34,7 @@ class ProgramRunner:
         pool_size: int = 2,
     ) -> None:
         self.settings = settings
-        self.server = server or ToolServer(settings, llm=llm)
+        self.server = server or ToolServer(settings.tool_server_config(), llm=llm)
         self.executor = SandboxExecutor(settings.sandbox, pool_size=pool_size)
 
     def run(
@@ -49,7 +47,7 @@ class ProgramRunner:
     ) -> tuple[ExecutionResult, Trace]:
         """Run ``program`` (defining ``execute_command(image)``) on ``image``.
 
-        ``on_event`` hears "step k: tool" as each tool call starts. With the ``question``, an
+        ``on_event`` hears a :class:`ToolStep` as each tool call starts. With the ``question``, an
         answer not of the kind it asks for (not one of its options, not yes/no, not a number
         for "how many", ...) is a failed run (:mod:`vpagent.answer_form`).
         """
@@ -60,7 +58,7 @@ class ProgramRunner:
             calls = itertools.count(1)
 
             def handler(tool: str, args: dict[str, Any]) -> Any:
-                on_event(f"step {next(calls)}: {tool}")
+                on_event(ToolStep(next(calls), tool))
                 return host(tool, args)
 
         started = time.perf_counter()
@@ -68,7 +66,7 @@ class ProgramRunner:
         if question is not None:  # "left or right?" answered "whippet" is not an answer
             result = checked(question, result)
         for step in result.steps:
-            step.artifacts = host.artifacts.get(step.index, {})
+            step.artifacts = host.artifacts.get(step.index, StepArtifacts())
         height, width = pixels.shape[:2]
         source = str(image) if isinstance(image, str | Path) else None
         trace = Trace(

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from vpagent.config import ANSWER_MODES as MODES
+from vpagent.events import AskingStudent, EventCallback, StudentUnsure, ignore
 from vpagent.result import Result
 
-MODES = ("program", "student", "student-then-program")
 STUDENT = "student"
 PROGRAM = "program"
 
@@ -68,12 +69,16 @@ class StudentAnswerer:
         )
 
     def first_answer(
-        self, pixels: np.ndarray, question: str, notify: Any = None, mode: str | None = None
+        self,
+        pixels: np.ndarray,
+        question: str,
+        notify: EventCallback | None = None,
+        mode: str | None = None,
     ) -> Result | None:
         """A Result when the student answers (always in ``student`` mode), else None."""
         mode = mode or self.mode
-        notify = notify or (lambda _message: None)
-        notify("asking the student")
+        notify = notify or ignore
+        notify(AskingStudent())
         reply = self.answer(pixels, question)
         confident = reply.answer is not None and reply.confidence >= self.threshold
         if mode == STUDENT or confident:
@@ -90,10 +95,7 @@ class StudentAnswerer:
                     f"{reply.confidence:.2f}); no program checked it"
                 ),
             )
-        notify(
-            f"student unsure (confidence {reply.confidence:.2f} < {self.threshold:.2f}): "
-            "planning a program"
-        )
+        notify(StudentUnsure(reply.confidence, self.threshold))
         return None
 
 
@@ -127,7 +129,10 @@ def with_student_options(settings: Any, mode: str | None, student: Path | None) 
 
 
 def student_first(
-    answerer: StudentAnswerer | None, pixels: np.ndarray, question: str, notify: Any,
+    answerer: StudentAnswerer | None,
+    pixels: np.ndarray,
+    question: str,
+    notify: EventCallback,
     mode: str | None = None,
 ) -> Result | None:  # fmt: skip
     """What ``Agent.ask`` runs first: the student's Result, or None to plan a program.

@@ -186,7 +186,7 @@ def compare(
     """
     from rich.progress import track
 
-    from vpagent.agent import normalize_answer
+    from vpagent.answers import normalize_answer
 
     _warm_up(student, items)
     mine = [

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from tests.browser.driver import ask_in_page, chromium_page, free_port
 from vpagent.agent import build_agent
-from vpagent.apps.gradio_app import build_ui, data_dir, launch_options
+from vpagent.apps.gradio_app import build_ui, launch_options
+from vpagent.apps.inputs import data_dir
 from vpagent.config import load_settings
 
 

@@ -47,6 +47,6 @@ def agent_or_fail(settings: Settings) -> Agent:
 
     try:
         with errors.status("starting the agent") as status:
-            return build_agent(settings, on_event=lambda message: status.update(escape(message)))
+            return build_agent(settings, on_event=lambda event: status.update(escape(str(event))))
     except Exception as error:  # missing model pack, unreachable server, bad LLM config
         raise fail(f"cannot start the agent: {error}") from None

@@ -169,7 +169,7 @@ def ask(
     directory = trace_dir or settings.trace_dir
     settings = settings.model_copy(update={"trace_dir": None})  # saved once, below, with HTML
     with agent_or_fail(settings) as agent, errors.status("planning") as status:
-        result = agent.ask(pixels, question, on_event=lambda m: status.update(escape(m)))
+        result = agent.ask(pixels, question, on_event=lambda e: status.update(escape(str(e))))
     paths: dict[str, str] = {}
     if result.trace is not None:
         result.trace.image.source = str(image)

@@ -3,22 +3,8 @@
 from __future__ import annotations
 
 import difflib
-import re
 
-NUMBER_WORDS = {
-    "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-    "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
-}  # fmt: skip
-ARTICLES = {"a", "an", "the"}
-PUNCTUATION = re.compile(r"[;/\[\]\"{}()=+\\_\-><@`,?!*#%^&$:|~']")
-PERIOD = re.compile(r"(?<!\d)\.(?!\d)")
-
-
-def normalize(answer: str) -> str:
-    """The VQA evaluation's normal form: lower case, no punctuation or articles, digits."""
-    text = PERIOD.sub("", PUNCTUATION.sub(" ", answer.lower().strip()))
-    words = [NUMBER_WORDS.get(word, word) for word in text.split() if word not in ARTICLES]
-    return " ".join(words)
+from vpagent.answers import normalize
 
 
 def exact_match(prediction: str | None, accepted: list[str]) -> float:

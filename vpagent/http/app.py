@@ -10,7 +10,7 @@ import base64
 import binascii
 import hmac
 import threading
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import cachetools
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
@@ -21,6 +21,7 @@ from starlette.datastructures import UploadFile
 
 import vpagent
 from vpagent.agent import Agent
+from vpagent.config import AnswerMode
 from vpagent.http.limits import BodySizeLimit
 from vpagent.images import ImageError, load_image
 from vpagent.result import MAX_QUESTION_CHARS, Result, ResultSummary
@@ -35,7 +36,7 @@ class AskJSON(BaseModel):
 
     image_base64: str = Field(description="The image file, base64-encoded.")
     question: str = Field(max_length=MAX_QUESTION_CHARS)
-    mode: Literal["program", "student", "student-then-program"] | None = Field(
+    mode: AnswerMode | None = Field(
         None, description="Who answers (default: the server's agent.mode); student modes need "
         "agent.student.",
     )  # fmt: skip

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 
 from vpagent.config import Settings
+from vpagent.events import EventCallback, Starting, ignore
 from vpagent.planner.examples import ExampleRetriever, fixed_examples, load_banks
 from vpagent.planner.planner import Planner
 from vpagent.planner.prompt import PROGRAM_END, PROGRAM_OPENING
 from vpagent.tools.cache import ResultCache
 
-Notify = Callable[[str], None]
 _ROLES = {"system": "system", "human": "user", "ai": "assistant"}
 
 
@@ -33,8 +31,8 @@ def planner_notes(settings: Settings) -> str:
     from vpagent.tools.capabilities import describe
     from vpagent.tools.registry import is_vlm_backed
 
-    notes = [describe(settings)]
-    if is_vlm_backed(settings):
+    notes = [describe(settings.tools)]
+    if is_vlm_backed(settings.tools):
         notes.append(VLM_NOTE)
     return "\n".join(note for note in notes if note)
 
@@ -45,7 +43,7 @@ def build_planner(
     *,
     notes: str | None = None,
     warm: bool = True,
-    on_event: Notify | None = None,
+    on_event: EventCallback | None = None,
 ) -> Planner:
     """A planner for ``settings.agent`` talking to ``chat``.
 
@@ -70,16 +68,19 @@ def build_planner(
         cache=ResultCache(max_entries=1024, directory=agent.plan_cache_dir),
     )
     if warm and llm.provider == "embedded" and llm.prompt_cache:
-        _warm(settings, planner, on_event or (lambda _message: None))
+        _warm(settings, planner, on_event or ignore)
     return planner
 
 
-def _warm(settings: Settings, planner: Planner, notify: Notify) -> None:
+def _warm(settings: Settings, planner: Planner, notify: EventCallback) -> None:
     from vpagent.llm.chat import embedded_server
     from vpagent.llm.prefix_cache import warm_prefix
 
-    notify("loading the planner's prompt prefix (computed once, then kept on disk)")
+    notify(Starting("loading the planner's prompt prefix (computed once, then kept on disk)"))
     result = warm_prefix(embedded_server(settings.llm), openai_messages(planner.prefix()))
     notify(
-        f"planner prompt prefix {result.outcome}: {result.tokens} tokens, {result.seconds:.1f} s"
+        Starting(
+            f"planner prompt prefix {result.outcome}: {result.tokens} tokens, "
+            f"{result.seconds:.1f} s"
+        )
     )

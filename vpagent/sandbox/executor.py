@@ -20,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from vpagent.sandbox import protocol
@@ -116,7 +117,8 @@ class SandboxExecutor:
 
     Thread-safe: concurrent :meth:`run` calls each take their own worker. ``pool_size``
     workers are kept started and ready; a run that finds none waits for one that is starting,
-    or starts its own.
+    or starts its own. ``api`` (``module:factory``) builds the program API in the worker;
+    ``api_dir`` is a folder to import it from (the tests' hostile API, which does not ship).
     """
 
     def __init__(
@@ -125,9 +127,11 @@ class SandboxExecutor:
         *,
         pool_size: int = 2,
         api: str = DEFAULT_API,
+        api_dir: Path | None = None,
     ) -> None:
         self.limits = limits or SandboxLimits()
         self.api = api
+        self.api_dir = api_dir
         self.pool_size = pool_size
         self._frame_limit = max_worker_frame_bytes(self.limits.max_output_chars)
         self._jail = tempfile.mkdtemp(prefix="vpagent-jail-")
@@ -151,6 +155,7 @@ class SandboxExecutor:
             "--memory-mb", str(limits.memory_mb),
             "--max-output-chars", str(limits.max_output_chars),
             "--max-tool-calls", str(limits.max_tool_calls),
+            *(["--api-dir", str(self.api_dir)] if self.api_dir is not None else []),
         ]  # fmt: skip
         process = subprocess.Popen(
             command,

@@ -378,6 +378,7 @@ def _load_factory(spec: str) -> Callable[..., tuple[Any, dict[str, Any]]]:
 def _parse_options(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--api", required=True, help="module:factory building the program API")
+    parser.add_argument("--api-dir", default=None, help="folder to import --api from (tests)")
     parser.add_argument("--jail", default=None, help="empty directory to chroot into (as root)")
     parser.add_argument("--cpu-seconds", type=int, required=True)
     parser.add_argument("--memory-mb", type=int, required=True)
@@ -401,6 +402,8 @@ def start(
     options: argparse.Namespace,
 ) -> tuple[Callable[..., Any], OutputBuffer, dict, HostChannel]:
     """Everything before the program arrives: imports, then isolation; report ready."""
+    if options.api_dir is not None:  # before isolation: the jail has no files
+        sys.path.insert(0, options.api_dir)
     make_api = _load_factory(options.api)
     for module in PRELOADED_MODULES:
         importlib.import_module(module)

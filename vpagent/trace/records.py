@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from vpagent.tools.types import StepArtifacts
+
 StepErrorKind = Literal["cannot_answer", "tool_failed"]
 
 
@@ -25,8 +27,8 @@ class Step(BaseModel):
         "tool_failed: any other failure.",
     )
     duration_s: float = 0.0
-    artifacts: dict[str, Any] = Field(
-        default_factory=dict, description="Region, boxes and masks to draw for this step."
+    artifacts: StepArtifacts = Field(
+        default_factory=StepArtifacts, description="Region, boxes and masks to draw for this step."
     )
 
     @property

@@ -13,8 +13,7 @@ import jinja2
 import numpy as np
 from PIL import Image, ImageDraw
 
-from vpagent.tools.program_host import UNVERIFIED
-from vpagent.tools.types import RLE, Mask
+from vpagent.tools.types import Mask
 from vpagent.trace.records import Step, Trace
 from vpagent.trace.store import atomic_write_text
 
@@ -39,8 +38,8 @@ def draw_step(pixels: np.ndarray, step: Step) -> Image.Image:
     image = Image.fromarray(pixels).convert("RGBA")
     scale = min(1.0, MAX_PREVIEW_SIDE / max(image.size))
     artifacts = step.artifacts
-    if "mask" in artifacts:
-        mask = Mask.from_rle(RLE.model_validate(artifacts["mask"])).pixels
+    if artifacts.mask is not None:
+        mask = Mask.from_rle(artifacts.mask).pixels
         overlay = np.zeros((*mask.shape, 4), dtype=np.uint8)
         overlay[mask] = (*MASK_COLOUR, 110)
         image = Image.alpha_composite(image, Image.fromarray(overlay, "RGBA"))
@@ -49,9 +48,9 @@ def draw_step(pixels: np.ndarray, step: Step) -> Image.Image:
     )
     pen = ImageDraw.Draw(image)
     width = max(2, round(3 * scale))
-    if "region" in artifacts:
-        pen.rectangle([v * scale for v in artifacts["region"]], outline=REGION_COLOUR, width=width)
-    for hit in artifacts.get("boxes", []):
+    if artifacts.region is not None:
+        pen.rectangle([v * scale for v in artifacts.region], outline=REGION_COLOUR, width=width)
+    for hit in artifacts.boxes:
         box = [v * scale for v in hit["box"]]
         pen.rectangle(box, outline=RESULT_COLOUR, width=width)
         caption = str(hit.get("label", ""))
@@ -105,9 +104,9 @@ def render_html(trace: Trace, pixels: np.ndarray) -> str:
             "result": _short(step.result) if step.ok else None,
             "error": step.error,
             "duration_ms": step.duration_s * 1000,
-            "picture": _data_url(draw_step(pixels, step)) if step.artifacts else None,
-            "ranking": _ranking(step.artifacts.get("attribute")),
-            "unverified": step.artifacts.get(UNVERIFIED),
+            "picture": _data_url(draw_step(pixels, step)) if step.artifacts.drawable else None,
+            "ranking": _ranking(step.artifacts.attribute),
+            "unverified": step.artifacts.unverified,
         }
         for step in trace.steps
     ]
