@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -34,15 +36,37 @@ DEFAULT_DATASET = ROOT.resolve().parent / "shared" / "data" / "dev.jsonl"
 DEFAULT_BEFORE = "102cdf9"  # the commit before b957fc7, the offline-pack work of issue 11
 
 
-def run_eval(root: Path, dataset: Path, out: Path, limit: int | None) -> list[dict]:
-    """``vpagent eval`` with the code under ``root``; one dict per question."""
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    env.pop("VPAGENT_CONFIG", None)
-    command = [sys.executable, "-m", "vpagent", "eval", str(dataset), "--out", str(out), "--json"]
+def run_eval(python: Path, root: Path, dataset: Path, out: Path, limit: int | None) -> list[dict]:
+    """``vpagent eval`` with ``python`` (whose path holds the code to measure); one dict each."""
+    env = {key: value for key, value in os.environ.items() if key != "VPAGENT_CONFIG"}
+    command = [str(python), "-m", "vpagent", "eval", str(dataset), "--out", str(out), "--json"]
     if limit is not None:
         command += ["--limit", str(limit)]
     subprocess.run(command, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
     return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def environment_for(checkout: Path, folder: Path) -> Path:
+    """A Python whose import path holds ``checkout``'s code and this interpreter's packages.
+
+    The sandbox starts its worker with ``python -I``, which ignores PYTHONPATH: with
+    PYTHONPATH alone the worker would import this checkout's vpagent, not the older one. A
+    throwaway venv whose .pth files name the code and the packages reaches the worker too.
+    Since the one-import-name layout, tools/, distill/ and apps/ install beneath vpagent: such
+    a checkout is laid out as installed in a copy first.
+    """
+    venv = folder / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    code = checkout
+    if "[tool.setuptools.package-dir]" in (checkout / "pyproject.toml").read_text():
+        code = folder / "code"
+        shutil.copytree(checkout / "vpagent", code / "vpagent")
+        for name in ("tools", "distill", "apps"):
+            shutil.copytree(checkout / name, code / "vpagent" / name)
+    site = Path(sysconfig.get_paths(vars={"base": str(venv), "platbase": str(venv)})["purelib"])
+    (site / "before-code.pth").write_text(f"{code}\n")
+    (site / "packages.pth").write_text(f"{sysconfig.get_paths()['purelib']}\n")
+    return venv / "bin" / "python"
 
 
 def run_both(
@@ -54,11 +78,12 @@ def run_both(
         git("worktree", "add", "--detach", str(worktree), before_rev)
         try:
             print(f"before: {before_rev} ...", flush=True)
-            before_rows = run_eval(worktree, dataset, Path(tmp) / "before.jsonl", limit)
+            python = environment_for(worktree, Path(tmp))
+            before_rows = run_eval(python, worktree, dataset, Path(tmp) / "before.jsonl", limit)
         finally:
             git("worktree", "remove", "--force", str(worktree))
         print(f"after: {after_rev} ...", flush=True)
-        after_rows = run_eval(ROOT, dataset, Path(tmp) / "after.jsonl", limit)
+        after_rows = run_eval(Path(sys.executable), ROOT, dataset, Path(tmp) / "after.jsonl", limit)
     return before_rows, after_rows
 
 
