@@ -85,3 +85,7 @@ def test_evaluate_writes_results_and_report(tmp_path: Path) -> None:
     assert report.accuracy == pytest.approx(1 / 3)
     assert report.per_type["count"].accuracy == 0.5 and report.errors == {"input": 1}
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
+    assert results[0].answered_by == "program" and results[0].verified
+    assert results[2].answered_by is None and not results[2].verified  # the image is missing
+    assert report.low <= report.accuracy <= report.high
+    assert (report.per_type["other"].low, report.per_type["other"].high) == (0.0, 0.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,9 +17,13 @@ REPO = Path(__file__).parents[1]
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of this checkout, built from a copy (setuptools writes build/ beside it)."""
+    source = tmp_path_factory.mktemp("source") / "vpagent"
+    skip = shutil.ignore_patterns(".venv", ".git", "build", "*.egg-info", "__pycache__", "traces")
+    shutil.copytree(REPO, source, ignore=skip)
     out = tmp_path_factory.mktemp("wheel")
     build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-    done = subprocess.run([*build, "-w", str(out), str(REPO)], capture_output=True, text=True)
+    done = subprocess.run([*build, "-w", str(out), str(source)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return next(out.glob("vpagent-*.whl"))
 

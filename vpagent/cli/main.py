@@ -34,10 +34,12 @@ app = typer.Typer(
 
 def _mount_subcommands() -> None:
     from vpagent.cli.distill import distill_app
+    from vpagent.cli.evaluate import eval_app
     from vpagent.llm.cli import models_app
 
     app.add_typer(models_app, name="models")
     app.add_typer(distill_app, name="distill")
+    app.add_typer(eval_app, name="eval")
 
 
 _mount_subcommands()
@@ -193,57 +195,6 @@ def ask(
         errors.print(f"trace: {paths['trace_html']}", highlight=False, markup=False)
     if result.answer is None:
         raise typer.Exit(EXIT_PROGRAM_FAILED)
-
-
-@app.command("eval")
-def evaluate_command(
-    dataset: Annotated[
-        Path,
-        typer.Argument(
-            help="JSONL, a Visual Sketchpad folder, parquet, GQA / VQAv2 / OK-VQA / A-OKVQA JSON."
-        ),
-    ],
-    images: Annotated[
-        Path | None, typer.Option(help="Images folder (GQA, VQAv2 / OK-VQA, A-OKVQA).")
-    ] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write one JSON line per item here.")] = None,
-    json_output: JsonOption = False,
-    config: ConfigOption = None,
-) -> None:
-    """Run the agent over a dataset; report accuracy per type and seconds per question."""
-    from vpagent.evaluation.datasets import DatasetError, read_dataset
-    from vpagent.evaluation.run import evaluate
-
-    settings = settings_or_fail(config)
-    try:
-        loaded = read_dataset(dataset, images=images)
-    except (DatasetError, OSError) as error:
-        raise fail(str(error)) from None
-    items = loaded.items[:limit]
-    notes = [f"{loaded.layout}: {len(loaded.items)} items"]
-    notes += [f"skipped {n} ({reason})" for reason, n in loaded.skipped.items()]
-    if loaded.missing_images:
-        notes.append(f"{loaded.missing_images} images not found (scored as input errors)")
-    errors.print("; ".join(notes), highlight=False, markup=False)
-    with agent_or_fail(settings) as agent:
-        report, _ = evaluate(agent, items, out=out, progress=not json_output)
-    if json_output:
-        typer.echo(report.model_dump_json(indent=2))
-        return
-    table = Table(title=f"{dataset.name}: {report.n} questions")
-    for column in ("type", "n", "accuracy"):
-        table.add_column(column)
-    for kind, score in report.per_type.items():
-        table.add_row(kind, str(score.n), f"{score.accuracy:.1%}")
-    table.add_row("[bold]all[/]", str(report.n), f"[bold]{report.accuracy:.1%}[/]")
-    console.print(table)
-    console.print(
-        f"seconds per question: {report.seconds_per_question:.2f} "
-        f"(plan {report.plan_seconds_per_question:.2f}, "
-        f"execute {report.execute_seconds_per_question:.2f}); errors: {report.errors or 'none'}",
-        highlight=False,
-    )
 
 
 @app.command()

@@ -15,6 +15,7 @@ from vpagent.agent import Agent
 from vpagent.evaluation.datasets import EvalItem
 from vpagent.evaluation.datasets.choices import letter_index
 from vpagent.evaluation.metrics import exact_match, map_to_choice, vqa_soft_accuracy
+from vpagent.evaluation.stats import interval
 
 
 class ItemResult(BaseModel):
@@ -27,19 +28,28 @@ class ItemResult(BaseModel):
     score: float
     error_kind: str | None = None
     error: str | None = None
+    answered_by: str | None = None  # program or student; None: no answer at all
+    verified: bool = False  # a program ran without guesses (not a fallback or a stand-in guess)
+    unverified_reason: str | None = None
     plan_s: float = 0.0
     execute_s: float = 0.0
     total_s: float = 0.0
 
 
 class TypeScore(BaseModel):
+    """Mean score with its bootstrap 95% interval (low, high)."""
+
     n: int
     accuracy: float
+    low: float
+    high: float
 
 
 class Report(BaseModel):
     n: int
     accuracy: float
+    low: float
+    high: float
     per_type: dict[str, TypeScore]
     seconds_per_question: float
     plan_seconds_per_question: float
@@ -87,6 +97,9 @@ def evaluate_item(agent: Agent, item: EvalItem) -> ItemResult:
         score=score_item(item, result.answer),
         error_kind=result.error_kind,
         error=result.error,
+        answered_by=result.answered_by if result.answer is not None else None,
+        verified=result.verified,
+        unverified_reason=result.unverified_reason,
         plan_s=result.timings.get("plan_s", 0.0),
         execute_s=result.timings.get("execute_s", 0.0),
         total_s=result.timings.get("total_s", 0.0),
@@ -100,15 +113,24 @@ def summarise(results: Sequence[ItemResult]) -> Report:
         by_type[result.type].append(result.score)
         if result.error_kind:
             errors[result.error_kind] += 1
+    scores = [r.score for r in results]
+    low, high = interval(scores)
     return Report(
         n=len(results),
-        accuracy=mean(r.score for r in results) if results else 0.0,
-        per_type={t: TypeScore(n=len(s), accuracy=mean(s)) for t, s in sorted(by_type.items())},
+        accuracy=mean(scores) if results else 0.0,
+        low=low,
+        high=high,
+        per_type={kind: _score(s) for kind, s in sorted(by_type.items())},
         seconds_per_question=mean(r.total_s for r in results) if results else 0.0,
         plan_seconds_per_question=mean(r.plan_s for r in results) if results else 0.0,
         execute_seconds_per_question=mean(r.execute_s for r in results) if results else 0.0,
         errors=dict(errors),
     )
+
+
+def _score(scores: list[float]) -> TypeScore:
+    low, high = interval(scores)
+    return TypeScore(n=len(scores), accuracy=mean(scores), low=low, high=high)
 
 
 def evaluate(

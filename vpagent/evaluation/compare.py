@@ -1,0 +1,84 @@
+"""Two `vpagent eval` results files, item by item: what flipped, per type, and whether it is
+more than chance (exact McNemar on the items right in one run only)."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from vpagent.evaluation.run import ItemResult
+from vpagent.evaluation.stats import mcnemar_p
+
+RIGHT = 1.0  # an item counts as right with full credit (soft VQA scores below 1 do not)
+
+
+class CompareError(ValueError):
+    """A results file cannot be read; the message names it and the line."""
+
+
+class TypeComparison(BaseModel):
+    n: int
+    accuracy_a: float
+    accuracy_b: float
+    only_a: list[str]  # ids right in A only
+    only_b: list[str]  # ids right in B only
+    p_value: float
+
+
+class Comparison(BaseModel):
+    """Per type and overall, over the ids both files hold."""
+
+    per_type: dict[str, TypeComparison]
+    overall: TypeComparison
+    missing_in_b: list[str]
+    missing_in_a: list[str]
+
+
+def read_results(path: Path) -> dict[str, ItemResult]:
+    """id -> result of one `vpagent eval --out` file; a repeated id keeps its last line."""
+    results: dict[str, ItemResult] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise CompareError(f"cannot read {path}: {error.strerror or error}") from None
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            result = ItemResult.model_validate(json.loads(line))
+        except (json.JSONDecodeError, ValidationError) as error:
+            first = str(error).splitlines()[0]
+            raise CompareError(f"{path}:{number}: not a vpagent eval result ({first})") from None
+        results[result.id] = result
+    return results
+
+
+def _compare(pairs: list[tuple[ItemResult, ItemResult]]) -> TypeComparison:
+    only_a = sorted(a.id for a, b in pairs if a.score >= RIGHT > b.score)
+    only_b = sorted(a.id for a, b in pairs if b.score >= RIGHT > a.score)
+    n = len(pairs)
+    return TypeComparison(
+        n=n,
+        accuracy_a=sum(a.score for a, _ in pairs) / n if n else 0.0,
+        accuracy_b=sum(b.score for _, b in pairs) / n if n else 0.0,
+        only_a=only_a,
+        only_b=only_b,
+        p_value=mcnemar_p(len(only_a), len(only_b)),
+    )
+
+
+def compare_results(a: dict[str, ItemResult], b: dict[str, ItemResult]) -> Comparison:
+    """Match the two runs by id; compare per type (A's type) and overall."""
+    shared = [(a[item_id], b[item_id]) for item_id in a if item_id in b]
+    by_type: dict[str, list[tuple[ItemResult, ItemResult]]] = defaultdict(list)
+    for pair in shared:
+        by_type[pair[0].type].append(pair)
+    return Comparison(
+        per_type={kind: _compare(pairs) for kind, pairs in sorted(by_type.items())},
+        overall=_compare(shared),
+        missing_in_b=sorted(set(a) - set(b)),
+        missing_in_a=sorted(set(b) - set(a)),
+    )
