@@ -13,7 +13,7 @@ from vpagent.apps.render import (
     summarize,
 )
 from vpagent.config import ANSWER_MODES
-from vpagent.events import Planning, RunningProgram, ToolStep
+from vpagent.events import Planning, RunningProgram, Starting, ToolStep
 from vpagent.trace.records import ImageInfo, Step, Trace
 
 
@@ -62,3 +62,7 @@ def test_the_rationale_page_is_escaped_into_a_sandboxed_frame() -> None:
 
 def test_every_answer_mode_has_a_label() -> None:
     assert tuple(MODE_LABELS) == ANSWER_MODES
+
+
+def test_an_event_is_worded_for_people_without_losing_its_capitals() -> None:
+    assert Starting("loading Qwen2.5-Coder").describe() == "Loading Qwen2.5-Coder"

@@ -74,3 +74,10 @@ def test_the_cli_compares_and_names_a_bad_file(tmp_path: Path) -> None:
     assert "bad.jsonl:1: not a vpagent eval result" in " ".join(bad.output.split())
     with pytest.raises(CompareError, match="cannot read"):
         read_results(tmp_path / "missing.jsonl")
+
+
+def test_eval_takes_its_options_before_or_after_the_dataset(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing.jsonl")
+    for args in (["eval", missing, "--limit", "1"], ["eval", "--limit", "1", "--json", missing]):
+        done = CliRunner().invoke(app, args)
+        assert done.exit_code == 2 and "no dataset at" in done.output, (args, done.output)

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from vpagent.tools.cache import cache_key
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.referring import Reference, split_reference
+from vpagent.tools.roles import Detector
 from vpagent.tools.server import ToolServer
 from vpagent.tools.types import Box, Detection, PropertyEvidence, StepArtifacts
 
@@ -233,8 +234,12 @@ class ProgramHost:
         return [detection for detection, _ in kept], ranking, note
 
     def _search(self, crop: np.ndarray, name: str) -> list[Detection]:
-        """The detector's harder search (tiles, flip, low threshold where it has them)."""
-        return self.server.specialist("detector").search(crop, name)
+        """The detector's harder search where it has one (tiles, flip, low threshold); otherwise
+        the server's batched detection."""
+        detector = self.server.specialist("detector")
+        if type(detector).search is Detector.search:
+            return self.server.detect(crop, [name])
+        return detector.search(crop, name)
 
     def _verify_property(self, args: PropertyArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)

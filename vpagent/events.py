@@ -16,7 +16,8 @@ class Event:
 
     def describe(self) -> str:
         """The event worded for people."""
-        return str(self).capitalize()
+        text = str(self)
+        return text[:1].upper() + text[1:]
 
 
 @dataclass(frozen=True)

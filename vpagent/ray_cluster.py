@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -37,6 +38,7 @@ LOOPBACK = "127.0.0.1"
 # What start_ray changed for a private Ray, restored by stop_ray.
 _saved_env: dict[str, str | None] = {}
 _saved_constant: dict[str, bool] = {}
+_temporary_homes: list[str] = []
 
 
 class RayStartError(RuntimeError):
@@ -66,22 +68,24 @@ def _import_ray() -> Any:
 def _local_home() -> Iterator[None]:
     """HOME -> a folder holding ``ray_bootstrap_config.yaml`` while Ray starts its processes.
 
-    The caches HOME would otherwise locate are pinned first, so workers still find models.
+    The caches HOME would otherwise locate are pinned first, so workers still find models. Ray's
+    processes keep that HOME for their lives, so the folder stays until :func:`stop_ray`.
     """
     previous = os.environ.get("HOME")
     os.environ.setdefault("VPAGENT_CACHE_DIR", str(cache_root()))
     if previous:
         os.environ.setdefault("XDG_CACHE_HOME", str(Path(previous) / ".cache"))
-    with tempfile.TemporaryDirectory(prefix="vpagent-ray-home-") as home:
-        Path(home, "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
-        os.environ["HOME"] = home
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop("HOME", None)
-            else:
-                os.environ["HOME"] = previous
+    home = tempfile.mkdtemp(prefix="vpagent-ray-home-")
+    _temporary_homes.append(home)
+    Path(home, "ray_bootstrap_config.yaml").write_text("provider:\n  type: local\n")
+    os.environ["HOME"] = home
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = previous
 
 
 def ray_listening_addresses() -> list[tuple[str, str, int]]:
@@ -139,9 +143,9 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         for key, value in environment.items():
             _saved_env.setdefault(key, os.environ.get(key))
             os.environ[key] = value  # set before Ray is imported: read at import time
-    ray = _import_ray()
-    _reload_auth_settings()
     try:
+        ray = _import_ray()
+        _reload_auth_settings()
         if address is None:
             _start_local(ray, num_cpus)
         else:
@@ -167,6 +171,8 @@ def stop_ray() -> None:
         ray_constants.ENABLE_RAY_CLUSTER = _saved_constant.pop("ENABLE_RAY_CLUSTER")
     if "ray" in sys.modules:
         _reload_auth_settings()
+    while _temporary_homes:
+        shutil.rmtree(_temporary_homes.pop(), ignore_errors=True)
 
 
 def _reload_auth_settings() -> None:

@@ -35,6 +35,7 @@ class _RunUnlessCommand(TyperGroup):
 
 eval_app = typer.Typer(
     cls=_RunUnlessCommand,
+    context_settings={"ignore_unknown_options": True},  # options may come before DATASET
     help="Evaluate on a dataset (vpagent eval DATASET), or compare two runs (eval compare A B).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
