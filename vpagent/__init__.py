@@ -27,7 +27,7 @@ _PUBLIC = {
     "Settings": "vpagent.config",
     "load_settings": "vpagent.config",
 }
-__all__ = ["Agent", "Result", "Settings", "__version__", "build_agent", "load_settings"]
+__all__ = [*_PUBLIC, "__version__"]
 
 
 def __getattr__(name: str) -> Any:
