@@ -7,8 +7,9 @@ The older commit is checked out into a temporary git worktree; ``vpagent eval`` 
 then here, one after the other, with the same interpreter and packages, the embedded default
 and a fresh in-memory tool cache each. The default ``--before`` is the last commit before the
 offline-pack work of issue 11 (relations, ``locate``, tiles, colour masks, answers always).
-Reports accuracy per type, questions left without an answer, seconds per question, and each
-question whose answer or program differs. ``--rows`` compares two saved outputs instead.
+The comparison is `vpagent eval compare`'s (accuracy per type, the questions right in one run
+only, an exact McNemar p-value), plus each question whose program differs. ``--rows`` compares
+two saved outputs instead of running both.
 
 Writes benchmarks/results/before-after[-NAME].md and .json.
 """
@@ -19,15 +20,15 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
 from machine import cpu_model  # benchmarks/machine.py, beside this script
+
+from vpagent.evaluation.compare import ResultsFile, compare_results, read_results
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent
@@ -36,14 +37,14 @@ DEFAULT_DATASET = ROOT.resolve().parent / "shared" / "data" / "dev.jsonl"
 DEFAULT_BEFORE = "102cdf9"  # the commit before b957fc7, the offline-pack work of issue 11
 
 
-def run_eval(python: Path, root: Path, dataset: Path, out: Path, limit: int | None) -> list[dict]:
-    """``vpagent eval`` with ``python`` (whose path holds the code to measure); one dict each."""
+def run_eval(python: Path, root: Path, dataset: Path, out: Path, limit: int | None) -> Path:
+    """``vpagent eval --out`` with ``python`` (whose path holds the code to measure)."""
     env = {key: value for key, value in os.environ.items() if key != "VPAGENT_CONFIG"}
     command = [str(python), "-m", "vpagent", "eval", str(dataset), "--out", str(out), "--json"]
     if limit is not None:
         command += ["--limit", str(limit)]
     subprocess.run(command, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
-    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+    return out
 
 
 def environment_for(checkout: Path, folder: Path) -> Path:
@@ -69,80 +70,41 @@ def environment_for(checkout: Path, folder: Path) -> Path:
     return venv / "bin" / "python"
 
 
-def run_both(
-    before: str, before_rev: str, after_rev: str, dataset: Path, limit: int | None
-) -> tuple[list[dict], list[dict]]:
-    """``vpagent eval`` at ``before`` (in a temporary worktree), then in this checkout."""
-    with tempfile.TemporaryDirectory(prefix="vpagent-before-") as tmp:
-        worktree = Path(tmp) / "before"
-        git("worktree", "add", "--detach", str(worktree), before_rev)
-        try:
-            print(f"before: {before_rev} ...", flush=True)
-            python = environment_for(worktree, Path(tmp))
-            before_rows = run_eval(python, worktree, dataset, Path(tmp) / "before.jsonl", limit)
-        finally:
-            git("worktree", "remove", "--force", str(worktree))
-        print(f"after: {after_rev} ...", flush=True)
-        after_rows = run_eval(Path(sys.executable), ROOT, dataset, Path(tmp) / "after.jsonl", limit)
-    return before_rows, after_rows
+def run_both(before_rev: str, dataset: Path, limit: int | None, folder: Path) -> tuple[Path, Path]:
+    """``vpagent eval`` at ``before_rev`` (in a temporary worktree), then in this checkout."""
+    worktree = folder / "before"
+    git("worktree", "add", "--detach", str(worktree), before_rev)
+    try:
+        print(f"before: {before_rev} ...", flush=True)
+        python = environment_for(worktree, folder)
+        before = run_eval(python, worktree, dataset, folder / "before.jsonl", limit)
+    finally:
+        git("worktree", "remove", "--force", str(worktree))
+    print("after: this checkout ...", flush=True)
+    return before, run_eval(Path(sys.executable), ROOT, dataset, folder / "after.jsonl", limit)
 
 
-def summary(rows: list[dict]) -> dict:
-    by_type: dict[str, list[float]] = defaultdict(list)
-    for row in rows:
-        by_type[row["type"]].append(row["score"])
-    unanswered = sum(1 for row in rows if not (row.get("prediction") or "").strip())
-    return {
-        "n": len(rows),
-        "accuracy": statistics.mean(row["score"] for row in rows),
-        "right": sum(row["score"] for row in rows),
-        "per_type": {kind: (sum(s), len(s)) for kind, s in sorted(by_type.items())},
-        "unanswered": unanswered,
-        "seconds_median": statistics.median(row["total_s"] for row in rows),
-        "seconds_mean": statistics.mean(row["total_s"] for row in rows),
-    }
-
-
-def table(before: dict, after: dict, before_rev: str, after_rev: str) -> str:
-    def cell(right: float, n: int) -> str:
-        return f"{right:g}/{n} ({right / n:.1%})"
-
+def report(before: ResultsFile, after: ResultsFile, names: tuple[str, str]) -> tuple[str, dict]:
+    """The markdown of `vpagent eval compare`, plus each question whose program changed."""
+    comparison = compare_results(before, after)
     lines = [
-        f"| type | n | before ({before_rev}) | after ({after_rev}) |",
-        "|---|---|---|---|",
+        f"| type | n | before ({names[0]}) | after ({names[1]}) | right before only | "
+        "right after only | p (McNemar) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for kind, (right, n) in after["per_type"].items():
-        old = before["per_type"].get(kind, (0, n))[0]
-        lines.append(f"| {kind} | {n} | {cell(old, n)} | {cell(right, n)} |")
-    lines.append(
-        f"| **all** | {after['n']} | **{cell(before['right'], before['n'])}** | "
-        f"**{cell(after['right'], after['n'])}** |"
-    )
-    lines.append(f"| left without an answer | | {before['unanswered']} | {after['unanswered']} |")
-    lines.append(
-        f"| seconds per question, median (mean) | | {before['seconds_median']:.1f} "
-        f"({before['seconds_mean']:.1f}) | {after['seconds_median']:.1f} "
-        f"({after['seconds_mean']:.1f}) |"
-    )
-    return "\n".join(lines)
-
-
-def differences(before: list[dict], after: list[dict]) -> list[str]:
-    """One line per question whose answer or program differs between the two runs."""
-    earlier = {row["id"]: row for row in before}
-    lines = []
-    for row in after:
-        old = earlier.get(row["id"])
-        if old is None:
-            lines.append(f"- {row['id']}: only in the after run")
-            continue
-        changed = [key for key in ("prediction", "program") if old.get(key) != row.get(key)]
-        if changed:
-            lines.append(
-                f"- {row['id']} ({', '.join(changed)}): {old.get('prediction')!r} -> "
-                f"{row.get('prediction')!r} (score {old['score']:g} -> {row['score']:g})"
-            )
-    return lines
+    rows = [*comparison.per_type.items(), ("**all**", comparison.overall)]
+    for kind, row in rows:
+        lines.append(
+            f"| {kind} | {row.n} | {row.accuracy_a:.1%} | {row.accuracy_b:.1%} | "
+            f"{', '.join(row.only_a) or '-'} | {', '.join(row.only_b) or '-'} | {row.p_value:.3g} |"
+        )
+    changed = [
+        f"- {item_id}: {old.prediction!r} -> {new.prediction!r}"
+        for item_id, new in after.results.items()
+        if (old := before.results.get(item_id)) is not None and old.program != new.program
+    ]
+    lines += ["", f"Questions whose program differs: {len(changed) or 'none'}", "", *changed]
+    return "\n".join(lines), comparison.model_dump(mode="json")
 
 
 def git(*args: str) -> str:
@@ -171,20 +133,10 @@ def main() -> None:
     after_rev = git("rev-parse", "--short", "HEAD")
     if git("status", "--short", "--untracked-files=no"):
         after_rev += "+uncommitted"
-    if args.rows:
-        before_rows, after_rows = (
-            [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-            for path in args.rows
-        )
-    else:
-        before_rows, after_rows = run_both(args.before, before_rev, after_rev, dataset, args.limit)
-    before, after = summary(before_rows), summary(after_rows)
+    with tempfile.TemporaryDirectory(prefix="vpagent-before-") as tmp:
+        paths = args.rows or run_both(before_rev, dataset, args.limit, Path(tmp))
+        text, comparison = report(*(read_results(path) for path in paths), (before_rev, after_rev))
     limit = f", first {args.limit} questions" if args.limit else ""
-    text = table(before, after, before_rev, after_rev)
-    changed = differences(before_rows, after_rows)
-    text += "\n\nQuestions whose answer or program differs: " + (
-        f"{len(changed)}\n\n" + "\n".join(changed) if changed else "none."
-    )
     how = (
         f"`--rows {' '.join(str(path) for path in args.rows)}`: two saved `vpagent eval` outputs"
         if args.rows
@@ -193,11 +145,9 @@ def main() -> None:
     Path(f"{stem}.md").write_text(
         f"# {dataset.name}{limit}: before and after\n\n"
         f"Machine: {cpu_model()}, {os.cpu_count()} CPUs. `benchmarks/bench_before_after.py` "
-        f"{how}.\n\n{text}\n"
+        f"{how}; the table is `vpagent eval compare`'s.\n\n{text}\n"
     )
-    Path(f"{stem}.json").write_text(
-        json.dumps({"before": before_rows, "after": after_rows}, indent=1) + "\n"
-    )
+    Path(f"{stem}.json").write_text(json.dumps(comparison, indent=1) + "\n")
     print(text, f"\nwritten to {stem}.md")
 
 

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from pathlib import Path
 
-from vpagent.distill.jsonl import write_atomic
-from vpagent.distill.local_pool import AgentBuildFailed, AgentFactory
 from vpagent.distill.trace_item import VERIFY_SCORE
 from vpagent.distill.trace_records import ItemRecord
 from vpagent.distill.traces import load_item_records
@@ -27,6 +25,9 @@ from vpagent.evaluation.datasets import load_dataset
 from vpagent.evaluation.run import score_item
 from vpagent.llm.packs import sha256_file
 from vpagent.planner import Example, load_examples
+from vpagent.pool.job import AgentFactory
+from vpagent.pool.jsonl import write_atomic
+from vpagent.pool.local import AgentBuildFailed
 from vpagent.sandbox.policy import ProgramRejected, check_program
 
 NEAR_IDENTICAL = 0.9  # question similarity (difflib ratio of normalised text) counted as a repeat

@@ -23,12 +23,12 @@ from typing import Any
 
 from vpagent.answers import normalize_answer
 from vpagent.distill.card import build_card, card_markdown
-from vpagent.distill.jsonl import write_atomic
 from vpagent.distill.rationales import load_rationales, rationales, strip_answer, target_answer
 from vpagent.distill.trace_records import ItemRecord, asked_question
 from vpagent.distill.traces import load_item_records, load_run_info
 from vpagent.evaluation.datasets import EvalItem, load_dataset
 from vpagent.llm.packs import sha256_file
+from vpagent.pool.jsonl import write_atomic
 from vpagent.student.records import SFTRecord
 
 SPLITS = ("train", "validation")

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from vpagent.answers import normalize_answer
-from vpagent.distill.jsonl import AppendWriter, read_records
 from vpagent.distill.trace_records import ItemRecord
 from vpagent.distill.traces import load_item_records
+from vpagent.pool.jsonl import AppendWriter, read_records
 from vpagent.student.records import parse_answer, rationale_target
 
 RATIONALES_FILE = "rationales.jsonl"

@@ -2,39 +2,30 @@
 
 Per item, the temperature-0 program and then up to k-1 sampled ones are planned and run in the
 sandbox (each with the agent's run-time repairs); every program run is recorded, and sampling
-stops at the first program whose answer matches the label. Items are written whole, one JSON
-line each, to ``DIR/items.jsonl`` by a single writer: a rerun skips finished items, and an item
-in flight when a run dies is traced again from scratch, never duplicated.
+stops at the first program whose answer matches the label. Items go through the shared runner
+(:func:`vpagent.pool.run.run_items`) into ``DIR/items.jsonl``: its first line records the
+dataset, k and the teacher's settings; a rerun skips finished items and refuses other
+settings, and an item in flight when a run dies is traced again from scratch, never duplicated.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import closing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-
-from vpagent.distill.jsonl import AppendWriter, read_records, write_atomic
-from vpagent.distill.local_pool import AgentFactory, trace_in_pool, trace_in_process
-from vpagent.distill.trace_records import ITEMS_FILE, RUN_FILE, WORKER_ERROR, ItemRecord
+from vpagent.distill.trace_item import trace_item
+from vpagent.distill.trace_records import ITEMS_FILE, WORKER_ERROR, ItemRecord
 from vpagent.evaluation.datasets import EvalItem
+from vpagent.evaluation.run_header import run_header
+from vpagent.pool.header import RunHeader
+from vpagent.pool.job import AgentFactory, Job
+from vpagent.pool.run import Backend, RunRefused, read_run, run_items
 
-
-class TraceRunError(ValueError):
-    """The run cannot start: duplicate item ids, or a folder made with other settings."""
+TraceRunError = RunRefused  # the run cannot start: repeated ids, or a folder of another run
 
 
 @dataclass
@@ -64,43 +55,15 @@ class TraceSummary:
 
 def load_item_records(out_dir: Path) -> list[ItemRecord]:
     """The finished items in a traces folder; for an item traced again, its last record."""
-    latest: dict[str, ItemRecord] = {}
-    for row in read_records(out_dir / ITEMS_FILE):
-        record = ItemRecord.model_validate(row)
-        latest.pop(record.item_id, None)
-        latest[record.item_id] = record
-    return list(latest.values())
+    return list(read_run(out_dir / ITEMS_FILE, ItemRecord, "item_id")[1].values())
 
 
 def load_run_info(out_dir: Path) -> dict[str, Any]:
-    """The teacher configuration the traces were made with (``run.json``)."""
-    path = out_dir / RUN_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-
-
-def _check_run(out_dir: Path, k: int, teacher: dict[str, Any], dataset: str) -> None:
-    """Write ``run.json`` on the first run; refuse to mix settings on a rerun."""
-    previous = load_run_info(out_dir)
-    if previous and (previous.get("k") != k or previous.get("teacher") != teacher):
-        raise TraceRunError(
-            f"{out_dir} holds traces made with k={previous.get('k')} and teacher "
-            f"{previous.get('teacher')}; use another --out for k={k} and teacher {teacher}"
-        )
-    if not previous:
-        info = {
-            "dataset": dataset,
-            "k": k,
-            "teacher": teacher,
-            "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        }
-        write_atomic(out_dir / RUN_FILE, json.dumps(info, indent=2) + "\n")
-
-
-def _unique(items: Sequence[EvalItem]) -> None:
-    counts = Counter(item.id for item in items)
-    repeated = [item_id for item_id, n in counts.items() if n > 1]
-    if repeated:
-        raise TraceRunError(f"item ids must be unique; repeated: {', '.join(repeated[:5])}")
+    """How the traces were made: dataset, k, teacher and start time (from the file's header)."""
+    header = read_run(out_dir / ITEMS_FILE, ItemRecord, "item_id")[0]
+    if header is None:
+        return {}
+    return {"dataset": header.dataset.path, "started": header.started, **header.options}
 
 
 def generate_traces(
@@ -109,98 +72,45 @@ def generate_traces(
     factory: AgentFactory,
     *,
     k: int = 5,
-    workers: int = 1,
-    use_ray: bool = False,
-    ray_address: str | None = None,
+    backend: Backend | None = None,
+    concurrency: int = 1,
     teacher: dict[str, Any] | None = None,
-    dataset: str = "",
+    header: RunHeader | None = None,
     progress: bool = True,
     retry_errors: bool = False,
 ) -> TraceSummary:
     """Trace every item not yet finished in ``out_dir``; return counts over the whole folder.
 
-    ``workers`` = 0 traces in this process; otherwise that many worker processes (or Ray
-    actors with ``use_ray``: a private Ray on loopback, or the cluster at ``ray_address``) each
-    build their agent with ``factory``. ``retry_errors``
-    traces again the items rejected with ``worker_error`` (a timeout or crash of a backend, not
-    a property of the item); their new record is appended and supersedes the old one.
+    ``backend`` says where (default: this process), ``concurrency`` how many items each agent
+    has in flight (``llm.parallel``). ``header`` names the dataset and settings
+    (:func:`vpagent.evaluation.run_header.run_header`; default: from the items alone); k and
+    ``teacher`` are added to it. ``retry_errors`` traces again the items rejected with
+    ``worker_error`` (a timeout or crash of a backend, not a property of the item); their new
+    record is appended and supersedes the old one.
     """
     if k < 1:
         raise TraceRunError("k must be at least 1")
-    _unique(items)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _check_run(out_dir, k, teacher or {}, dataset)
-    wanted = {item.id for item in items}
+    header = header or run_header("traces", items)
+    header = header.model_copy(update={"options": {"k": k, "teacher": teacher or {}}})
     summary = TraceSummary(total=len(items))
-    done: set[str] = set()
-    for record in load_item_records(out_dir):
-        if record.item_id not in wanted or (retry_errors and record.reason == WORKER_ERROR):
-            continue
-        done.add(record.item_id)
+
+    def describe(record: ItemRecord) -> str:
         summary.add(record)
-    summary.skipped = len(done)
-    pending = [item for item in items if item.id not in done]
-    records = _records(pending, factory, k, workers, use_ray, ray_address)
-    # closing(): the workers stop at once on Ctrl-C or an error
-    with (
-        AppendWriter(out_dir / ITEMS_FILE) as writer,
-        _Bar(progress, summary) as bar,
-        closing(records),
-    ):
-        for record in records:
-            writer.write(record.model_dump(mode="json"))
-            summary.add(record)
-            summary.traced += 1
-            bar.advance(summary)
+        return f"this run verified {summary.verified}/{summary.finished} ({summary.coverage:.0%})"
+
+    finished = run_items(
+        items,
+        Job(factory, partial(trace_item, k=k), ItemRecord, "item_id", concurrency),
+        out_dir / ITEMS_FILE,
+        header,
+        backend=backend,
+        resume=True,
+        redo=(lambda record: record.reason == WORKER_ERROR) if retry_errors else None,
+        describe=describe,
+        label="tracing",
+        progress=progress,
+    )
+    summary = TraceSummary(total=len(items), skipped=finished.skipped, traced=finished.ran)
+    for record in finished.records:
+        summary.add(record)
     return summary
-
-
-def _records(
-    items: Sequence[EvalItem],
-    factory: AgentFactory,
-    k: int,
-    workers: int,
-    use_ray: bool,
-    ray_address: str | None,
-) -> Iterator[ItemRecord]:
-    if not items:
-        return
-    if use_ray:
-        from vpagent.distill.ray_backend import trace_on_ray
-
-        yield from trace_on_ray(items, factory, k, max(workers, 1), ray_address)
-    elif workers == 0:
-        yield from trace_in_process(items, factory, k)
-    else:
-        yield from trace_in_pool(items, factory, k, min(workers, len(items)))
-
-
-class _Bar:
-    """A rich progress bar with ETA and live coverage (share of finished items verified)."""
-
-    def __init__(self, enabled: bool, summary: TraceSummary) -> None:
-        self.progress = Progress(
-            TextColumn("tracing"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[coverage]}"),
-            disable=not enabled,
-        )
-        self.task = self.progress.add_task(
-            "tracing", total=summary.total, completed=summary.finished, coverage=""
-        )
-        self.advance(summary, step=0)
-
-    def advance(self, summary: TraceSummary, step: int = 1) -> None:
-        coverage = f"verified {summary.verified}/{summary.finished} ({summary.coverage:.0%})"
-        self.progress.update(self.task, advance=step, coverage=coverage)
-
-    def __enter__(self) -> _Bar:
-        self.progress.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.progress.stop()

@@ -297,6 +297,6 @@ def test_evaluate_a_sketchpad_folder_with_a_fake_agent(tmp_path: Path) -> None:
         (folder / name / "request.json").write_text(json.dumps(request))
     items = load_dataset(folder)
     with make_agent([COUNT]) as agent:
-        report, results = evaluate(agent, items, progress=False)
+        report, results = evaluate(items, agent, progress=False)
     assert [r.prediction for r in results] == ["2", "2"]
     assert [r.score for r in results] == [1.0, 0.0] and report.per_type["Count"].n == 2

@@ -32,7 +32,7 @@ def test_bank_is_deduplicated_rechecked_and_keeps_eval_images_out(tmp_path: Path
     ]
     dataset = write_dataset(tmp_path, rows)
     traces = tmp_path / "traces"
-    generate_traces(load_dataset(dataset), traces, fake_agent, k=2, workers=0, progress=False)
+    generate_traces(load_dataset(dataset), traces, fake_agent, k=2, progress=False)
     # Every item is verified by the same counting program: one copy is kept.
     evaluation = tmp_path / "eval"
     evaluation.mkdir()
@@ -63,12 +63,13 @@ def test_stale_label_is_dropped_on_rerun(tmp_path: Path) -> None:
     rows = [{"id": "a", "image": "0.png", "question": "How many?", "answer": "2", "type": "n"}]
     traces = tmp_path / "traces"
     generate_traces(
-        load_dataset(write_dataset(tmp_path, rows)), traces, fake_agent, k=2, workers=0,
+        load_dataset(write_dataset(tmp_path, rows)), traces, fake_agent, k=2,
         progress=False,
     )  # fmt: skip
-    record = json.loads((traces / "items.jsonl").read_text())
+    header, line = (traces / "items.jsonl").read_text().splitlines()
+    record = json.loads(line)
     record["item"]["answers"] = ["5"]
-    (traces / "items.jsonl").write_text(json.dumps(record) + "\n")
+    (traces / "items.jsonl").write_text(header + "\n" + json.dumps(record) + "\n")
     summary = build_bank(traces, fake_agent)
     assert summary.dropped == {RERUN_MISMATCH: 1} and not summary.kept
 

@@ -54,7 +54,7 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
     rows.append({"id": "gone", "image": "nope.png", "question": "Spots?", "answer": "1"})
     dataset = write_dataset(folder, rows)
     out = folder / "traces"
-    generate_traces(load_dataset(dataset), out, fake_agent, k=2, workers=0, progress=False)
+    generate_traces(load_dataset(dataset), out, fake_agent, k=2, progress=False)
     return out
 
 

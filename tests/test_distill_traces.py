@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +13,6 @@ import pytest
 
 from tests.fixtures.agents import broken_agent, comparable, fake_agent, spots_png, write_dataset
 from vpagent.config import load_settings
-from vpagent.distill.jsonl import read_records, repair
 from vpagent.distill.trace_records import (
     GUESSED,
     IMAGE_CORRUPT,
@@ -24,8 +22,15 @@ from vpagent.distill.trace_records import (
     WORKER_ERROR,
     ItemRecord,
 )
-from vpagent.distill.traces import TraceRunError, generate_traces, load_item_records
+from vpagent.distill.traces import (
+    TraceRunError,
+    generate_traces,
+    load_item_records,
+    load_run_info,
+)
 from vpagent.evaluation.datasets import EvalItem, load_dataset
+from vpagent.pool.jsonl import read_records, repair
+from vpagent.pool.run import Backend
 
 REPO = Path(__file__).parents[1]
 
@@ -51,9 +56,7 @@ def dataset(tmp_path: Path) -> Path:
 
 def test_verifies_stops_sampling_and_names_rejections(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "traces"
-    summary = generate_traces(
-        load_dataset(dataset), out, fake_agent, k=3, workers=0, progress=False
-    )
+    summary = generate_traces(load_dataset(dataset), out, fake_agent, k=3, progress=False)
     records = {r.item_id: r for r in load_item_records(out)}
     assert summary.verified == 1 and summary.traced == 6
     assert summary.reasons == {
@@ -79,41 +82,37 @@ def test_verifies_stops_sampling_and_names_rejections(dataset: Path, tmp_path: P
     ]
     assert "ZeroDivisionError" in (unmatched.attempts[2].error or "")
     assert records["f"].attempts[0].reply == "I think the answer is probably two."
-    assert json.loads((out / "run.json").read_text())["k"] == 3
+    assert load_run_info(out)["k"] == 3
 
 
 def test_rerun_adds_nothing_and_other_settings_are_refused(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "traces"
     items = load_dataset(dataset)
-    generate_traces(items[:2], out, fake_agent, k=2, workers=0, progress=False)
+    generate_traces(items[:2], out, fake_agent, k=2, progress=False)
     before = (out / "items.jsonl").read_bytes()
-    again = generate_traces(items[:2], out, fake_agent, k=2, workers=0, progress=False)
+    again = generate_traces(items[:2], out, fake_agent, k=2, progress=False)
     assert again.traced == 0 and again.skipped == 2 and again.verified == 1
     assert (out / "items.jsonl").read_bytes() == before
-    with pytest.raises(TraceRunError, match="k=2"):
-        generate_traces(items, out, fake_agent, k=5, workers=0, progress=False)
+    with pytest.raises(TraceRunError, match="k: 2 vs 5"):
+        generate_traces(items, out, fake_agent, k=5, progress=False)
     twice = [*items[:1], items[0]]
     with pytest.raises(TraceRunError, match="unique"):
-        generate_traces(twice, tmp_path / "other", fake_agent, k=1, workers=0, progress=False)
+        generate_traces(twice, tmp_path / "other", fake_agent, k=1, progress=False)
 
 
 def test_backend_errors_are_named_and_retried_on_request(dataset: Path, tmp_path: Path) -> None:
     out = tmp_path / "traces"
     items = load_dataset(dataset)[:2]
-    failing = generate_traces(
-        items, out, lambda: fake_agent(times_out=True), k=2, workers=0, progress=False
-    )
+    failing = generate_traces(items, out, lambda: fake_agent(times_out=True), k=2, progress=False)
     assert failing.reasons == {WORKER_ERROR: 2}
     assert load_item_records(out)[0].detail == "TimeoutError: Request timed out."
-    again = generate_traces(items, out, fake_agent, k=2, workers=0, progress=False)
+    again = generate_traces(items, out, fake_agent, k=2, progress=False)
     assert again.traced == 0  # a plain rerun adds nothing
-    retried = generate_traces(
-        items, out, fake_agent, k=2, workers=0, progress=False, retry_errors=True
-    )
+    retried = generate_traces(items, out, fake_agent, k=2, progress=False, retry_errors=True)
     assert retried.traced == 2 and retried.verified == 1
     records = load_item_records(out)
     assert len(records) == 2 and not any(r.reason == WORKER_ERROR for r in records)
-    assert len(read_records(out / "items.jsonl")) == 4  # appended; the last record wins
+    assert len(read_records(out / "items.jsonl")) == 5  # header + appended; the last record wins
 
 
 def test_torn_last_line_is_cut_and_middle_damage_is_an_error(tmp_path: Path) -> None:
@@ -135,7 +134,7 @@ from vpagent.distill.traces import generate_traces
 from tests.fixtures.agents import slow_agent
 from vpagent.evaluation.datasets import load_dataset
 generate_traces(load_dataset(Path(sys.argv[1])), Path(sys.argv[2]), slow_agent,
-                k=2, workers=0, progress=False)
+                k=2, progress=False)
 """
 
 
@@ -156,21 +155,19 @@ def test_killed_mid_run_then_rerun_completes_without_duplicates(stop: int, tmp_p
     items_file = out / "items.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if items_file.is_file() and items_file.read_bytes().count(b"\n") >= 2:
+        if items_file.is_file() and items_file.read_bytes().count(b"\n") >= 3:  # header + 2
             break
         time.sleep(0.05)
     os.kill(process.pid, stop)
     assert process.wait(timeout=60) != 0
-    finished = len(read_records(items_file))
+    finished = len(load_item_records(out))
     assert 2 <= finished < 8, "the run was not stopped mid-way"
     assert items_file.read_bytes().endswith(b"\n")  # Ctrl-C and SIGKILL leave whole lines
     if stop == signal.SIGKILL:
         with open(items_file, "ab") as handle:  # as if the kill had torn a write
             handle.write(b'{"item_id": "q7", "status": "verif')
 
-    summary = generate_traces(
-        load_dataset(dataset), out, fake_agent, k=2, workers=0, progress=False
-    )
+    summary = generate_traces(load_dataset(dataset), out, fake_agent, k=2, progress=False)
     records = load_item_records(out)
     assert sorted(r.item_id for r in records) == [f"q{i}" for i in range(8)]
     assert summary.skipped == finished and summary.traced == 8 - finished
@@ -180,23 +177,25 @@ def test_killed_mid_run_then_rerun_completes_without_duplicates(stop: int, tmp_p
 @pytest.mark.slow  # two spawned workers import the stack: ~15 s idle, a minute on a busy machine
 def test_worker_processes_give_the_same_records(dataset: Path, tmp_path: Path) -> None:
     items = load_dataset(dataset)[:3]
-    generate_traces(items, tmp_path / "one", fake_agent, k=3, workers=0, progress=False)
-    generate_traces(items, tmp_path / "pool", fake_agent, k=3, workers=2, progress=False)
+    generate_traces(items, tmp_path / "one", fake_agent, k=3, progress=False)
+    generate_traces(items, tmp_path / "pool", fake_agent, k=3, backend=Backend(2), progress=False)
     assert comparable(tmp_path / "one") == comparable(tmp_path / "pool")
 
 
 def test_unbuildable_agent_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
-    from vpagent.distill.local_pool import AgentBuildFailed
+    from vpagent.pool.local import AgentBuildFailed
 
     items = load_dataset(dataset)[:1]
     with pytest.raises(AgentBuildFailed, match="no model here"):
-        generate_traces(items, tmp_path / "t", broken_agent, k=1, workers=1, progress=False)
+        generate_traces(
+            items, tmp_path / "t", broken_agent, k=1, backend=Backend(1), progress=False
+        )
 
 
 def test_settings_factory_pickles_for_worker_processes() -> None:
     import pickle
 
-    from vpagent.distill.trace_item import SettingsAgentFactory
+    from vpagent.pool.factory import SettingsAgentFactory
 
     settings = load_settings(sandbox={"cpu_seconds": 3})
     factory = pickle.loads(pickle.dumps(SettingsAgentFactory(settings)))
@@ -204,7 +203,7 @@ def test_settings_factory_pickles_for_worker_processes() -> None:
 
 
 def test_workers_share_the_cores_unless_threads_are_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    import vpagent.distill.trace_item as trace_item
+    import vpagent.pool.factory as trace_item
 
     monkeypatch.setattr(trace_item, "default_threads", lambda: 8)
     shares = {
@@ -233,7 +232,7 @@ def test_cli_reports_bad_input_in_one_line(tmp_path: Path) -> None:
 
 def test_item_record_round_trips(dataset: Path, tmp_path: Path) -> None:
     items: list[EvalItem] = load_dataset(dataset)[:1]
-    generate_traces(items, tmp_path / "t", fake_agent, k=2, workers=0, progress=False)
+    generate_traces(items, tmp_path / "t", fake_agent, k=2, progress=False)
     (record,) = load_item_records(tmp_path / "t")
     assert ItemRecord.model_validate_json(record.model_dump_json()) == record
     assert record.eval_item == items[0]

@@ -71,7 +71,7 @@ def test_the_cli_compares_and_names_a_bad_file(tmp_path: Path) -> None:
     (tmp_path / "bad.jsonl").write_text('{"id": "c1"}\n')
     bad = runner.invoke(app, ["eval", "compare", str(a), str(tmp_path / "bad.jsonl")])
     assert bad.exit_code == 2
-    assert "bad.jsonl:1: not a vpagent eval result" in " ".join(bad.output.split())
+    assert "bad.jsonl: not a vpagent eval results file" in " ".join(bad.output.split())
     with pytest.raises(CompareError, match="cannot read"):
         read_results(tmp_path / "missing.jsonl")
 

@@ -79,12 +79,12 @@ def test_evaluate_writes_results_and_report(tmp_path: Path) -> None:
     (tmp_path / "set.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with make_agent([COUNT]) as agent:
         report, results = evaluate(
-            agent, load_dataset(tmp_path / "set.jsonl"), out=tmp_path / "out.jsonl", progress=False
+            load_dataset(tmp_path / "set.jsonl"), agent, out=tmp_path / "out.jsonl", progress=False
         )
     assert [r.score for r in results] == [1.0, 0.0, 0.0]
     assert report.accuracy == pytest.approx(1 / 3)
     assert report.per_type["count"].accuracy == 0.5 and report.errors == {"input": 1}
-    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
+    assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 1 + 3  # header + items
     assert results[0].answered_by == "program" and results[0].verified
     assert results[2].answered_by is None and not results[2].verified  # the image is missing
     assert report.low <= report.accuracy <= report.high

@@ -91,3 +91,23 @@ def test_without_a_slot_folder_the_prefix_is_computed_in_memory(model_file: Path
         result = warm_prefix(server, PREFIX)
         assert result.outcome == "built-not-saved" and result.path is None
         assert WARM_QUESTION not in str(PREFIX)
+
+
+def test_every_slot_of_a_parallel_server_starts_warm(model_file: Path, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def parallel() -> EmbeddedLlamaServer:
+        return EmbeddedLlamaServer(
+            model_file, n_ctx=2 * 1024, n_parallel=2, threads=1, slot_dir=tmp_path
+        )
+
+    with _server(model_file, tmp_path) as single, parallel() as first:
+        assert prefix_key(first, PREFIX) != prefix_key(single, PREFIX)  # llama.cpp refuses it
+        built = warm_prefix(first, PREFIX)
+    with parallel() as second:
+        assert warm_prefix(second, PREFIX).outcome == "restored"
+        slots = second._get("/slots")
+        assert len(slots) == 2 and {slot["n_ctx"] for slot in slots} == {1024}
+        with ThreadPoolExecutor(2) as threads:  # two questions at once: one per slot
+            cached = list(threads.map(lambda _: _cached_tokens(second), range(2)))
+        assert all(tokens > built.tokens // 2 for tokens in cached), cached

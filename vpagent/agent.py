@@ -55,7 +55,9 @@ def build_agent(
         chat = chat_model if chat_model is not None else build_chat_model(settings.llm)
         planner = build_planner(settings, chat, warm=chat_model is None, on_event=on_event)
         runner = ProgramRunner(
-            settings, llm=lambda question: complete(chat, question, system=LLM_QUERY_SYSTEM)
+            settings,
+            llm=lambda question: complete(chat, question, system=LLM_QUERY_SYSTEM),
+            pool_size=max(2, settings.llm.parallel),  # a ready sandbox per question in flight
         )
         return planner, runner
 
@@ -64,6 +66,7 @@ def build_agent(
         "samples": settings.agent.samples,
         "trace_dir": settings.trace_dir,
         "student": student,
+        "parallel": settings.llm.parallel,
     }
     if settings.agent.mode == STUDENT:  # the planner and tools start with the first program
         return Agent(program_path=program_path, **options)
@@ -87,8 +90,12 @@ class Agent:
         samples: int = 1,
         trace_dir: Path | None = None,
         student: StudentAnswerer | None = None,
+        parallel: int = 1,
     ) -> None:
-        """Give ``planner`` and ``runner``, or ``program_path`` to build both on first use."""
+        """Give ``planner`` and ``runner``, or ``program_path`` to build both on first use.
+
+        ``parallel``: questions :meth:`ask_batch` asks at once (``llm.parallel``).
+        """
         if (planner is None or runner is None) == (program_path is None):
             raise ValueError("give the agent a planner and a runner, or a program_path")
         self.student = student  # agent.mode student / student-then-program (student_mode.py)
@@ -98,6 +105,7 @@ class Agent:
         self.max_repairs = max_repairs
         self.samples = samples
         self.trace_dir = trace_dir
+        self.parallel = parallel
 
     @property
     def program_path_started(self) -> bool:
@@ -160,9 +168,10 @@ class Agent:
         return result
 
     def ask_batch(
-        self, items: Iterable[tuple[ImageInput, str]], *, max_workers: int = 4
+        self, items: Iterable[tuple[ImageInput, str]], *, max_workers: int | None = None
     ) -> list[Result | ValueError]:
-        """Answer many questions concurrently; bad items give their ValueError in place."""
+        """Answer many questions concurrently (``max_workers``, default: the agent's
+        ``parallel``); bad items give their ValueError in place."""
 
         def one(item: tuple[ImageInput, str]) -> Result | ValueError:
             try:
@@ -170,7 +179,7 @@ class Agent:
             except ValueError as error:
                 return error
 
-        with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        with ThreadPoolExecutor(max_workers=max_workers or self.parallel) as pool:
             return list(pool.map(one, items))
 
     def program_runs(  # type: ignore[no-untyped-def]

@@ -19,7 +19,7 @@ from vpagent.config import Settings
 
 
 def teacher_config(settings: Settings) -> dict[str, Any]:
-    """What identifies the teacher in ``run.json`` and the data card."""
+    """What identifies the teacher in the traces' run header and the data card."""
     llm = settings.llm
     return {
         "provider": llm.provider,
@@ -32,7 +32,7 @@ def teacher_config(settings: Settings) -> dict[str, Any]:
 
 def traces_command(
     dataset: Annotated[Path, typer.Argument(help="Labelled items: a JSONL file or a folder.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for items.jsonl + run.json.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for items.jsonl.")],
     k: Annotated[int, typer.Option("--k", min=1, help="Programs per item at most.")] = 5,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: in this process).")] = 1,
     use_ray: Annotated[bool, typer.Option("--ray", help="Run the workers as Ray actors.")] = False,
@@ -54,27 +54,32 @@ def traces_command(
 
     Resumable: a rerun skips finished items; Ctrl-C or a crash loses only items in flight.
     """
-    from vpagent.distill.local_pool import AgentBuildFailed
-    from vpagent.distill.trace_item import SettingsAgentFactory
     from vpagent.distill.traces import TraceRunError, generate_traces
-    from vpagent.evaluation.datasets import DatasetError, load_dataset
+    from vpagent.evaluation.datasets import DatasetError, read_dataset
+    from vpagent.evaluation.run_header import run_header
+    from vpagent.pool.factory import SettingsAgentFactory
+    from vpagent.pool.local import AgentBuildFailed
+    from vpagent.pool.run import Backend
 
     settings = settings_or_fail(config)
     try:
-        items = load_dataset(dataset)[:limit]
+        loaded = read_dataset(dataset)
     except (DatasetError, OSError) as error:
         raise fail(str(error)) from None
+    header = run_header(
+        "traces", loaded.items, dataset=str(dataset), layout=loaded.layout, settings=settings
+    )
+    use_ray = use_ray or ray_address is not None
     try:
         summary = generate_traces(
-            items,
+            loaded.items[:limit],
             out,
             SettingsAgentFactory(settings, workers=workers),
             k=k,
-            workers=workers,
-            use_ray=use_ray or ray_address is not None,
-            ray_address=ray_address or settings.ray.address,
+            backend=Backend(workers, use_ray, ray_address or settings.ray.address),
+            concurrency=settings.llm.parallel,
             teacher=teacher_config(settings),
-            dataset=str(dataset),
+            header=header,
             retry_errors=retry_errors,
         )
     except KeyboardInterrupt:
@@ -104,8 +109,8 @@ def rationales_command(
     config: ConfigOption = None,
 ) -> None:
     """Write a rationale per verified item to DIR/rationales.jsonl (template, or reworded)."""
-    from vpagent.distill.jsonl import CorruptFile
     from vpagent.distill.rationales import write_rationales
+    from vpagent.pool.jsonl import CorruptFile
 
     complete = None
     if rewrite:
@@ -146,8 +151,8 @@ def export_command(
 ) -> None:
     """SFT records (rationale + answer tasks) as JSONL and parquet, split by image, with a card."""
     from vpagent.distill.export import ExportError, export_dataset
-    from vpagent.distill.jsonl import CorruptFile
     from vpagent.evaluation.datasets import DatasetError
+    from vpagent.pool.jsonl import CorruptFile
 
     try:
         summary = export_dataset(traces, out, val_fraction=val_fraction, seed=seed, labels=labels)
@@ -178,10 +183,10 @@ def examples_command(
 ) -> None:
     """Verified programs -> planner example bank, deduplicated and re-checked in the sandbox."""
     from vpagent.distill.example_bank import build_bank, write_bank
-    from vpagent.distill.jsonl import CorruptFile
-    from vpagent.distill.local_pool import AgentBuildFailed
-    from vpagent.distill.trace_item import SettingsAgentFactory
     from vpagent.evaluation.datasets import DatasetError
+    from vpagent.pool.factory import SettingsAgentFactory
+    from vpagent.pool.jsonl import CorruptFile
+    from vpagent.pool.local import AgentBuildFailed
 
     settings = settings_or_fail(config)
     if not (traces / "items.jsonl").is_file():

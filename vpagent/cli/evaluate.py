@@ -3,15 +3,20 @@ two runs' results item by item."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import click
 import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
+if TYPE_CHECKING:
+    from vpagent.evaluation.run import Report
+
 from vpagent.cli.common import (
+    EXIT_INTERRUPTED,
     ConfigOption,
     JsonOption,
     agent_or_fail,
@@ -42,6 +47,14 @@ eval_app = typer.Typer(
 )
 
 
+class FormatName(StrEnum):
+    """The official prediction formats (vpagent.evaluation.predictions)."""
+
+    gqa = "gqa"
+    vqa = "vqa"
+    choice = "choice"
+
+
 def _span(low: float, high: float) -> str:
     return f"{low:.1%} to {high:.1%}"
 
@@ -57,16 +70,54 @@ def run_command(
     images: Annotated[
         Path | None, typer.Option(help="Images folder (GQA, VQAv2 / OK-VQA, A-OKVQA).")
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Write one JSON line per item here.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Results file: a header line, then one JSON line per item as it ends."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Continue the run in --out: skip the items it holds.")
+    ] = False,
+    retry_errors: Annotated[
+        bool, typer.Option(help="With --resume: ask again items that failed with worker_error.")
+    ] = False,
+    workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: in this process).")] = 0,
+    use_ray: Annotated[bool, typer.Option("--ray", help="Run the workers as Ray actors.")] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Join this Ray cluster (implies --ray; default: ray.address). Without it, "
+            "--ray starts a private Ray on loopback.",
+        ),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(help="Also write the answers in an official scorer's format (JSON)."),
+    ] = None,
+    predictions_format: Annotated[
+        FormatName | None,
+        typer.Option(help="Format of --predictions (default: from the layout)."),
+    ] = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Run the agent over a dataset; report accuracy per type and seconds per question."""
+    """Run the agent over a dataset; report accuracy per type and seconds per question.
+
+    With --out the run is resumable: Ctrl-C or a crash loses only the items in flight, and
+    --resume continues it. Each worker keeps llm.parallel questions in flight.
+    """
     from vpagent.evaluation.datasets import DatasetError, read_dataset
+    from vpagent.evaluation.predictions import PredictionsError, default_format, write_predictions
     from vpagent.evaluation.run import evaluate
+    from vpagent.evaluation.run_header import run_header
+    from vpagent.pool.factory import SettingsAgentFactory
+    from vpagent.pool.local import AgentBuildFailed
+    from vpagent.pool.run import Backend, RunRefused
 
     settings = settings_or_fail(config)
+    if resume and out is None:
+        raise fail("--resume needs --out (the results file to continue)")
     try:
         loaded = read_dataset(dataset, images=images)
     except (DatasetError, OSError) as error:
@@ -77,12 +128,52 @@ def run_command(
     if loaded.missing_images:
         notes.append(f"{loaded.missing_images} images not found (scored as input errors)")
     errors.print("; ".join(notes), highlight=False, markup=False)
-    with agent_or_fail(settings) as agent:
-        report, _ = evaluate(agent, items, out=out, progress=not json_output)
+    header = run_header(
+        "eval", loaded.items, dataset=str(dataset), layout=loaded.layout, settings=settings
+    )
+    use_ray = use_ray or ray_address is not None
+    backend = Backend(workers, use_ray, ray_address or settings.ray.address)
+    factory = (
+        SettingsAgentFactory(settings, workers=workers)
+        if workers or use_ray
+        else lambda: agent_or_fail(settings)
+    )
+    try:
+        report, results = evaluate(
+            items,
+            factory,
+            out=out,
+            header=header,
+            backend=backend,
+            concurrency=settings.llm.parallel,
+            resume=resume,
+            retry_errors=retry_errors,
+            progress=not json_output,
+        )
+    except KeyboardInterrupt:
+        console.print(f"interrupted: finished items are in {out}; add --resume to continue")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except (RunRefused, AgentBuildFailed) as error:
+        raise fail(str(error)) from None
+    if predictions is not None:
+        try:
+            form = (
+                predictions_format.value
+                if predictions_format
+                else default_format(loaded.layout, results)
+            )
+            write_predictions(predictions, results, form)  # type: ignore[arg-type]
+        except PredictionsError as error:
+            raise fail(str(error)) from None
+        errors.print(f"wrote {len(results)} {form} predictions to {predictions}", highlight=False)
     if json_output:
         typer.echo(report.model_dump_json(indent=2))
         return
-    table = Table(title=f"{dataset.name}: {report.n} questions")
+    _print_report(dataset.name, report)
+
+
+def _print_report(name: str, report: Report) -> None:
+    table = Table(title=f"{name}: {report.n} questions")
     for column in ("type", "n", "accuracy", "95% interval"):
         table.add_column(column)
     for kind, score in report.per_type.items():
@@ -93,6 +184,14 @@ def run_command(
         f"[bold]{report.accuracy:.1%}[/]",
         _span(report.low, report.high),
     )
+    if report.pairs is not None:
+        pairs = report.pairs
+        table.add_row(
+            "pairs (both right)",
+            str(pairs.n),
+            f"{pairs.accuracy:.1%}",
+            _span(pairs.low, pairs.high),
+        )
     console.print(table)
     console.print(
         f"seconds per question: {report.seconds_per_question:.2f} "
@@ -132,6 +231,10 @@ def compare_command(
             str(len(row.only_a)), str(len(row.only_b)), f"{row.p_value:.3g}",
         )  # fmt: skip
     console.print(table)
+    if comparison.differences:
+        errors.print(
+            "the two runs differ in: " + "; ".join(comparison.differences), highlight=False
+        )
     if show:
         for label, ids in (("right in A only", comparison.overall.only_a),
                            ("right in B only", comparison.overall.only_b)):  # fmt: skip

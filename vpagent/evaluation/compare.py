@@ -3,14 +3,16 @@ more than chance (exact McNemar on the items right in one run only)."""
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from vpagent.evaluation.run import ItemResult
 from vpagent.evaluation.stats import mcnemar_p
+from vpagent.pool.header import RunHeader
+from vpagent.pool.run import read_run
 
 RIGHT = 1.0  # an item counts as right with full credit (soft VQA scores below 1 do not)
 
@@ -35,25 +37,36 @@ class Comparison(BaseModel):
     overall: TypeComparison
     missing_in_b: list[str]
     missing_in_a: list[str]
+    differences: list[str] = []  # how the two runs' settings and datasets differ (headers)
 
 
-def read_results(path: Path) -> dict[str, ItemResult]:
-    """id -> result of one `vpagent eval --out` file; a repeated id keeps its last line."""
-    results: dict[str, ItemResult] = {}
+@dataclass
+class ResultsFile:
+    """One `vpagent eval --out` file: its run header (None for a hand-made file) and results."""
+
+    path: Path
+    header: RunHeader | None
+    results: dict[str, ItemResult]
+
+
+def read_results(path: Path) -> ResultsFile:
+    """A results file; a repeated id keeps its last line, a torn last line is left out."""
+    if not path.is_file():
+        raise CompareError(f"cannot read {path}: no such file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        header, results = read_run(path, ItemResult)
     except OSError as error:
         raise CompareError(f"cannot read {path}: {error.strerror or error}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            result = ItemResult.model_validate(json.loads(line))
-        except (json.JSONDecodeError, ValidationError) as error:
-            first = str(error).splitlines()[0]
-            raise CompareError(f"{path}:{number}: not a vpagent eval result ({first})") from None
-        results[result.id] = result
-    return results
+    except (ValueError, ValidationError) as error:  # CorruptFile, or not an eval result
+        first = str(error).splitlines()[0]
+        raise CompareError(f"{path}: not a vpagent eval results file ({first})") from None
+    return ResultsFile(path, header, results)
+
+
+def _run_differences(a: ResultsFile, b: ResultsFile) -> list[str]:
+    if a.header is None or b.header is None:
+        return []
+    return a.header.differences(b.header)
 
 
 def _compare(pairs: list[tuple[ItemResult, ItemResult]]) -> TypeComparison:
@@ -70,8 +83,9 @@ def _compare(pairs: list[tuple[ItemResult, ItemResult]]) -> TypeComparison:
     )
 
 
-def compare_results(a: dict[str, ItemResult], b: dict[str, ItemResult]) -> Comparison:
+def compare_results(first: ResultsFile, second: ResultsFile) -> Comparison:
     """Match the two runs by id; compare per type (A's type) and overall."""
+    a, b = first.results, second.results
     shared = [(a[item_id], b[item_id]) for item_id in a if item_id in b]
     by_type: dict[str, list[tuple[ItemResult, ItemResult]]] = defaultdict(list)
     for pair in shared:
@@ -81,4 +95,5 @@ def compare_results(a: dict[str, ItemResult], b: dict[str, ItemResult]) -> Compa
         overall=_compare(shared),
         missing_in_b=sorted(set(a) - set(b)),
         missing_in_a=sorted(set(b) - set(a)),
+        differences=_run_differences(first, second),
     )

@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from statistics import mean
 
 from pydantic import BaseModel
-from rich.progress import track
 
 from vpagent.agent import Agent
 from vpagent.evaluation.datasets import EvalItem
 from vpagent.evaluation.datasets.choices import letter_index
 from vpagent.evaluation.metrics import exact_match, map_to_choice, vqa_soft_accuracy
+from vpagent.evaluation.run_header import run_header
 from vpagent.evaluation.stats import interval
+from vpagent.pool.header import RunHeader
+from vpagent.pool.job import AgentFactory, Job
+from vpagent.pool.run import Backend, run_items
+
+WORKER_ERROR = "worker_error"  # an unexpected error while asking (a backend crashed, timed out)
 
 
 class ItemResult(BaseModel):
+    """One answered item: what ``vpagent eval --out`` writes per line."""
+
     id: str
     type: str
+    pair: str | None = None  # items sharing a pair id are scored together (pair accuracy)
     question: str
     prediction: str | None
     expected: list[str]
+    choices: list[str] | None = None
     program: str | None = None
     score: float
     error_kind: str | None = None
@@ -51,6 +60,7 @@ class Report(BaseModel):
     low: float
     high: float
     per_type: dict[str, TypeScore]
+    pairs: TypeScore | None = None  # datasets with pairs: share of pairs with every item right
     seconds_per_question: float
     plan_seconds_per_question: float
     execute_seconds_per_question: float
@@ -77,22 +87,24 @@ def score_item(item: EvalItem, prediction: str | None) -> float:
 
 
 def evaluate_item(agent: Agent, item: EvalItem) -> ItemResult:
+    """Ask one item and score the answer; never raises (a failure is the result's error)."""
     question = item.question
     if item.choices:
         question += " Choose one of: " + ", ".join(item.choices) + "."
     try:
         result = agent.ask(item.image, question)
     except ValueError as error:  # an unreadable image in the dataset
-        return ItemResult(
-            id=item.id, type=item.type, question=item.question, prediction=None,
-            expected=item.answers, score=0.0, error_kind="input", error=str(error),
-        )  # fmt: skip
+        return _failed(item, "input", str(error))
+    except Exception as error:  # a crashed backend must not end a run of thousands
+        return _failed(item, WORKER_ERROR, f"{type(error).__name__}: {error}")
     return ItemResult(
         id=item.id,
         type=item.type,
+        pair=item.pair,
         question=item.question,
         prediction=result.answer,
         expected=item.answers,
+        choices=item.choices,
         program=result.program,
         score=score_item(item, result.answer),
         error_kind=result.error_kind,
@@ -104,6 +116,13 @@ def evaluate_item(agent: Agent, item: EvalItem) -> ItemResult:
         execute_s=result.timings.get("execute_s", 0.0),
         total_s=result.timings.get("total_s", 0.0),
     )
+
+
+def _failed(item: EvalItem, kind: str, error: str) -> ItemResult:
+    return ItemResult(
+        id=item.id, type=item.type, pair=item.pair, question=item.question, prediction=None,
+        expected=item.answers, choices=item.choices, score=0.0, error_kind=kind, error=error,
+    )  # fmt: skip
 
 
 def summarise(results: Sequence[ItemResult]) -> Report:
@@ -121,6 +140,7 @@ def summarise(results: Sequence[ItemResult]) -> Report:
         low=low,
         high=high,
         per_type={kind: _score(s) for kind, s in sorted(by_type.items())},
+        pairs=_pairs(results),
         seconds_per_question=mean(r.total_s for r in results) if results else 0.0,
         plan_seconds_per_question=mean(r.plan_s for r in results) if results else 0.0,
         execute_seconds_per_question=mean(r.execute_s for r in results) if results else 0.0,
@@ -133,20 +153,66 @@ def _score(scores: list[float]) -> TypeScore:
     return TypeScore(n=len(scores), accuracy=mean(scores), low=low, high=high)
 
 
+def _pairs(results: Sequence[ItemResult]) -> TypeScore | None:
+    """Pair accuracy: a pair counts only when every item in it is right (MMVP's metric)."""
+    groups: dict[str, list[float]] = defaultdict(list)
+    for result in results:
+        if result.pair is not None:
+            groups[result.pair].append(result.score)
+    both = [float(all(score == 1.0 for score in scores)) for scores in groups.values()
+            if len(scores) > 1]  # fmt: skip
+    return _score(both) if both else None
+
+
 def evaluate(
-    agent: Agent, items: Sequence[EvalItem], *, out: Path | None = None, progress: bool = True
+    items: Sequence[EvalItem],
+    agent: Agent | AgentFactory,
+    *,
+    out: Path | None = None,
+    header: RunHeader | None = None,
+    backend: Backend | None = None,
+    concurrency: int = 1,
+    resume: bool = False,
+    retry_errors: bool = False,
+    progress: bool = True,
 ) -> tuple[Report, list[ItemResult]]:
-    """Ask every item in turn; write one JSON line per item to ``out`` as it goes."""
-    results: list[ItemResult] = []
-    handle = open(out, "w", encoding="utf-8") if out is not None else None  # noqa: SIM115
-    try:
-        for item in track(items, description="evaluating", disable=not progress):
-            result = evaluate_item(agent, item)
-            results.append(result)
-            if handle is not None:
-                handle.write(json.dumps(result.model_dump()) + "\n")
-                handle.flush()
-    finally:
-        if handle is not None:
-            handle.close()
-    return summarise(results), results
+    """Ask every item not yet in ``out``; the report covers every item of ``items`` in it.
+
+    ``agent``: an agent (used in this process, left open) or a factory (each worker builds
+    one; ``backend`` says where). ``out`` gets one JSON line per item as it finishes, after a
+    header line naming the dataset and settings (``header``; default: from the items alone).
+    ``resume`` continues a run in ``out``; ``retry_errors`` asks again the items that failed
+    with ``worker_error``. ``concurrency``: items in flight per agent (``llm.parallel``).
+    """
+    backend = backend or Backend()
+    if isinstance(agent, Agent):
+        backend = replace(backend, agent=agent, workers=0, use_ray=False)
+        factory: AgentFactory = lambda: agent  # noqa: E731  (never called: the agent is given)
+    else:
+        factory = agent
+    running = _Running()
+    finished = run_items(
+        items,
+        Job(factory, evaluate_item, ItemResult, concurrency=concurrency),
+        out,
+        header or run_header("eval", items),
+        backend=backend,
+        resume=resume,
+        redo=(lambda result: result.error_kind == WORKER_ERROR) if retry_errors else None,
+        describe=running.add,
+        label="evaluating",
+        progress=progress,
+    )
+    return summarise(finished.records), finished.records
+
+
+class _Running:
+    """The progress bar's live text: accuracy over the items this run finished."""
+
+    def __init__(self) -> None:
+        self.n, self.total = 0, 0.0
+
+    def add(self, result: ItemResult) -> str:
+        self.n += 1
+        self.total += result.score
+        return f"accuracy {self.total / self.n:.1%} of {self.n} this run"

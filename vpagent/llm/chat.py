@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 NO_KEY = "unused"  # OpenAI-compatible servers without auth still want a non-empty key
 
-_SERVERS: dict[tuple[str, int, int, int, str], EmbeddedLlamaServer] = {}
+_SERVERS: dict[tuple[str, int, int, int, int, str], EmbeddedLlamaServer] = {}
 _SERVERS_LOCK = threading.Lock()
 
 
@@ -72,8 +72,9 @@ def _prompt_cache_dir(config: LLMConfig) -> Path | None:
 def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> EmbeddedLlamaServer:
     """The process-wide embedded server for this config's model, started on first use.
 
-    Servers are shared by (model file, n_ctx, threads, seed): building several chat models
-    for one model loads it once. They stop at interpreter exit (or via ``stop()``).
+    Servers are shared by (model file, n_ctx, threads, seed, slots, prompt cache): building
+    several chat models for one model loads it once. ``llm.parallel`` slots each get ``n_ctx``
+    tokens of context. They stop at interpreter exit (or via ``stop()``).
     """
     model = config.resolved_model()
     model_file = resolve_model_file(model, progress=progress)
@@ -84,6 +85,7 @@ def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> Embed
         config.n_ctx,
         threads,
         config.seed,
+        config.parallel,
         str(slot_dir),
     )
     with _SERVERS_LOCK:
@@ -92,7 +94,8 @@ def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> Embed
             alias = model if model in PACKS else Path(model_file).stem
             server = EmbeddedLlamaServer(
                 model_file,
-                n_ctx=config.n_ctx,
+                n_ctx=config.n_ctx * config.parallel,
+                n_parallel=config.parallel,
                 threads=threads,
                 seed=config.seed,
                 alias=alias,

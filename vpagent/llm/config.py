@@ -63,6 +63,17 @@ class LLMConfig(BaseModel):
         ge=1,
         description="CPU threads of the embedded model (default: usable cores, up to 8).",
     )
+    parallel: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description=(
+            "Questions planned at once. embedded: llama.cpp slots with continuous batching "
+            "(each slot gets its own n_ctx); openai/ollama: concurrent requests to the server "
+            "(vLLM batches them; Ollama needs OLLAMA_NUM_PARALLEL as high). Used by eval and "
+            "traces workers, Agent.ask_batch and the HTTP server."
+        ),
+    )
     prompt_cache: bool = Field(
         True,
         description=(

@@ -65,6 +65,7 @@ def prefix_key(server: EmbeddedLlamaServer, messages: list[dict[str, Any]]) -> s
         "mtime_ns": stat.st_mtime_ns,
         "runtime": _runtime_version(),
         "n_ctx": server.n_ctx,
+        "slots": server.n_parallel,  # a file saved by a server with other slots will not load
         "messages": messages,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -86,11 +87,19 @@ def _try_restore(server: EmbeddedLlamaServer, key: str) -> int | None:
         meta = json.loads(sidecar.read_text(encoding="utf-8"))
         if meta.get("key") != key or meta.get("sha256") != sha256_file(data):
             raise ValueError("its checksum does not match")
-        restored = server.restore_slot(data.name)
+        restored = _restore_every_slot(server, data.name)
     except (OSError, ValueError, EmbeddedServerError) as error:
         log.warning("ignoring the planner prompt cache %s (%s); rebuilding it", data, error)
         return None
     return int(restored.get("n_restored", 0))
+
+
+def _restore_every_slot(server: EmbeddedLlamaServer, filename: str) -> dict[str, Any]:
+    """Load one saved prefix into each slot, so every parallel question starts warm."""
+    restored: dict[str, Any] = {}
+    for slot in range(server.n_parallel):
+        restored = server.restore_slot(filename, slot)
+    return restored
 
 
 def _save(server: EmbeddedLlamaServer, key: str) -> Path | None:
@@ -130,8 +139,14 @@ def warm_prefix(server: EmbeddedLlamaServer, prefix: list[dict[str, Any]]) -> Wa
         timeout=WARM_TIMEOUT_SECONDS,
         max_tokens=1,
         temperature=0.0,
+        id_slot=0,  # the slot saved below
     )
     tokens = int(reply.get("usage", {}).get("prompt_tokens", 0))
     path = _save(server, key) if server.slot_dir is not None else None
+    if path is not None and server.n_parallel > 1:
+        try:
+            _restore_every_slot(server, path.name)
+        except EmbeddedServerError as error:  # the other slots compute the prefix on first use
+            log.warning("could not copy the prompt prefix into every slot: %s", error)
     outcome: Outcome = "built" if path is not None else "built-not-saved"
     return WarmResult(outcome, time.perf_counter() - started, tokens, path)

@@ -24,6 +24,7 @@ class EvalItem(BaseModel):
     type: str = "all"
     soft: bool = False  # score with VQA soft accuracy (answers are the 10 human answers)
     images: list[Path] | None = None
+    pair: str | None = None  # items of one pair (same question, other image) are scored together
     license: str | None = None
     license_url: str | None = None
     source: str | None = None

@@ -13,7 +13,7 @@ from vpagent.evaluation.datasets.items import DatasetError, EvalItem, LoadedData
 
 def load_jsonl(path: Path) -> LoadedDataset:
     """Rows: id, image (relative to the file), question, answer, [accept, type, choices,
-    license, license_url, source]. Any malformed row is an error naming its line."""
+    pair, license, license_url, source]. Any malformed row is an error naming its line."""
     loaded = LoadedDataset(layout="vpagent JSONL")
     for number, line in numbered_lines(path):
         try:
@@ -27,6 +27,7 @@ def load_jsonl(path: Path) -> LoadedDataset:
                     answers=[str(a) for a in answers],
                     choices=row.get("choices"),
                     type=row.get("type", "all"),
+                    pair=row.get("pair"),
                     license=row.get("license"),
                     license_url=row.get("license_url"),
                     source=row.get("source"),

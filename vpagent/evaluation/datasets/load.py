@@ -10,6 +10,7 @@ from vpagent.evaluation.datasets.benchmarks import load_aokvqa, load_gqa, load_v
 from vpagent.evaluation.datasets.items import DatasetError, EvalItem, LoadedDataset
 from vpagent.evaluation.datasets.jsonl import load_jsonl
 from vpagent.evaluation.datasets.media import default_cache
+from vpagent.evaluation.datasets.pairs import mark_pairs
 from vpagent.evaluation.datasets.parquet import load_parquet
 from vpagent.evaluation.datasets.sketchpad import load_sketchpad
 
@@ -94,6 +95,7 @@ def read_dataset(
         raise DatasetError(f"cannot read {path}: {error}") from None
     if images is not None and loaded.layout not in USES_IMAGES:
         raise DatasetError(f"--images is not used by the {loaded.layout} layout of {path}")
+    mark_pairs(loaded.items)
     if not loaded.items:
         reasons = ", ".join(f"{r}: {n}" for r, n in loaded.skipped.items()) or "no rows"
         raise DatasetError(f"{path} ({loaded.layout}) holds no usable item ({reasons})")
