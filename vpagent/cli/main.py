@@ -114,8 +114,25 @@ def run_program(
 
 
 @app.command()
-def doctor(json_output: JsonOption = False, config: ConfigOption = None) -> None:
+def doctor(
+    json_output: JsonOption = False,
+    config: ConfigOption = None,
+    memory: Annotated[
+        bool, typer.Option("--memory", help="Estimate each role's GPU memory and what fits.")
+    ] = False,
+    gpu_gb: Annotated[
+        float | None,
+        typer.Option(
+            "--gpu-gb",
+            min=0.1,
+            help="With --memory: the GPU's memory in GiB (default: the GPU found here).",
+        ),
+    ] = None,
+) -> None:
     """Show which backend serves each role, on which device, and whether it is a stand-in."""
+    if memory:
+        _doctor_memory(settings_or_fail(config), gpu_gb, json_output)
+        return
     from vpagent.doctor import diagnose
 
     report = diagnose(settings_or_fail(config))
@@ -134,6 +151,45 @@ def doctor(json_output: JsonOption = False, config: ConfigOption = None) -> None
     for role in report.roles:
         if role.note:
             console.print(f"{role.role}: {role.note}", style="dim", markup=False)
+
+
+def _doctor_memory(settings: Any, gpu_gb: float | None, json_output: bool) -> None:
+    """`vpagent doctor --memory`: the memory plan as a table (or JSON)."""
+    from vpagent.memory_plan import plan_memory
+
+    plan = plan_memory(settings, gpu_gb)
+    if json_output:
+        typer.echo(plan.model_dump_json(indent=2))
+        return
+    table = Table(title=f"memory plan · profile {plan.profile} · batch {plan.batch}")
+    for column in ("role", "backend", "where", "dtype", "params", "weights GiB", "act. GiB",
+                   "from"):  # fmt: skip
+        table.add_column(column)
+    for r in plan.roles:
+        params = f"{r.parameters / 1e6:.1f}M" if r.parameters else ""
+        source = f"shares the {r.shared_with} model" if r.shared_with else r.source
+        table.add_row(r.role, r.backend, r.place, r.dtype, params, f"{r.weights_gb:.2f}",
+                      f"{r.activations_gb:.2f}", escape(source))  # fmt: skip
+    console.print(table)
+    if plan.total_gpu_gb == 0:
+        console.print("no role uses the GPU: every model runs on the CPU (or remotely)")
+        return
+    console.print(
+        f"GPU total {plan.total_gpu_gb:.2f} GiB (with a {plan.cuda_context_gb} GiB CUDA context)"
+    )
+    if plan.gpu_gb is None:
+        console.print("no GPU found here: pass --gpu-gb N to check what fits on an N GiB GPU")
+    elif plan.fits:
+        console.print(f"[green]all GPU roles fit on {plan.gpu_gb:.1f} GiB[/]")
+    else:
+        console.print(
+            f"[red]on {plan.gpu_gb:.1f} GiB only {', '.join(plan.together) or 'none'} fit "
+            f"together[/]; move {', '.join(plan.elsewhere)} to the CPU "
+            + escape('([tools.<role>] options = {device = "cpu"})')
+            + ", lower "
+            + escape("[batching] max_batch")
+            + " or use a smaller dtype/model"
+        )
 
 
 TraceDirOption = Annotated[
