@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import base64
 import io
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import uvicorn
 from PIL import Image
 
 from tests.fixtures.agents import COUNT, make_agent
 from tests.fixtures.fakes import spots_image
+from tests.fixtures.http_server import serving
+from vpagent.config import ServerConfig
 from vpagent.http import create_app
 
 API_KEY = "s3cret"
@@ -30,19 +28,8 @@ def _png(pixels) -> bytes:  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     agent = make_agent([COUNT])
-    app = create_app(agent, api_key=API_KEY, max_upload_mb=5)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving(create_app(agent, api_key=API_KEY, config=ServerConfig(max_upload_mb=5))) as base:
+        yield base
     agent.close()
 
 

@@ -140,7 +140,8 @@ class Agent:
         """Answer ``question`` about ``image`` (a path, bytes, PIL image or numpy array).
 
         Bad input (an unreadable image, an empty question) raises ValueError; everything that
-        goes wrong after that is reported in the Result. ``on_event`` hears progress messages.
+        goes wrong after that is reported in the Result. ``on_event`` hears progress messages;
+        it may raise :class:`vpagent.events.Cancelled` to stop the question at that step.
         """
         question = validate_question(question)
         pixels = load_image(image)

@@ -121,6 +121,13 @@ class ServerConfig(_Strict):
     ui_port: int = Field(7860, ge=0, le=65535)
     max_upload_mb: int = Field(20, ge=1, le=1024)
     api_key_env: str | None = Field(None, description="Env var holding the HTTP API key.")
+    max_concurrent: int | None = Field(
+        None, ge=1, description="Questions answered at once (default: llm.parallel)."
+    )
+    max_queue: int = Field(16, ge=0, description="Questions waiting beyond those; then 429.")
+    request_timeout_s: float = Field(
+        300.0, gt=0, description="A request's deadline, queueing included; then 504."
+    )
 
 
 class RayConfig(_Strict):

@@ -112,5 +112,11 @@ class AnsweringWithoutProgram(Event):
 EventCallback = Callable[[Event], None]
 
 
+class Cancelled(BaseException):
+    """Raised by an event callback to stop a question at its next step: a client that hung up,
+    a deadline. A BaseException, so no ``except Exception`` on the way swallows it; the sandbox
+    worker of a running program is killed and the LLM stream is closed."""
+
+
 def ignore(_event: Event) -> None:
     """An event callback that listens to nothing."""

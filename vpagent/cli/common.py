@@ -21,6 +21,14 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else VPAGENT_CONFIG).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Join this Ray cluster (implies --ray; default: ray.address). Without it, --ray "
+        "starts a private Ray on loopback.",
+    ),
+]
 
 EXIT_PROGRAM_FAILED = 1
 EXIT_BAD_INPUT = 2

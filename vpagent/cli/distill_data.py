@@ -11,6 +11,7 @@ from rich.table import Table
 from vpagent.cli.common import (
     EXIT_INTERRUPTED,
     ConfigOption,
+    RayAddressOption,
     console,
     fail,
     settings_or_fail,
@@ -36,14 +37,7 @@ def traces_command(
     k: Annotated[int, typer.Option("--k", min=1, help="Programs per item at most.")] = 5,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: in this process).")] = 1,
     use_ray: Annotated[bool, typer.Option("--ray", help="Run the workers as Ray actors.")] = False,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            "--ray-address",
-            help="Join this Ray cluster (implies --ray; default: ray.address). Without it, "
-            "--ray starts a private Ray on loopback.",
-        ),
-    ] = None,
+    ray_address: RayAddressOption = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N items.")] = None,
     retry_errors: Annotated[
         bool, typer.Option(help="Trace again items rejected with worker_error (e.g. timeouts).")

@@ -19,6 +19,7 @@ from vpagent.cli.common import (
     EXIT_INTERRUPTED,
     ConfigOption,
     JsonOption,
+    RayAddressOption,
     agent_or_fail,
     console,
     errors,
@@ -83,14 +84,7 @@ def run_command(
     ] = False,
     workers: Annotated[int, typer.Option(min=0, help="Worker processes (0: in this process).")] = 0,
     use_ray: Annotated[bool, typer.Option("--ray", help="Run the workers as Ray actors.")] = False,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            "--ray-address",
-            help="Join this Ray cluster (implies --ray; default: ray.address). Without it, "
-            "--ray starts a private Ray on loopback.",
-        ),
-    ] = None,
+    ray_address: RayAddressOption = None,
     predictions: Annotated[
         Path | None,
         typer.Option(help="Also write the answers in an official scorer's format (JSON)."),

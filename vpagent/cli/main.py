@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,7 @@ from vpagent.cli.common import (
     EXIT_PROGRAM_FAILED,
     ConfigOption,
     JsonOption,
+    RayAddressOption,
     agent_or_fail,
     console,
     errors,
@@ -22,6 +23,9 @@ from vpagent.cli.common import (
     settings_or_fail,
 )
 from vpagent.images import ImageError, load_image
+
+if TYPE_CHECKING:
+    from vpagent.config import Settings
 
 app = typer.Typer(
     name="vpagent",
@@ -257,23 +261,66 @@ def ask(
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000).")] = None,
+    use_ray: Annotated[
+        bool, typer.Option("--ray", help="Serve N agent replicas with Ray Serve.")
+    ] = False,
+    replicas: Annotated[int, typer.Option(min=1, help="Agent replicas (with --ray).")] = 2,
+    ray_address: RayAddressOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Serve the HTTP API (POST /v1/ask, GET /v1/traces/{id}, /docs)."""
+    """Serve the HTTP API: /v1/ask, /v1/chat/completions (OpenAI), /metrics, /docs."""
     import os
-
-    import uvicorn
-
-    from vpagent.http import create_app
 
     settings = settings_or_fail(config)
     key_env = settings.server.api_key_env
     api_key = os.environ.get(key_env) if key_env else None
     if key_env and not api_key:
         raise fail(f"server.api_key_env names ${key_env}, which is not set")
+    server = settings.server
+    host, port = host or server.host, port or server.port
+    if use_ray or ray_address is not None:
+        _serve_on_ray(settings, api_key, host, port, replicas, ray_address or settings.ray.address)
+        return
+    from vpagent.http import create_app
+    from vpagent.http.server import run_server
+
     with agent_or_fail(settings) as agent:
-        http_app = create_app(agent, api_key=api_key, max_upload_mb=settings.server.max_upload_mb)
-        uvicorn.run(http_app, host=host or settings.server.host, port=port or settings.server.port)
+        http_app = create_app(agent, api_key=api_key, config=server)
+        run_server(http_app, host, port, server.request_timeout_s)
+
+
+def _serve_on_ray(
+    settings: Settings,
+    api_key: str | None,
+    host: str,
+    port: int,
+    replicas: int,
+    address: str | None,
+) -> None:
+    """Deploy the replicas, then wait for Ctrl-C or SIGTERM and take everything down."""
+    import signal
+    import threading
+
+    from vpagent.http.on_ray import deploy, shutdown
+    from vpagent.pool.factory import SettingsAgentFactory
+    from vpagent.ray_cluster import RayStartError, stop_ray
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        factory = SettingsAgentFactory(settings, workers=replicas)
+        with errors.status(f"starting {replicas} agent replicas on Ray Serve"):
+            url = deploy(factory, api_key=api_key, config=settings.server, replicas=replicas,
+                         host=host, port=port, address=address)  # fmt: skip
+        console.print(f"serving on {url} with {replicas} replicas (Ctrl-C to stop)")
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    except (RayStartError, RuntimeError) as error:
+        raise fail(f"cannot serve on Ray: {error}") from None
+    finally:
+        shutdown()
+        stop_ray()
 
 
 @app.command()

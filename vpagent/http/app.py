@@ -1,30 +1,40 @@
-"""FastAPI app: `POST /v1/ask`, `GET /v1/traces/{id}`, `GET /healthz`.
+"""FastAPI app: `POST /v1/ask`, `GET /v1/traces/{id}`, the OpenAI-compatible
+`POST /v1/chat/completions` and `GET /v1/models`, `GET /metrics`, `GET /healthz`.
 
 Every bad input is a 4xx with a message (`{"detail": ...}`), never a 500: oversized bodies
 (413), non-images and empty questions (422), a wrong API key (401), an unknown trace (404).
+A busy server says 429 with `Retry-After`, a draining one 503, a request past its deadline 504
+(:mod:`vpagent.http.admission`, :mod:`vpagent.http.answering`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import threading
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import cachetools
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 import vpagent
 from vpagent.agent import Agent
-from vpagent.config import AnswerMode
+from vpagent.config import AnswerMode, ServerConfig
+from vpagent.http.admission import Admission
+from vpagent.http.answering import Answerer, Question
+from vpagent.http.auth import key_checker
 from vpagent.http.limits import BodySizeLimit
+from vpagent.http.metrics import ServerMetrics
+from vpagent.http.openai_api import openai_router
+from vpagent.http.outcomes import add_outcome_handlers
 from vpagent.images import ImageError, load_image
-from vpagent.result import MAX_QUESTION_CHARS, Result, ResultSummary
+from vpagent.result import MAX_QUESTION_CHARS, ResultSummary, validate_question
 from vpagent.student_mode import MODES
 from vpagent.trace.render import render_html
 
@@ -87,36 +97,53 @@ class TraceStore:
             return self._entries[trace_id]
 
 
-def create_app(agent: Agent, *, api_key: str | None = None, max_upload_mb: int = 20) -> FastAPI:
-    """The HTTP API around ``agent``. With ``api_key``, requests must send ``X-API-Key``."""
+def create_app(
+    agent: Agent, *, api_key: str | None = None, config: ServerConfig | None = None
+) -> FastAPI:
+    """The HTTP API around ``agent``. With ``api_key``, requests must send ``X-API-Key`` or
+    ``Authorization: Bearer``. ``config``: upload size, admission limits, deadline."""
+    config = config or ServerConfig()
+    admission = Admission(config.max_concurrent or agent.parallel, config.max_queue)
+    metrics = ServerMetrics(lambda: admission.waiting, lambda: admission.running)
+    answerer = Answerer(agent, admission, metrics, config.request_timeout_s)
+    traces = TraceStore()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        admission.draining = True
+        answerer.close()
+
     app = FastAPI(
         title="vpagent",
         version=vpagent.__version__,
         summary="Ask compositional questions about images; get answers, programs and traces.",
+        lifespan=lifespan,
     )
-    traces = TraceStore()
+    app.state.admission, app.state.answerer, app.state.metrics = admission, answerer, metrics
+    check_key = key_checker(api_key)
 
-    def check_key(x_api_key: Annotated[str | None, Header()] = None) -> None:
-        if api_key and not hmac.compare_digest((x_api_key or "").encode(), api_key.encode()):
-            raise HTTPException(401, "missing or wrong X-API-Key header")
-
-    def answer(image_bytes: bytes, question: str, mode: str | None = None) -> AskResponse:
+    async def answer(request: Request, question: Question) -> AskResponse:
         try:
-            pixels = load_image(image_bytes)
-            result: Result = agent.ask(pixels, question, mode=mode)
-        except (ImageError, ValueError) as error:
+            result = await answerer.answer(question, request.is_disconnected)
+        except ValueError as error:  # a mode this agent cannot answer in
             raise HTTPException(422, str(error)) from None
         trace_id = None
         if result.trace is not None:
             trace_id = result.trace.id
-            traces.put(
-                trace_id, result.trace.model_dump(mode="json"), render_html(result.trace, pixels)
-            )
+            html = render_html(result.trace, load_image(question.image))
+            traces.put(trace_id, result.trace.model_dump(mode="json"), html)
         return AskResponse.model_validate(ResultSummary.of(result).model_dump())
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": vpagent.__version__}
+        return {"status": "draining" if admission.draining else "ok",
+                "version": vpagent.__version__}  # fmt: skip
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def prometheus_metrics() -> PlainTextResponse:
+        """Prometheus text format: requests, latencies, queue, refusals, tool time."""
+        return PlainTextResponse(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
         "/v1/ask",
@@ -140,7 +167,12 @@ def create_app(agent: Agent, *, api_key: str | None = None, max_upload_mb: int =
             mode = mode if isinstance(mode, str) and mode else None
         else:
             raise HTTPException(415, "send multipart/form-data (image, question) or JSON")
-        return await run_in_threadpool(answer, image_bytes, question, mode)
+        try:
+            checked = validate_question(question)
+            load_image(image_bytes)  # a bad image is a 422 before it takes a place
+        except (ImageError, ValueError) as error:
+            raise HTTPException(422, str(error)) from None
+        return await answer(request, Question(image_bytes, checked, mode))
 
     @app.get("/v1/traces/{trace_id}", dependencies=[Depends(check_key)], response_model=None)
     def get_trace(trace_id: str, format: str = "json") -> JSONResponse | HTMLResponse:
@@ -152,7 +184,9 @@ def create_app(agent: Agent, *, api_key: str | None = None, max_upload_mb: int =
             raise HTTPException(422, "format must be 'json' or 'html'")
         return JSONResponse(trace_json)
 
-    app.add_middleware(BodySizeLimit, max_bytes=max_upload_mb * 1024 * 1024)
+    app.include_router(openai_router(answerer, agent, check_key))
+    add_outcome_handlers(app, metrics)
+    app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_mb * 1024 * 1024)
     return app
 
 

@@ -1,0 +1,91 @@
+"""`vpagent serve --ray`: agent replicas on Ray Serve, on a loopback-only private Ray."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests.fixtures.fakes import spots_image
+from tests.fixtures.gated_agent import replica_agent
+from tests.test_http import _png
+from vpagent.config import ServerConfig
+
+pytest.importorskip("ray.serve")
+
+PNG = _png(spots_image())
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    from vpagent.http.on_ray import deploy, shutdown
+    from vpagent.ray_cluster import stop_ray
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = ServerConfig(max_concurrent=1, max_queue=2, request_timeout_s=60)  # 3 per replica
+    try:
+        yield deploy(replica_agent, api_key=None, config=config, replicas=2,
+                     host="127.0.0.1", port=port)  # fmt: skip
+    finally:
+        shutdown()
+        stop_ray()
+
+
+def _ask(base: str, question: str) -> httpx.Response:
+    files = {"image": ("spots.png", PNG, "image/png")}
+    return httpx.post(f"{base}/v1/ask", files=files, data={"question": question}, timeout=90)
+
+
+def _ask_as_a_client_would(base: str, question: str, tries: int = 20) -> httpx.Response:
+    """Ask; on 429/503 (a full replica, or Serve's full queue) wait and ask again."""
+    for _ in range(tries):
+        response = _ask(base, question)
+        if response.status_code not in (429, 503):
+            return response
+        time.sleep(float(response.headers.get("Retry-After", "0.5")))
+    return response
+
+
+@pytest.mark.slow  # Ray, Serve's controller and proxy, two replicas: ~40 s idle
+def test_two_replicas_share_the_load_and_a_dead_one_is_replaced(served: str) -> None:
+    from ray import serve
+
+    from vpagent.loopback import is_loopback
+    from vpagent.ray_cluster import ray_listening_addresses
+
+    answers: list[httpx.Response] = []
+
+    def client(number: int) -> None:
+        answers.append(_ask_as_a_client_would(served, f"q{number}?"))
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert [r.status_code for r in answers] == [200] * 6
+    processes = {r.json()["answer"].rsplit(" from ", 1)[1] for r in answers}
+    assert len(processes) == 2, "both replicas answered"
+
+    crashed = _ask(served, "crash now?")  # the replica's process dies mid-answer
+    assert crashed.status_code >= 500
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        status = serve.status().applications["vpagent"].deployments["agent"]
+        if status.replica_states.get("RUNNING") == 2:
+            break
+        time.sleep(1)
+    assert serve.status().applications["vpagent"].deployments["agent"].replica_states == {
+        "RUNNING": 2
+    }
+    assert _ask(served, "after?").status_code == 200
+    listening = ray_listening_addresses()  # Ray, Serve's proxy and the replicas
+    assert any(port == int(served.rsplit(":", 1)[1]) for _, _, port in listening)
+    outside = [entry for entry in listening if not is_loopback(entry[1])]
+    assert not outside, outside

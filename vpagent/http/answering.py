@@ -1,0 +1,171 @@
+"""Answering HTTP questions: admission, single-flight, deadlines and clients that hang up.
+
+Identical questions in flight (same image bytes, question and mode) share one computation:
+the first takes a place (:mod:`vpagent.http.admission`), later ones wait for its result. Each
+request waits until its deadline; a request whose client disconnects, or whose deadline
+passes, stops waiting at once, and when no request waits any more the computation is
+cancelled: the question stops at its next step (:class:`vpagent.events.Cancelled`) and frees
+its place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass, field
+
+from vpagent.agent import Agent
+from vpagent.events import Cancelled, Event
+from vpagent.http.admission import Admission
+from vpagent.http.metrics import ServerMetrics
+from vpagent.images import load_image
+from vpagent.result import Result
+
+POLL_SECONDS = 0.25  # how often a waiting request checks its client and its deadline
+
+
+class DeadlineExceeded(Exception):
+    """No answer within the request's deadline; ``stage`` is how far the question got."""
+
+    def __init__(self, seconds: float, stage: str) -> None:
+        super().__init__(f"no answer within {seconds:g} s; the question was at: {stage}")
+        self.stage = stage
+
+
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """What a request asks: the image file's bytes, the question, who answers."""
+
+    image: bytes
+    text: str
+    mode: str | None = None
+
+    def key(self) -> str:
+        digest = hashlib.sha256(self.image).hexdigest()
+        return f"{digest}:{self.mode}:{self.text}"
+
+
+@dataclass
+class Flight:
+    """One computation and the requests waiting for it."""
+
+    key: str
+    task: asyncio.Task[Result] | None = None
+    waiters: int = 0
+    stage: str = "queued"
+    cancel: threading.Event = field(default_factory=threading.Event)
+    listeners: list[asyncio.Queue[Event]] = field(default_factory=list)
+
+
+Disconnected = Callable[[], Awaitable[bool]]
+
+
+class Answerer:
+    """Turns requests into agent answers under the server's limits."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        admission: Admission,
+        metrics: ServerMetrics,
+        timeout_s: float,
+    ) -> None:
+        self.agent = agent
+        self.admission = admission
+        self.metrics = metrics
+        self.timeout_s = timeout_s
+        self._threads = ThreadPoolExecutor(admission.max_concurrent, "vpagent-answer")
+        self._flights: dict[str, Flight] = {}
+        self.computations = 0  # questions actually computed (single-flight hits are not)
+
+    async def answer(
+        self,
+        question: Question,
+        disconnected: Disconnected,
+        listener: asyncio.Queue[Event] | None = None,
+    ) -> Result:
+        """The agent's Result; raises Refused, DeadlineExceeded, ClientGone or ValueError."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        flight = self._flights.get(question.key())
+        if flight is None:
+            self.admission.check()  # refuse before any work is set up
+            flight = Flight(question.key())
+            flight.task = asyncio.create_task(self._compute(flight, question))
+            self._flights[flight.key] = flight
+        else:
+            self.metrics.single_flight_hits.inc()
+        flight.waiters += 1
+        if listener is not None:
+            flight.listeners.append(listener)
+        try:
+            return await self._wait(flight, deadline, disconnected)
+        finally:
+            flight.waiters -= 1
+            if listener is not None:
+                flight.listeners.remove(listener)
+            if flight.waiters == 0 and flight.task is not None and not flight.task.done():
+                flight.cancel.set()
+                flight.task.cancel()
+
+    async def _wait(self, flight: Flight, deadline: float, disconnected: Disconnected) -> Result:
+        assert flight.task is not None
+        loop = asyncio.get_running_loop()
+        waiting = asyncio.ensure_future(asyncio.shield(flight.task))
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=POLL_SECONDS)
+                if done:
+                    return waiting.result()
+                if await disconnected():
+                    raise ClientGone
+                if loop.time() >= deadline:
+                    raise DeadlineExceeded(self.timeout_s, flight.stage)
+        finally:
+            waiting.cancel()
+
+    async def _compute(self, flight: Flight, question: Question) -> Result:
+        loop = asyncio.get_running_loop()
+        try:
+            async with self.admission.place():
+                flight.stage = "started"
+                self.computations += 1
+                running = loop.run_in_executor(self._threads, self._ask, flight, question, loop)
+                try:
+                    result = await asyncio.shield(running)
+                except asyncio.CancelledError:
+                    flight.cancel.set()  # the thread stops at its next step
+                    with suppress(BaseException):
+                        await running  # the place stays taken until it has
+                    raise
+        finally:
+            if self._flights.get(flight.key) is flight:
+                del self._flights[flight.key]
+        self.metrics.observe(result)
+        return result
+
+    def _ask(self, flight: Flight, question: Question, loop: asyncio.AbstractEventLoop) -> Result:
+        """In a worker thread: the agent's answer, with progress sent to the listeners."""
+
+        def notify(event: Event) -> None:
+            if flight.cancel.is_set():
+                raise Cancelled
+            flight.stage = str(event)
+            for listener in list(flight.listeners):
+                loop.call_soon_threadsafe(listener.put_nowait, event)
+
+        if flight.cancel.is_set():
+            raise Cancelled
+        pixels = load_image(question.image)
+        return self.agent.ask(pixels, question.text, on_event=notify, mode=question.mode)
+
+    def close(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)
