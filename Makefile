@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.vpagent-installed
 DATA ?= ../shared/data
 
-.PHONY: install demo test test-all lint bench clean
+.PHONY: install demo test test-heavy lint bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ lint: install
 test: lint
 	bash scripts/install-browser.sh
 	$(BIN)/python -m pytest
+
+# The minute-long end-to-end tests the default run leaves out (about 3 minutes more).
+test-heavy: install
+	$(BIN)/python -m pytest -m heavy
 
 bench: install
 	$(BIN)/python benchmarks/bench_sandbox.py

@@ -607,7 +607,7 @@ def test_gpu_check_without_cuda_says_so_and_exits_0(tmp_path):
     assert "no CUDA GPU" in done.stdout and not list(tmp_path.iterdir())
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # the whole --cpu check in a subprocess: 25-75 s
 def test_gpu_check_cpu_path_writes_the_report(tmp_path):
     done = _gpu_check("--cpu", "--out", str(tmp_path))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

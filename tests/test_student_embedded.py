@@ -168,7 +168,7 @@ def test_bad_inputs_are_clear_errors(
         load_student(lm_folder)  # a plain causal LM is no student checkpoint
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # trains the real packaged student for a few steps: about a minute
 def test_real_embedded_student_trains_and_loss_falls(tmp_path: Path, export: Path) -> None:
     """The default student: SmolLM2-135M from its packaged GGUF, LoRA, 3 steps on 8 records."""
     pytest.importorskip("gguf")
