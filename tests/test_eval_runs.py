@@ -245,3 +245,32 @@ def test_loading_a_dataset_opens_no_image(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(PIL.Image, "open", refuse)
     items: list[EvalItem] = load_dataset(path)
     assert len(items) == 2000 and all(item.image.name == "1.png" for item in items)
+
+
+@pytest.mark.heavy  # three `vpagent eval` processes with the SmolLM2 planner: 80 s
+def test_cli_serial_and_two_workers_agree_with_the_tiny_llm(tmp_path: Path, data_dir: Path) -> None:
+    photos = [("two_dogs.jpg", "How many dogs are there?", "2"),
+              ("bus.jpg", "What color is the bus?", "blue"),
+              ("boats.jpg", "Are there boats?", "yes"),
+              ("zidane.jpg", "How many people are there?", "2")]  # fmt: skip
+    rows = [
+        {"id": f"q{i}", "image": str(data_dir / "images" / name), "question": ask, "answer": answer}
+        for i, (name, ask, answer) in enumerate(photos)
+    ]
+    dataset = write_dataset(tmp_path, rows)
+    short = {"LLM__MODEL": "smollm2-135m", "LLM__THREADS": "1", "LLM__MAX_TOKENS": "48",
+             "AGENT__MAX_FIXES": "0", "AGENT__MAX_REPAIRS": "0"}  # fmt: skip
+    env = {**os.environ, **{f"VPAGENT_{key}": value for key, value in short.items()}}
+    results = {}
+    for name, extra in (("serial", []), ("workers", ["--workers", "2"])):
+        out = tmp_path / f"{name}.jsonl"
+        command = [sys.executable, "-m", "vpagent", "eval", str(dataset), "--out", str(out),
+                   "--json", *extra]  # fmt: skip
+        done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert json.loads(done.stdout)["n"] == 4
+        results[name] = read_run(out, ItemResult)[1]
+    assert sorted(results["serial"]) == sorted(results["workers"]) == ["q0", "q1", "q2", "q3"]
+    assert {i: r.prediction for i, r in results["serial"].items()} == {
+        i: r.prediction for i, r in results["workers"].items()
+    }
