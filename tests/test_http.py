@@ -126,3 +126,14 @@ def test_concurrent_requests(client: httpx.Client) -> None:
 
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(ask, range(6))) == ["2"] * 6
+
+
+def test_metrics_count_requests_and_model_time_per_role(client: httpx.Client) -> None:
+    files = {"image": ("spots.png", _png(spots_image()), "image/png")}
+    assert client.post("/v1/ask", files=files, data={"question": "How many?"}).status_code == 200
+    text = client.get("/metrics").text
+    assert 'vpagent_http_requests_total{route="/v1/ask",status="200"}' in text
+    assert 'vpagent_tool_call_seconds_count{tool="find"}' in text
+    seconds = [line for line in text.splitlines()
+               if line.startswith('vpagent_model_seconds_total{role="detector"}')]  # fmt: skip
+    assert seconds and float(seconds[0].split()[-1]) > 0

@@ -7,6 +7,7 @@ Thread-safe. One server serves every concurrent program; results are cached by t
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -80,6 +81,7 @@ class ToolServer:
         self._build_lock = threading.RLock()
         self._batchers: dict[str, MicroBatcher[Any, Any]] = {}
         self.model_calls = 0
+        self.role_seconds: dict[str, float] = {}  # model time per role, since the start
         self._count_lock = threading.Lock()
 
     # Specialists.
@@ -120,11 +122,20 @@ class ToolServer:
                 )
             return self._batchers[name]
 
-    def _counted(self, run: Callable[[list[Any]], list[Any]]) -> Callable[[list[Any]], list[Any]]:
+    def _counted(
+        self, role: str, run: Callable[[list[Any]], list[Any]]
+    ) -> Callable[[list[Any]], list[Any]]:
+        """``run``, counting its calls and adding its seconds to ``role_seconds[role]``."""
+
         def wrapper(requests: list[Any]) -> list[Any]:
-            with self._count_lock:
-                self.model_calls += 1
-            return run(requests)
+            started = time.perf_counter()
+            try:
+                return run(requests)
+            finally:
+                with self._count_lock:
+                    self.model_calls += 1
+                    seconds = time.perf_counter() - started
+                    self.role_seconds[role] = self.role_seconds.get(role, 0.0) + seconds
 
         return wrapper
 
@@ -135,55 +146,59 @@ class ToolServer:
         assert isinstance(detector, Detector)
         batcher = self._batcher(
             "detect",
-            self._counted(lambda reqs: detector.detect_batch(*_columns(reqs))),
+            self._counted("detector", lambda reqs: detector.detect_batch(*_columns(reqs))),
         )
         return batcher((image, names))
 
     def detect_faces(self, image: np.ndarray) -> list[Detection]:
         faces = self.specialist("faces")
         assert isinstance(faces, FaceDetector)
-        return self._counted(lambda reqs: [faces.detect_faces(reqs[0])])([image])[0]
+        return self._counted("faces", lambda reqs: [faces.detect_faces(reqs[0])])([image])[0]
 
     def verify_property(self, image: np.ndarray, name: str, prop: str) -> bool:
         matcher = self.specialist("matcher")
         assert isinstance(matcher, Matcher)
-        return self._counted(lambda reqs: [matcher.verify(*reqs[0])])([(image, name, prop)])[0]
+        return self._counted("matcher", lambda reqs: [matcher.verify(*reqs[0])])(
+            [(image, name, prop)]
+        )[0]
 
     def property_evidence(self, image: np.ndarray, name: str, prop: str) -> PropertyEvidence:
         """The matcher's graded evidence that the ``name`` in ``image`` has ``prop``."""
         matcher = self.specialist("matcher")
         assert isinstance(matcher, Matcher)
-        run = self._counted(lambda reqs: [matcher.property_evidence(*reqs[0])])
+        run = self._counted("matcher", lambda reqs: [matcher.property_evidence(*reqs[0])])
         return run([(image, name, prop)])[0]
 
     def best_text_match(self, image: np.ndarray, options: list[str]) -> int:
         matcher = self.specialist("matcher")
         assert isinstance(matcher, Matcher)
-        return self._counted(lambda reqs: [matcher.best_match(*reqs[0])])([(image, options)])[0]
+        return self._counted("matcher", lambda reqs: [matcher.best_match(*reqs[0])])(
+            [(image, options)]
+        )[0]
 
     def caption(self, image: np.ndarray) -> str:
         captioner = self.specialist("captioner")
         assert isinstance(captioner, Captioner)
-        return self._batcher("caption", self._counted(captioner.caption_batch))(image)
+        return self._batcher("caption", self._counted("captioner", captioner.caption_batch))(image)
 
     def answer(self, image: np.ndarray, question: str) -> str:
         vqa = self.specialist("vqa")
         assert isinstance(vqa, VQA)
         batcher = self._batcher(
             "vqa",
-            self._counted(lambda reqs: vqa.answer_batch(*_columns(reqs))),
+            self._counted("vqa", lambda reqs: vqa.answer_batch(*_columns(reqs))),
         )
         return batcher((image, question))
 
     def read_text(self, image: np.ndarray) -> list[TextLine]:
         ocr = self.specialist("ocr")
         assert isinstance(ocr, OCR)
-        return self._counted(lambda reqs: [ocr.read(reqs[0])])([image])[0]
+        return self._counted("ocr", lambda reqs: [ocr.read(reqs[0])])([image])[0]
 
     def depth(self, image: np.ndarray) -> np.ndarray:
         depth = self.specialist("depth")
         assert isinstance(depth, DepthEstimator)
-        return self._batcher("depth", self._counted(depth.depth_batch))(image)
+        return self._batcher("depth", self._counted("depth", depth.depth_batch))(image)
 
     def segment(self, image: np.ndarray, box: Box | None) -> Mask:
         segmenter = self.specialist("segmenter")
@@ -191,12 +206,11 @@ class ToolServer:
         batcher = self._batcher(
             "segment",
             self._counted(
-                lambda reqs: segmenter.segment_batch(*_columns(reqs), [None] * len(reqs))
+                "segmenter",
+                lambda reqs: segmenter.segment_batch(*_columns(reqs), [None] * len(reqs)),
             ),
         )
         return batcher((image, box))
 
     def llm_query(self, question: str) -> str:
-        with self._count_lock:
-            self.model_calls += 1
-        return (self.llm or _no_llm)(question)
+        return self._counted("llm", lambda reqs: [(self.llm or _no_llm)(reqs[0])])([question])[0]

@@ -104,7 +104,9 @@ def create_app(
     ``Authorization: Bearer``. ``config``: upload size, admission limits, deadline."""
     config = config or ServerConfig()
     admission = Admission(config.max_concurrent or agent.parallel, config.max_queue)
-    metrics = ServerMetrics(lambda: admission.waiting, lambda: admission.running)
+    metrics = ServerMetrics(
+        lambda: admission.waiting, lambda: admission.running, lambda: role_seconds(agent)
+    )
     answerer = Answerer(agent, admission, metrics, config.request_timeout_s)
     traces = TraceStore()
 
@@ -188,6 +190,13 @@ def create_app(
     add_outcome_handlers(app, metrics)
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_mb * 1024 * 1024)
     return app
+
+
+def role_seconds(agent: Agent) -> dict[str, float]:
+    """Model seconds per role of the agent's tool server; none before its tools start."""
+    if not getattr(agent, "program_path_started", False):
+        return {}
+    return dict(agent.runner.server.role_seconds)
 
 
 async def _read_form(request: Request) -> tuple[bytes, str]:

@@ -2,19 +2,42 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from vpagent.result import Result
 
 SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)
 
 
+class RoleSeconds(Collector):
+    """``vpagent_model_seconds_total{role}``: the tool server's model time per role, read at
+    scrape time (a tool call may use several roles: find uses the detector, then the matcher)."""
+
+    def __init__(self, read: Callable[[], dict[str, float]]) -> None:
+        self.read = read
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(
+            "vpagent_model_seconds", "Seconds the models of each role ran.", labels=["role"]
+        )
+        for role, seconds in sorted(self.read().items()):
+            family.add_metric([role], seconds)
+        yield family
+
+
 class ServerMetrics:
     """Requests, latencies, queue and refusals; what one question's answer cost."""
 
-    def __init__(self, waiting: Callable[[], float], running: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        waiting: Callable[[], float],
+        running: Callable[[], float],
+        role_seconds: Callable[[], dict[str, float]],
+    ) -> None:
         self.registry = CollectorRegistry()
         options = {"registry": self.registry}
         self.requests = Counter(
@@ -46,6 +69,7 @@ class ServerMetrics:
             waiting
         )
         Gauge("vpagent_in_flight", "Questions being answered.", **options).set_function(running)
+        self.registry.register(RoleSeconds(role_seconds))
 
     def observe(self, result: Result) -> None:
         """Record where one computed answer's time went."""
