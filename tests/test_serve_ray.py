@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -89,3 +94,36 @@ def test_two_replicas_share_the_load_and_a_dead_one_is_replaced(served: str) -> 
     assert any(port == int(served.rsplit(":", 1)[1]) for _, _, port in listening)
     outside = [entry for entry in listening if not is_loopback(entry[1])]
     assert not outside, outside
+
+
+@pytest.mark.heavy  # `vpagent serve --ray` with the SmolLM2 planner: Ray, Serve, one replica
+def test_cli_serves_on_ray_and_stops_on_sigterm(tmp_path: Path, data_dir: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "VPAGENT_LLM__MODEL": "smollm2-135m", "VPAGENT_LLM__THREADS": "1",
+           "VPAGENT_LLM__MAX_TOKENS": "48", "VPAGENT_AGENT__MAX_REPAIRS": "0"}  # fmt: skip
+    command = [sys.executable, "-m", "vpagent", "serve", "--ray", "--replicas", "1",
+               "--port", str(port)]  # fmt: skip
+    server = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        image = (data_dir / "images" / "two_dogs.jpg").read_bytes()
+        files = {"image": ("dogs.jpg", image, "image/jpeg")}
+        answer = httpx.post(f"{base}/v1/ask", files=files, data={"question": "How many dogs?"},
+                            timeout=300)  # fmt: skip
+        assert answer.status_code == 200 and answer.json()["answer"] is not None
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=120) == 0
+    finally:
+        server.kill()
+        output = server.stdout.read() if server.stdout else ""
+    assert f"serving on {base}" in output, output[-2000:]
