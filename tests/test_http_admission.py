@@ -168,3 +168,14 @@ def _healthy(base: str) -> bool:
         return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_draining_server_says_503_with_retry_after(gated: GatedAgent) -> None:
+    app = create_app(gated, config=ServerConfig(max_concurrent=1))  # type: ignore[arg-type]
+    with serving(app) as base:
+        app.state.admission.draining = True  # what SIGTERM sets (vpagent/http/server.py)
+        refused = _ask(base, "late?")
+        health = httpx.get(f"{base}/healthz").json()
+    assert refused.status_code == 503 and "shutting down" in refused.json()["detail"]
+    assert int(refused.headers["Retry-After"]) >= 1 and gated.asked == 0
+    assert health["status"] == "draining"
