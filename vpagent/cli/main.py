@@ -306,12 +306,13 @@ def _serve_on_ray(
     from vpagent.ray_cluster import RayStartError, stop_ray
 
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         factory = SettingsAgentFactory(settings, workers=replicas)
         with errors.status(f"starting {replicas} agent replicas on Ray Serve"):
             url = deploy(factory, api_key=api_key, config=settings.server, replicas=replicas,
                          host=host, port=port, address=address)  # fmt: skip
+        # after Ray started: its core installs a SIGTERM handler that aborts the process
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         console.print(f"serving on {url} with {replicas} replicas (Ctrl-C to stop)")
         stop.wait()
     except KeyboardInterrupt:
@@ -319,7 +320,8 @@ def _serve_on_ray(
     except (RayStartError, RuntimeError) as error:
         raise fail(f"cannot serve on Ray: {error}") from None
     finally:
-        shutdown()
+        if address is not None:  # a private Ray goes down whole with stop_ray
+            shutdown()
         stop_ray()
 
 
