@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from hf_tiny import byte_level_clip_tokenizer  # noqa: E402
+sys.path[:0] = [str(ROOT)]
 
 import vpagent  # noqa: E402, F401  (offline environment first)
+from tests.fixtures.hf_tiny import byte_level_clip_tokenizer  # noqa: E402
 from vpagent.tools.hf.clip import ClipMatcher  # noqa: E402
 from vpagent.tools.hf.owl import OwlDetector  # noqa: E402
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests" / "fixtures")]
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import vpagent  # noqa: E402, F401  (offline environment first)
 from tests.fixtures import hf_tiny  # noqa: E402
