@@ -92,11 +92,12 @@ def generate_traces(
         raise TraceRunError("k must be at least 1")
     header = header or run_header("traces", items)
     header = header.model_copy(update={"options": {"k": k, "teacher": teacher or {}}})
-    summary = TraceSummary(total=len(items))
+    this_run = TraceSummary(total=len(items))  # the progress bar's live coverage
 
     def describe(record: ItemRecord) -> str:
-        summary.add(record)
-        return f"this run verified {summary.verified}/{summary.finished} ({summary.coverage:.0%})"
+        this_run.add(record)
+        verified, finished = this_run.verified, this_run.finished
+        return f"this run verified {verified}/{finished} ({this_run.coverage:.0%})"
 
     finished = run_items(
         items,

@@ -12,9 +12,6 @@ import typer
 from rich.table import Table
 from typer.core import TyperGroup
 
-if TYPE_CHECKING:
-    from vpagent.evaluation.run import Report
-
 from vpagent.cli.common import (
     EXIT_INTERRUPTED,
     ConfigOption,
@@ -26,6 +23,9 @@ from vpagent.cli.common import (
     fail,
     settings_or_fail,
 )
+
+if TYPE_CHECKING:
+    from vpagent.evaluation.run import Report
 
 
 class _RunUnlessCommand(TyperGroup):

@@ -18,12 +18,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from vpagent.agent import Agent
 from vpagent.events import Cancelled, Event
 from vpagent.http.admission import Admission
 from vpagent.http.metrics import ServerMetrics
 from vpagent.images import load_image
-from vpagent.result import Result
+from vpagent.result import Result, validate_question
 
 POLL_SECONDS = 0.25  # how often a waiting request checks its client and its deadline
 
@@ -40,17 +42,24 @@ class ClientGone(Exception):
     """The client disconnected before its answer was ready."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Question:
-    """What a request asks: the image file's bytes, the question, who answers."""
+    """What a request asks: the picture (decoded once), the question, who answers."""
 
-    image: bytes
+    pixels: np.ndarray
+    digest: str  # sha256 of the image file: identical requests share a computation
     text: str
     mode: str | None = None
 
+    @classmethod
+    def read(cls, image: bytes, text: str, mode: str | None = None) -> Question:
+        """The checked question; ValueError (ImageError) for an empty question or a bad image,
+        before the request takes a place."""
+        checked = validate_question(text)
+        return cls(load_image(image), hashlib.sha256(image).hexdigest(), checked, mode)
+
     def key(self) -> str:
-        digest = hashlib.sha256(self.image).hexdigest()
-        return f"{digest}:{self.mode}:{self.text}"
+        return f"{self.digest}:{self.mode}:{self.text}"
 
 
 @dataclass
@@ -84,7 +93,6 @@ class Answerer:
         self.timeout_s = timeout_s
         self._threads = ThreadPoolExecutor(admission.max_concurrent, "vpagent-answer")
         self._flights: dict[str, Flight] = {}
-        self.computations = 0  # questions actually computed (single-flight hits are not)
 
     async def answer(
         self,
@@ -137,7 +145,6 @@ class Answerer:
         try:
             async with self.admission.place():
                 flight.stage = "started"
-                self.computations += 1
                 running = loop.run_in_executor(self._threads, self._ask, flight, question, loop)
                 try:
                     result = await asyncio.shield(running)
@@ -164,8 +171,7 @@ class Answerer:
 
         if flight.cancel.is_set():
             raise Cancelled
-        pixels = load_image(question.image)
-        return self.agent.ask(pixels, question.text, on_event=notify, mode=question.mode)
+        return self.agent.ask(question.pixels, question.text, on_event=notify, mode=question.mode)
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)

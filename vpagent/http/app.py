@@ -33,8 +33,7 @@ from vpagent.http.limits import BodySizeLimit
 from vpagent.http.metrics import ServerMetrics
 from vpagent.http.openai_api import openai_router
 from vpagent.http.outcomes import add_outcome_handlers
-from vpagent.images import ImageError, load_image
-from vpagent.result import MAX_QUESTION_CHARS, ResultSummary, validate_question
+from vpagent.result import MAX_QUESTION_CHARS, ResultSummary
 from vpagent.student_mode import MODES
 from vpagent.trace.render import render_html
 
@@ -133,7 +132,7 @@ def create_app(
         trace_id = None
         if result.trace is not None:
             trace_id = result.trace.id
-            html = render_html(result.trace, load_image(question.image))
+            html = render_html(result.trace, question.pixels)
             traces.put(trace_id, result.trace.model_dump(mode="json"), html)
         return AskResponse.model_validate(ResultSummary.of(result).model_dump())
 
@@ -170,11 +169,10 @@ def create_app(
         else:
             raise HTTPException(415, "send multipart/form-data (image, question) or JSON")
         try:
-            checked = validate_question(question)
-            load_image(image_bytes)  # a bad image is a 422 before it takes a place
-        except (ImageError, ValueError) as error:
+            asked = Question.read(image_bytes, question, mode)
+        except ValueError as error:  # an empty question, an unreadable image (ImageError)
             raise HTTPException(422, str(error)) from None
-        return await answer(request, Question(image_bytes, checked, mode))
+        return await answer(request, asked)
 
     @app.get("/v1/traces/{trace_id}", dependencies=[Depends(check_key)], response_model=None)
     def get_trace(trace_id: str, format: str = "json") -> JSONResponse | HTMLResponse:

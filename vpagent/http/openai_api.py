@@ -28,8 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from vpagent.agent import Agent
 from vpagent.events import Event
 from vpagent.http.answering import Answerer, Question
-from vpagent.images import ImageError, load_image
-from vpagent.result import Result, ResultSummary, validate_question
+from vpagent.result import Result, ResultSummary
 
 MODELS = {
     "vpagent": "program",
@@ -98,11 +97,11 @@ def parse_question(body: ChatRequest, agent: Agent) -> Question:
     image = images[0]
     image_bytes = _image_bytes(image.get("url") if isinstance(image, dict) else image)
     try:
-        text = validate_question(" ".join(t for t in texts if t.strip()))
-        load_image(image_bytes)
-    except (ImageError, ValueError) as error:
+        return Question.read(
+            image_bytes, " ".join(t for t in texts if t.strip()), MODELS[body.model]
+        )
+    except ValueError as error:  # an empty question, an unreadable image (ImageError)
         raise bad_request(str(error)) from None
-    return Question(image_bytes, text, MODELS[body.model])
 
 
 EXTRA_FIELDS = {"answer", "program", "trace_id", "answered_by", "verified", "unverified_reason",

@@ -64,7 +64,13 @@ def read_run(
     path: Path, record_type: type[BaseModel], id_field: str = "id"
 ) -> tuple[RunHeader | None, dict[str, Any]]:
     """A results file's header and its records by id (for an id written twice, the last)."""
-    header, rows = split_header(read_records(path))
+    return _parse(read_records(path), record_type, id_field)
+
+
+def _parse(
+    rows: list[dict[str, Any]], record_type: type[BaseModel], id_field: str
+) -> tuple[RunHeader | None, dict[str, Any]]:
+    header, rows = split_header(rows)
     latest: dict[str, Any] = {}
     for row in rows:
         record = record_type.model_validate(row)
@@ -83,13 +89,14 @@ def _unique(items: Sequence[Any]) -> None:
 
 def _previous(out: Path, job: Job, header: RunHeader, resume: bool) -> dict[str, Any] | None:
     """The records already in ``out`` (None: a new file); refuses a file it must not extend."""
-    if not out.is_file() or not read_records(out):  # none, empty, or a torn first line
+    rows = read_records(out)
+    if not rows:  # no file, an empty one, or a torn first line
         return None
     if not resume:
         raise RunRefused(
             f"{out} exists: pass --resume to continue that run, or choose another --out"
         )
-    found, records = read_run(out, job.record_type, job.id_field)
+    found, records = _parse(rows, job.record_type, job.id_field)
     if found is None:
         raise RunRefused(f"{out} has no vpagent run header: it was not written by this command")
     differences = found.differences(header)
