@@ -13,9 +13,11 @@ Anything a careful person could answer two ways is not emitted:
 - within a type, no answer may make up more than ``Rules.max_answer_share`` of the questions
   (most pictures hold one dog: without this, "1" would answer most count questions).
 
-One small function per question family; :func:`generate` picks, per image, up to ``per_image``
-questions round-robin over the families with a seeded random generator, so the same seed gives
-a byte-identical file.
+One small function per question family. The default six (:data:`FAMILIES`) are what
+``vpagent distill questions`` asks unless told otherwise; :data:`EXTRA_FAMILIES` add supercategory
+counts, two-category existence, count comparisons, the biggest object and two-step relations.
+:func:`generate` picks, per image, up to ``per_image`` questions round-robin over the families
+with a seeded random generator, so the same seed gives a byte-identical file.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from pydantic import BaseModel, Field
 from vpagent.distill.coco import CocoDataset, CocoImage, load_coco
 
 FAMILIES = ("count", "exist", "spatial", "size", "object", "compose")
+EXTRA_FAMILIES = ("count_group", "exist_both", "compare_count", "largest", "two_hop")
+ALL_FAMILIES = FAMILIES + EXTRA_FAMILIES
+GROUPS = {"animal": "animals", "vehicle": "vehicles"}  # supercategories with an everyday name
 INVARIANT_PLURALS = {"sheep", "skis", "scissors", "broccoli", "deer", "fish"}
 IRREGULAR_PLURALS = {"person": "people", "mouse": "mice", "knife": "knives", "man": "men"}
 MASS_NOUNS = {"broccoli"}  # COCO annotates clumps of it
@@ -54,6 +59,7 @@ SYNONYMS = {  # extra accepted answers for COCO names a person words differently
     "teddy bear": ["teddy"],
 }
 AXES = {"x": ("left", "right"), "y": ("above", "below")}
+SIDES = [("x", -1, "left"), ("x", 1, "right"), ("y", -1, "above"), ("y", 1, "below")]
 RELATION = {
     "left": "to the left of",
     "right": "to the right of",
@@ -93,6 +99,8 @@ class Thing:
     box_area: float
     clear: bool
     crowd: bool
+    group: str | None = None  # the COCO supercategory
+    cut: bool = False  # partly cropped away: its mask area is unknown, so sizes are not compared
 
     def centre(self, axis: str) -> float:
         low, high = (self.box[0], self.box[2]) if axis == "x" else (self.box[1], self.box[3])
@@ -160,8 +168,14 @@ def there_is(name: str) -> str:
         return f"Are there any {name}"
     if name in MASS_NOUNS:
         return f"Is there any {name}"
-    article = "an" if name[0].lower() in "aeiou" else "a"
-    return f"Is there {article} {name}"
+    return f"Is there {indefinite(name)}"
+
+
+def indefinite(name: str) -> str:
+    """'a cup' / 'an apple' / 'some skis' / 'some broccoli'."""
+    if name in UNCOUNTABLE:
+        return f"some {name}"
+    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _accept(name: str) -> list[str]:
@@ -235,7 +249,12 @@ def size_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
     for i, first in enumerate(uniques):
         for second in uniques[i + 1 :]:
             big, small = (first, second) if first.area >= second.area else (second, first)
-            if big.area < ratio * small.area or big.box_area < ratio * small.box_area:
+            if (
+                big.cut
+                or small.cut
+                or big.area < ratio * small.area
+                or big.box_area < ratio * small.box_area
+            ):
                 continue
             left, right = (first, second) if rng.random() < 0.5 else (second, first)
             more = rng.random() < 0.5
@@ -248,29 +267,37 @@ def size_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
     return groups
 
 
+def beside(scene: Scene, anchor: Thing, axis: str, sign: int) -> list[Thing] | None:
+    """Everything whose centre is on side ``sign`` of ``anchor`` along ``axis``, or None unless
+    all of it is clear, not crowd and clearly apart from the anchor on that side."""
+    centre = anchor.centre(axis)
+    others = [
+        thing
+        for thing in scene.things
+        if thing is not anchor and (thing.centre(axis) - centre) * sign > 0
+    ]
+    if not all(
+        thing.clear and not thing.crowd and scene.side(thing, anchor, axis) == sign
+        for thing in others
+    ):
+        return None
+    return others
+
+
 def object_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
     """'What is to the left of the bus?' when everything on that side is one clear category."""
     groups = []
     for anchor in scene.uniques():
-        for axis, directions in AXES.items():
-            for sign, where in zip((-1, 1), directions, strict=True):
-                centre = anchor.centre(axis)
-                others = [
-                    thing
-                    for thing in scene.things
-                    if thing is not anchor and (thing.centre(axis) - centre) * sign > 0
-                ]
-                names = {thing.name for thing in others}
-                if len(names) != 1 or not all(
-                    thing.clear and not thing.crowd and scene.side(thing, anchor, axis) == sign
-                    for thing in others
-                ):
-                    continue
-                (name,) = names
-                text = f"What is {RELATION[where]} the {anchor.name}?"
-                groups.append(
-                    [Question(type="object", question=text, answer=name, accept=_accept(name))]
-                )
+        for axis, sign, where in SIDES:
+            others = beside(scene, anchor, axis, sign)
+            names = {thing.name for thing in others or []}
+            if len(names) != 1:
+                continue
+            (name,) = names
+            text = f"What is {RELATION[where]} the {anchor.name}?"
+            groups.append(
+                [Question(type="object", question=text, answer=name, accept=_accept(name))]
+            )
     return groups
 
 
@@ -300,6 +327,108 @@ def compose_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
     return groups
 
 
+def count_group_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
+    """'How many animals are there?' when every animal is clear ("0": none at all, faint or not)."""
+    groups = []
+    for group, words in GROUPS.items():
+        found = [thing for thing in scene.things if thing.group == group]
+        if len(found) > scene.rules.max_count or not all(t.clear and not t.crowd for t in found):
+            continue
+        text = f"How many {words} are there?"
+        groups.append([Question(type="count_group", question=text, answer=str(len(found)))])
+    return groups
+
+
+def exist_both_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
+    """'Is there both a cup and a dog in the picture?': a yes (two clear categories) paired with
+    a no (one of them and a category absent from the picture)."""
+    present = set(scene.names)
+    absent = [name for name in scene.all_names if name not in present]
+    seen = [name for name in scene.names if any(t.clear for t in scene.instances(name))]
+    groups = []
+    for i, first in enumerate(seen):
+        for second in seen[i + 1 :]:
+            if not absent:
+                return groups
+            pairs = [
+                ((first, second), "yes"),
+                ((rng.choice((first, second)), rng.choice(absent)), "no"),
+            ]
+            groups.append([_both(*pair, answer, rng) for pair, answer in pairs])
+    return groups
+
+
+def _both(first: str, second: str, answer: str, rng: random.Random) -> Question:
+    if rng.random() < 0.5:
+        first, second = second, first
+    text = f"Is there both {indefinite(first)} and {indefinite(second)} in the picture?"
+    return Question(type="exist_both", question=text, answer=answer)
+
+
+def compare_count_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
+    """'Are there more cups than dogs?' between countable categories, or one and an absent one."""
+    counts = {
+        name: len(scene.instances(name))
+        for name in scene.names
+        if name not in UNCOUNTABLE
+        and scene.countable(name)
+        and len(scene.instances(name)) <= scene.rules.max_count
+    }
+    present = set(scene.names)
+    absent = [name for name in scene.all_names if name not in present | UNCOUNTABLE]
+    names = list(counts)
+    pairs = [(first, second) for i, first in enumerate(names) for second in names[i + 1 :]]
+    if absent:
+        pairs += [(name, rng.choice(absent)) for name in names]
+    groups = []
+    for pair in pairs:
+        first, second = pair if rng.random() < 0.5 else pair[::-1]
+        answer = "yes" if counts.get(first, 0) > counts.get(second, 0) else "no"
+        text = f"Are there more {plural(first)} than {plural(second)}?"
+        groups.append([Question(type="compare_count", question=text, answer=answer)])
+    return groups
+
+
+def largest_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
+    """'Which object takes up the most of the picture?' when one instance's mask and box are
+    ``size_ratio`` times those of every other, all instances clear, whole and not crowd."""
+    things = scene.things
+    if len(things) < 2 or not all(t.clear and not t.crowd and not t.cut for t in things):
+        return []
+    big = max(things, key=lambda thing: thing.area)
+    ratio = scene.rules.size_ratio
+    if any(
+        big.area < ratio * thing.area or big.box_area < ratio * thing.box_area
+        for thing in things
+        if thing is not big
+    ):
+        return []
+    text = "Which object takes up the most of the picture?"
+    return [[Question(type="largest", question=text, answer=big.name, accept=_accept(big.name))]]
+
+
+def two_hop_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
+    """'What is to the left of the thing above the bus?': the only thing on one side of a unique
+    anchor, then the one clear category on a side of that thing (each step as in 'object')."""
+    groups = []
+    for anchor in scene.uniques():
+        for axis, sign, where in SIDES:
+            first = beside(scene, anchor, axis, sign)
+            if first is None or len(first) != 1:
+                continue
+            for axis_2, sign_2, where_2 in SIDES:
+                second = beside(scene, first[0], axis_2, sign_2)
+                names = {thing.name for thing in second or []}
+                if len(names) != 1 or any(thing is anchor for thing in second or []):
+                    continue
+                (name,) = names
+                text = f"What is {RELATION[where_2]} the thing {RELATION[where]} the {anchor.name}?"
+                groups.append(
+                    [Question(type="two_hop", question=text, answer=name, accept=_accept(name))]
+                )
+    return groups
+
+
 FAMILY_FUNCTIONS: dict[str, Callable[[Scene, random.Random], list[list[Question]]]] = {
     "count": count_questions,
     "exist": exist_questions,
@@ -307,11 +436,35 @@ FAMILY_FUNCTIONS: dict[str, Callable[[Scene, random.Random], list[list[Question]
     "size": size_questions,
     "object": object_questions,
     "compose": compose_questions,
+    "count_group": count_group_questions,
+    "exist_both": exist_both_questions,
+    "compare_count": compare_count_questions,
+    "largest": largest_questions,
+    "two_hop": two_hop_questions,
 }
 
 
+def resolve_types(types: Iterable[str]) -> list[str]:
+    """The families named, in order and once each; "all" stands for every family."""
+    named: list[str] = []
+    for family in types:
+        named.extend(ALL_FAMILIES if family == "all" else [family])
+    families = list(dict.fromkeys(named))
+    unknown = [family for family in families if family not in FAMILY_FUNCTIONS]
+    if unknown or not families:
+        raise QuestionError(
+            f"unknown question types {unknown}; choose from {', '.join(ALL_FAMILIES)} or all"
+        )
+    return families
+
+
+def is_clear(box_area: float, width: float, height: float, rules: Rules) -> bool:
+    """Whether a box is big enough in a ``width`` x ``height`` picture not to be faint."""
+    return box_area >= rules.min_area_fraction * width * height
+
+
 def build_scene(dataset: CocoDataset, image: CocoImage, rules: Rules) -> Scene:
-    picture = image.width * image.height
+    """The picture's annotated instances as a :class:`Scene`."""
     things = []
     for note in dataset.by_image.get(image.id, []):
         area = note.area if note.area is not None and note.area > 0 else note.box_area
@@ -321,8 +474,9 @@ def build_scene(dataset: CocoDataset, image: CocoImage, rules: Rules) -> Scene:
                 box=note.box,
                 area=area,
                 box_area=note.box_area,
-                clear=note.box_area >= rules.min_area_fraction * picture,
+                clear=is_clear(note.box_area, image.width, image.height, rules),
                 crowd=bool(note.iscrowd),
+                group=dataset.categories[note.category_id].supercategory,
             )
         )
     names = sorted({category.name for category in dataset.categories.values()})
@@ -374,7 +528,7 @@ class Report(BaseModel):
     skipped: dict[str, int] = Field(default_factory=dict)
 
 
-def _check_image(path: Path, image: CocoImage) -> str | None:
+def check_image(path: Path, image: CocoImage) -> str | None:
     """None if the file is a readable picture of the annotated size, else the skip reason."""
     if not path.is_file():
         return "image missing"
@@ -420,10 +574,7 @@ def generate(
     rules: Rules | None = None,
 ) -> tuple[list[dict[str, object]], Report]:
     """Questions for every usable image of ``annotations``, as rows of ``vpagent eval`` JSONL."""
-    families = list(dict.fromkeys(types))
-    unknown = [family for family in families if family not in FAMILY_FUNCTIONS]
-    if unknown or not families:
-        raise QuestionError(f"unknown question types {unknown}; choose from {', '.join(FAMILIES)}")
+    families = resolve_types(types)
     if per_image < 1:
         raise QuestionError("--per-image must be at least 1")
     rules = rules or Rules()
@@ -435,7 +586,7 @@ def generate(
     used = 0
     for image in dataset.images:
         path = folder / image.file_name
-        reason = _check_image(path, image)
+        reason = check_image(path, image)
         if reason:
             skipped[reason] += 1
             continue
@@ -446,7 +597,7 @@ def generate(
             skipped["no unambiguous question"] += 1
             continue
         used += 1
-        rows.extend(_rows(dataset, image, path, out, chosen))
+        rows.extend(question_rows(dataset, image, path, out, chosen))
     rows, dropped = balance(rows, rules.max_answer_share, rng)
     if dropped:
         skipped["answer too frequent for its type"] = dropped
@@ -470,15 +621,24 @@ def balance(
     return [row for i, row in enumerate(rows) if i not in drop], len(drop)
 
 
-def _rows(
-    dataset: CocoDataset, image: CocoImage, path: Path, out: Path, chosen: list[Question]
+def question_rows(
+    dataset: CocoDataset,
+    image: CocoImage,
+    path: Path,
+    out: Path,
+    chosen: list[Question],
+    *,
+    prefix: str | None = None,
+    extra: dict[str, object] | None = None,
 ) -> list[dict[str, object]]:
+    """JSONL rows of ``chosen`` on the picture at ``path`` (of ``image``), relative to ``out``:
+    ids ``<prefix>-NN`` (default: the file's stem), ``extra`` fields appended to each row."""
     licence = dataset.licenses.get(image.license) if image.license is not None else None
-    stem = Path(image.file_name).stem
+    prefix = prefix or Path(image.file_name).stem
     rows = []
     for number, question in enumerate(chosen, 1):
         row: dict[str, object] = {
-            "id": f"{stem}-{number:02d}",
+            "id": f"{prefix}-{number:02d}",
             "image": image_reference(path, out),
             "question": question.question,
             "answer": question.answer,
@@ -490,7 +650,7 @@ def _rows(
             row["license"] = licence.name
             row["license_url"] = licence.url
         row["source"] = f"{dataset.description}, image {image.id}"
-        rows.append(row)
+        rows.append(row | (extra or {}))
     return rows
 
 

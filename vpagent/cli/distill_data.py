@@ -1,4 +1,4 @@
-"""`vpagent distill traces | rationales | export | examples`: from labels to training data."""
+"""`vpagent distill traces | rationales | augment | export | examples`: labels to training data."""
 
 from __future__ import annotations
 
@@ -135,15 +135,16 @@ def export_command(
     val_fraction: Annotated[float, typer.Option(help="Share of images for validation.")] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the split by image.")] = 0,
     labels: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--labels",
             help="Dataset whose items without a verified program add answer-only records "
-            "from their labels (VPD's mix; usually the dataset the traces were made from).",
+            "from their labels (VPD's mix; usually the dataset the traces were made from, "
+            "and `distill augment` output). Repeatable; enough without traces.",
         ),
     ] = None,
 ) -> None:
-    """SFT records (rationale + answer tasks) as JSONL and parquet, split by image, with a card."""
+    """SFT records (rationale + answer tasks) as JSONL and parquet, split by photo, with a card."""
     from vpagent.distill.export import ExportError, export_dataset
     from vpagent.evaluation.datasets import DatasetError
     from vpagent.pool.jsonl import CorruptFile
@@ -153,7 +154,10 @@ def export_command(
     except (ExportError, CorruptFile, DatasetError, OSError) as error:
         raise fail(str(error)) from None
     card = summary.card
-    table = Table(title=f"{out}: coverage {card['coverage']:.1%} of {card['items']} items")
+    title = f"coverage {card['coverage']:.1%} of {card['items']} items"
+    if card["traces"] is None:
+        title = "no traces: answer-only records from labels"
+    table = Table(title=f"{out}: {title}")
     for column in ("split", "images", "records", "from labels"):
         table.add_column(column)
     for name, split in card["splits"].items():
@@ -163,7 +167,62 @@ def export_command(
     for name, split in card["splits"].items():
         if not split["records"]:
             console.print(f"note: the {name} split is empty (no parquet file written)")
+    if card["augmented_dropped_validation"]:
+        dropped = card["augmented_dropped_validation"]
+        console.print(f"left out: {dropped} augmented items of validation photos", highlight=False)
     console.print(f"data card: {out / 'README.md'}", highlight=False)
+
+
+def augment_command(
+    annotations: Annotated[Path, typer.Argument(help="COCO-format instance annotation JSON.")],
+    questions: Annotated[
+        Path, typer.Option(help="The photos' questions (`distill questions` output) to flip.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for images/, questions.jsonl.")],
+    crops: Annotated[int, typer.Option(min=0, help="Random crops per photo.")] = 2,
+    flip: Annotated[
+        bool, typer.Option(help="Mirror each photo, its questions' sides swapped.")
+    ] = True,
+    min_visible: Annotated[
+        float, typer.Option(help="Share of a box a crop must keep for the object to count.")
+    ] = 0.7,
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed writes the same files.")
+    ] = 0,
+    per_image: Annotated[int, typer.Option(min=1, help="At most N new questions per picture.")] = 8,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="Images folder (default: images/ next to the file, or its folder)."),
+    ] = None,
+) -> None:
+    """Flipped and cropped photos with labels recomputed from the annotations, and the extra
+    question families on the photos themselves."""
+    from vpagent.distill.augment import QUESTIONS_FILE, SOURCES, augment
+    from vpagent.distill.coco import CocoError
+    from vpagent.distill.questions import QuestionError, write_jsonl
+    from vpagent.evaluation.datasets import DatasetError
+
+    try:
+        rows, report = augment(
+            annotations, questions, out, images=images, crops=crops, flip=flip,
+            min_visible=min_visible, seed=seed, per_image=per_image,
+        )  # fmt: skip
+        write_jsonl(rows, out / QUESTIONS_FILE)
+    except (CocoError, QuestionError, DatasetError, OSError) as error:
+        raise fail(str(error)) from None
+    table = Table(title=f"{out / QUESTIONS_FILE}: {report.questions} questions")
+    for column in ("type", *SOURCES, "all"):
+        table.add_column(column)
+    types = sorted({kind for counts in report.per_source.values() for kind in counts})
+    for kind in types:
+        counts = [report.per_source[source].get(kind, 0) for source in SOURCES]
+        table.add_row(kind, *(str(n) for n in counts), str(sum(counts)))
+    console.print(table)
+    pictures = ", ".join(f"{kind} {n}" for kind, n in report.images.items()) or "none"
+    console.print(f"{report.photos} photos; pictures written: {pictures}", highlight=False)
+    if report.skipped:
+        left_out = ", ".join(f"{reason}: {n}" for reason, n in report.skipped.items())
+        console.print(f"left out: {left_out}", highlight=False, markup=False)
 
 
 def examples_command(
@@ -198,6 +257,7 @@ def examples_command(
 COMMANDS = {
     "traces": traces_command,
     "rationales": rationales_command,
+    "augment": augment_command,
     "export": export_command,
     "examples": examples_command,
 }

@@ -28,6 +28,9 @@ class EvalItem(BaseModel):
     license: str | None = None
     license_url: str | None = None
     source: str | None = None
+    # the photo an augmented image was made from; export splits follow it
+    source_image: Path | None = None
+    augmentation: str | None = None  # how the image was made: flip, crop, none (the photo itself)
 
 
 class DatasetError(ValueError):

@@ -13,7 +13,8 @@ from vpagent.evaluation.datasets.items import DatasetError, EvalItem, LoadedData
 
 def load_jsonl(path: Path) -> LoadedDataset:
     """Rows: id, image (relative to the file), question, answer, [accept, type, choices,
-    pair, license, license_url, source]. Any malformed row is an error naming its line."""
+    pair, license, license_url, source, source_image (relative to the file), augmentation].
+    Any malformed row is an error naming its line."""
     loaded = LoadedDataset(layout="vpagent JSONL")
     for number, line in numbered_lines(path):
         try:
@@ -31,11 +32,18 @@ def load_jsonl(path: Path) -> LoadedDataset:
                     license=row.get("license"),
                     license_url=row.get("license_url"),
                     source=row.get("source"),
+                    source_image=_beside(path, row.get("source_image")),
+                    augmentation=row.get("augmentation"),
                 )
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValidationError) as error:
             raise DatasetError(f"{path}:{number}: {_reason(error)}") from None
     return loaded
+
+
+def _beside(path: Path, reference: str | None) -> Path | None:
+    """A path written relative to the file at ``path``, resolved like ``image``."""
+    return path.parent / reference if reference else None
 
 
 def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
