@@ -21,7 +21,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +43,7 @@ class TrainOptions(BaseModel):
     data: Path
     out: Path
     student: str | None = None  # None: the embedded student
+    eyes: Literal["grid", "grid+regions"] | None = None  # None: grid, or a saved student's own
     max_steps: int | None = Field(None, ge=1)
     epochs: float = Field(3.0, gt=0)
     lr: float = Field(2e-4, gt=0)
@@ -76,6 +77,7 @@ def _run_identity(options: TrainOptions, student: Student) -> dict[str, Any]:
         "student": options.student or "embedded",
         "kind": student.kind,
         "model_type": student.model_type,
+        "eyes": student.eyes,
         "lora": options.lora,
     }
 
@@ -98,12 +100,14 @@ def _check_resume(options: TrainOptions, identity: dict[str, Any]) -> None:
     if not path.is_file():
         return
     earlier = json.loads(path.read_text(encoding="utf-8"))
-    for key in ("student", "model_type", "lora", "kind"):
+    if "eyes" not in earlier:  # runs from before --eyes: the embedded student saw the grid
+        earlier["eyes"] = "grid" if earlier.get("kind") == "embedded" else None
+    for key in ("student", "model_type", "eyes", "lora", "kind"):
         if earlier.get(key) != identity[key]:
             raise StudentError(
                 f"{options.out} holds a run of another student ({key}: {earlier.get(key)!r}, "
-                f"now {identity[key]!r}); resume it with the same --student and --lora/--full, "
-                "or choose another --out"
+                f"now {identity[key]!r}); resume it with the same --student, --eyes and "
+                "--lora/--full, or choose another --out"
             )
 
 
@@ -272,7 +276,7 @@ def train(
     check_out_dir(options)
     records, root = load_split(options.data, "train", options.tasks)
     set_seed(options.seed)
-    student = student or new_student(options.student)
+    student = student or new_student(options.student, options.eyes)
     identity = _run_identity(options, student)
     if options.resume:
         _check_resume(options, identity)

@@ -22,6 +22,13 @@ def train_command(
             "LM or an image-text-to-text model (hub id or folder), or a trained student."
         ),
     ] = None,
+    eyes: Annotated[
+        str | None,
+        typer.Option(
+            help="A new embedded student's inputs: grid (81 feature-map tokens; default) or "
+            "grid+regions (plus 10 tokens of the offline detector's boxes)."
+        ),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N optimiser steps.")] = None,
     epochs: Annotated[float, typer.Option(help="Passes over the records.")] = 3.0,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-4,
@@ -57,8 +64,8 @@ def train_command(
 
     try:
         options = TrainOptions(
-            data=data, out=out, student=student, max_steps=max_steps, epochs=epochs, lr=lr,
-            batch_size=batch_size, grad_accum=grad_accum, lora=lora, lora_rank=lora_rank,
+            data=data, out=out, student=student, eyes=eyes, max_steps=max_steps, epochs=epochs,
+            lr=lr, batch_size=batch_size, grad_accum=grad_accum, lora=lora, lora_rank=lora_rank,
             lora_alpha=2 * lora_rank, save_steps=save_steps, tasks=tasks or ["rationale", "answer"],
             resume=resume, device=device, seed=seed,
         )  # fmt: skip

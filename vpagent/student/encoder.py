@@ -131,10 +131,6 @@ class FeatureEncoder:
         self._remember(key, features)
         return features
 
-    def encode_batch(self, images: list[np.ndarray] | list[Path]) -> np.ndarray:
-        """(N, 81, 1280) features of N images."""
-        return np.stack([self.encode(image) for image in images])
-
 
 def _save_atomically(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,10 @@
 
 Image features from the frozen EfficientNet-Lite3 (81 tokens of 1280, see ``encoder.py``) go
 through a trainable two-layer MLP projector into the language model's embedding space and replace
-the 81 ``<image>`` placeholder tokens of the prompt. The language model is any causal LM
+the 81 ``<image>`` placeholder tokens of the prompt. With ``eyes = "grid+regions"``,
+``num_regions`` region tokens follow (``regions.py``): the projected RoI feature plus a learned
+COCO class embedding and a learned projection of the box geometry, or a learned "no region"
+embedding for an empty slot. The language model is any causal LM
 (SmolLM2-135M-Instruct from the offline pack by default). ``StudentConfig`` and
 ``StudentForConditionalGeneration`` are registered with ``AutoConfig`` and
 ``AutoModelForImageTextToText``, so ``save_pretrained`` / ``from_pretrained`` / ``generate`` and
@@ -28,6 +31,17 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from vpagent.student.encoder import ENCODER_NAME, FEATURE_DIM, NUM_IMAGE_TOKENS
+from vpagent.student.regions import (
+    EYES,
+    GEOMETRY_DIM,
+    GRID_EYES,
+    NO_REGION,
+    NUM_REGION_CLASSES,
+    NUM_REGIONS,
+    REGION_EYES,
+    REGION_INPUTS,
+    SCORE_THRESHOLD,
+)
 
 MODEL_TYPE = "vpagent_student"
 IMAGE_TOKEN = "<image>"
@@ -35,7 +49,7 @@ IMAGE_TOKEN = "<image>"
 
 @strict
 class StudentConfig(PreTrainedConfig):
-    """A causal LM's config plus the image side: feature size, token count, projector."""
+    """A causal LM's config plus the image side: feature size, token count, projector, eyes."""
 
     model_type = MODEL_TYPE
     sub_configs_defaults = {  # noqa: RUF012  (transformers reads it from the class)
@@ -48,10 +62,16 @@ class StudentConfig(PreTrainedConfig):
     vision_feature_dim: int = FEATURE_DIM
     projector_hidden_size: int | None = None
     image_encoder: str = ENCODER_NAME
+    eyes: str = GRID_EYES
+    num_regions: int = NUM_REGIONS
+    region_score_threshold: float = SCORE_THRESHOLD
+    num_region_classes: int = NUM_REGION_CLASSES
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
+        if self.eyes not in EYES:
+            raise ValueError(f"eyes must be one of {', '.join(EYES)}, not {self.eyes!r}")
         if self.text_config.tie_word_embeddings:  # the language model decides, as in Llava
             self.tie_word_embeddings = True
 
@@ -72,6 +92,24 @@ class StudentProjector(nn.Module):
         return self.linear_2(self.act(self.linear_1(self.norm(features))))
 
 
+class StudentRegionEmbedding(nn.Module):
+    """Region tokens: projected RoI feature + class embedding + geometry, or "no region"."""
+
+    def __init__(self, config: StudentConfig) -> None:
+        super().__init__()
+        hidden = config.text_config.hidden_size
+        self.classes = nn.Embedding(config.num_region_classes, hidden)
+        self.geometry = nn.Linear(GEOMETRY_DIM, hidden)
+        self.empty = nn.Parameter(torch.zeros(hidden))
+
+    def forward(
+        self, projected: torch.Tensor, labels: torch.Tensor, geometry: torch.Tensor
+    ) -> torch.Tensor:
+        tokens = projected + self.classes(labels.clamp(min=0)) + self.geometry(geometry)
+        present = (labels != NO_REGION).unsqueeze(-1)
+        return torch.where(present, tokens, self.empty.to(tokens.dtype))
+
+
 class StudentPreTrainedModel(PreTrainedModel):
     config_class = StudentConfig
     base_model_prefix = "student"
@@ -83,11 +121,18 @@ class StudentPreTrainedModel(PreTrainedModel):
 
 
 class StudentForConditionalGeneration(StudentPreTrainedModel, GenerationMixin):
-    """Projector + causal LM; ``image_features`` (B, 81, 1280) fill the ``<image>`` slots."""
+    """Projector + causal LM; ``image_features`` (B, 81, 1280) fill the ``<image>`` slots.
+
+    A grid+regions student also takes ``region_features`` (B, R, 1280), ``region_labels``
+    (B, R; NO_REGION for an empty slot) and ``region_geometry`` (B, R, 8): 81 + R slots.
+    """
 
     def __init__(self, config: StudentConfig) -> None:
         super().__init__(config)
         self.projector = StudentProjector(config)
+        self.region_embedding = (
+            StudentRegionEmbedding(config) if config.eyes == REGION_EYES else None
+        )
         self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.post_init()
 
@@ -113,18 +158,33 @@ class StudentForConditionalGeneration(StudentPreTrainedModel, GenerationMixin):
     def get_output_embeddings(self) -> nn.Module:
         return self.language_model.get_output_embeddings()
 
-    def get_image_features(self, image_features: torch.Tensor) -> torch.Tensor:
-        """Projected image tokens, (B, 81, hidden)."""
-        return self.projector(image_features.to(self.projector.linear_1.weight.dtype))
+    def get_image_features(
+        self,
+        image_features: torch.Tensor,
+        region_features: torch.Tensor | None = None,
+        region_labels: torch.Tensor | None = None,
+        region_geometry: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Projected image tokens, (B, 81, hidden), then the region tokens (B, R, hidden) if any."""
+        dtype = self.projector.linear_1.weight.dtype
+        grid = self.projector(image_features.to(dtype))
+        if self.region_embedding is None:
+            return grid
+        if region_features is None or region_labels is None or region_geometry is None:
+            raise ValueError(f"this student sees {REGION_EYES}: {', '.join(REGION_INPUTS)} needed")
+        regions = self.region_embedding(
+            self.projector(region_features.to(dtype)), region_labels, region_geometry.to(dtype)
+        )
+        return torch.cat([grid, regions], dim=1)
 
     def _merge_image_tokens(
-        self, input_ids: torch.Tensor, embeds: torch.Tensor, image_features: torch.Tensor
+        self, input_ids: torch.Tensor, embeds: torch.Tensor, image_inputs: dict[str, Any]
     ) -> torch.Tensor:
         slots = input_ids == self.config.image_token_id
         needed = int(slots.sum())
         if needed == 0:
             return embeds
-        projected = self.get_image_features(image_features).to(embeds.dtype)
+        projected = self.get_image_features(**image_inputs).to(embeds.dtype)
         if needed != projected.shape[0] * projected.shape[1]:
             raise ValueError(
                 f"the prompt holds {needed} image tokens but the images give "
@@ -143,12 +203,21 @@ class StudentForConditionalGeneration(StudentPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         logits_to_keep: int | torch.Tensor = 0,
+        region_features: torch.Tensor | None = None,
+        region_labels: torch.LongTensor | None = None,
+        region_geometry: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         if inputs_embeds is None:
             inputs_embeds = self.get_input_embeddings()(input_ids)
             if image_features is not None:
-                inputs_embeds = self._merge_image_tokens(input_ids, inputs_embeds, image_features)
+                image_inputs = {
+                    "image_features": image_features,
+                    "region_features": region_features,
+                    "region_labels": region_labels,
+                    "region_geometry": region_geometry,
+                }
+                inputs_embeds = self._merge_image_tokens(input_ids, inputs_embeds, image_inputs)
         return self.language_model(
             attention_mask=attention_mask,
             position_ids=position_ids,
@@ -163,15 +232,20 @@ class StudentForConditionalGeneration(StudentPreTrainedModel, GenerationMixin):
         self,
         input_ids: torch.LongTensor,
         image_features: torch.Tensor | None = None,
+        region_features: torch.Tensor | None = None,
+        region_labels: torch.LongTensor | None = None,
+        region_geometry: torch.Tensor | None = None,
         is_first_iteration: bool | None = False,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """Image features go in with the prompt only; later steps read them from the cache."""
+        """Image inputs go in with the prompt only; later steps read them from the cache."""
         inputs = super().prepare_inputs_for_generation(
             input_ids, is_first_iteration=is_first_iteration, **kwargs
         )
         if is_first_iteration or not kwargs.get("use_cache", True):
             inputs["image_features"] = image_features
+            regions = (region_features, region_labels, region_geometry)
+            inputs.update(zip(REGION_INPUTS, regions, strict=True))
         return inputs
 
 

@@ -1,6 +1,7 @@
-"""Text and image inputs of the embedded student: chat prompt with 81 ``<image>`` slots.
+"""Text and image inputs of the embedded student: chat prompt with 81 (+ R) ``<image>`` slots.
 
-The user turn is the 81 image placeholders, a newline, then the record's prompt, rendered with
+The user turn is the image placeholders (81 grid tokens, then ``num_regions`` region tokens for
+a grid+regions student), a newline, then the record's prompt, rendered with
 the language model's own chat template. Training examples are the prompt's tokens followed by
 the assistant turn's tokens (the template's rendering of the target, end-of-turn included); the
 labels mask the prompt, so the loss falls on the answer/rationale tokens only.
@@ -17,14 +18,20 @@ import torch
 from vpagent.student.base import StudentError
 from vpagent.student.encoder import FeatureEncoder
 from vpagent.student.model import IMAGE_TOKEN
+from vpagent.student.regions import REGION_INPUTS, RegionDetector, region_inputs
 
 IGNORE_INDEX = -100
 
 
 class StudentProcessor:
-    """Tokenizer + frozen feature encoder: what turns (image, prompt) into model inputs."""
+    """Tokenizer + frozen feature encoder (+ region detector): (image, prompt) -> model inputs."""
 
-    def __init__(self, tokenizer: Any, encoder: FeatureEncoder | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        encoder: FeatureEncoder | None = None,
+        regions: RegionDetector | None = None,
+    ) -> None:
         if tokenizer.chat_template is None:
             raise StudentError("the student's tokenizer has no chat template")
         if IMAGE_TOKEN not in tokenizer.get_vocab():
@@ -33,13 +40,28 @@ class StudentProcessor:
             tokenizer.pad_token = tokenizer.eos_token
         self.tokenizer = tokenizer
         self.encoder = encoder or FeatureEncoder()
+        self.regions = regions
 
     @property
     def image_token_id(self) -> int:
         return int(self.tokenizer.convert_tokens_to_ids(IMAGE_TOKEN))
 
+    @property
+    def num_image_tokens(self) -> int:
+        """Placeholders per image: the grid's, then one per region slot."""
+        extra = self.regions.num_regions if self.regions is not None else 0
+        return self.encoder.num_tokens + extra
+
+    def image_inputs(self, image: np.ndarray | Path) -> dict[str, np.ndarray]:
+        """``image_features`` and, for a grid+regions student, the region inputs."""
+        grid = self.encoder.encode(image)
+        if self.regions is None:
+            return {"image_features": grid}
+        found = self.regions.detect(image)
+        return {"image_features": grid, **region_inputs(grid, found, self.regions.num_regions)}
+
     def _user_turn(self, prompt: str) -> dict[str, str]:
-        images = IMAGE_TOKEN * self.encoder.num_tokens
+        images = IMAGE_TOKEN * self.num_image_tokens
         return {"role": "user", "content": f"{images}\n{prompt}"}
 
     def prompt_text(self, prompt: str) -> str:
@@ -62,39 +84,41 @@ class StudentProcessor:
     def training_example(
         self, image: np.ndarray | Path, prompt: str, target: str
     ) -> dict[str, Any]:
-        """input_ids, labels (prompt masked) and image_features of one record."""
+        """input_ids, labels (prompt masked) and image inputs of one record."""
         prompt_ids = self._ids(self.prompt_text(prompt))
         target_ids = self._ids(self.target_text(prompt, target))
         return {
             "input_ids": prompt_ids + target_ids,
             "labels": [IGNORE_INDEX] * len(prompt_ids) + target_ids,
-            "image_features": self.encoder.encode(image),
+            **self.image_inputs(image),
         }
 
     def prompt_inputs(
         self, images: list[np.ndarray] | list[Path], prompts: list[str]
     ) -> dict[str, Any]:
-        """Left-padded prompts and image features, ready for ``generate``."""
+        """Left-padded prompts and image inputs, ready for ``generate``."""
         ids = [self._ids(self.prompt_text(p)) for p in prompts]
         batch = pad(ids, self.tokenizer.pad_token_id, side="left")
-        batch["image_features"] = torch.from_numpy(self.encoder.encode_batch(images))
-        return batch
+        return {**batch, **_stack([self.image_inputs(image) for image in images])}
 
     def collate(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         """Right-padded training batch."""
         batch = pad([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
         labels = pad([e["labels"] for e in examples], IGNORE_INDEX)["input_ids"]
         batch["labels"] = labels
-        batch["image_features"] = torch.from_numpy(
-            np.stack([e["image_features"] for e in examples])
-        )
-        return batch
+        return {**batch, **_stack(examples)}
 
     def save_pretrained(self, folder: Path) -> None:
         self.tokenizer.save_pretrained(folder)
 
     def decode(self, ids: torch.Tensor) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _stack(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """The image inputs of several examples as batched tensors."""
+    names = ["image_features", *(n for n in REGION_INPUTS if n in examples[0])]
+    return {name: torch.from_numpy(np.stack([e[name] for e in examples])) for name in names}
 
 
 def pad(sequences: list[list[int]], value: int, side: str = "right") -> dict[str, torch.Tensor]:

@@ -10,6 +10,10 @@ itself as a folder ``load_student`` reads back. :func:`new_student` resolves ``-
 - a hub id / local folder of an image-text-to-text model (SmolVLM/Idefics3, Qwen2-VL,
   PaliGemma, LLaVA, ...): that VLM with its own processor;
 - a saved student (``model_type = vpagent_student``): that student, to train further.
+
+``eyes`` (embedded students only) chooses what a new student sees: ``grid`` (the 81 feature-map
+tokens) or ``grid+regions`` (plus the offline detector's region tokens, ``regions.py``); a saved
+student keeps its own, and a loaded one is given the inputs its config names.
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import torch
 from vpagent.images import load_image
 from vpagent.llm import packs
 from vpagent.student.base import DEFAULT_LANGUAGE_MODEL, StudentError, load_language_model
-from vpagent.student.model import MODEL_TYPE, StudentForConditionalGeneration
+from vpagent.student.model import MODEL_TYPE, StudentConfig, StudentForConditionalGeneration
 from vpagent.student.processor import IGNORE_INDEX, StudentProcessor
+from vpagent.student.regions import GRID_EYES, REGION_EYES, RegionDetector, require_detector
 
 EMBEDDED = "embedded"
 STUDENT_FILE = "vpagent_student.json"  # what a saved student is: kind and base model
@@ -75,6 +80,11 @@ class Student(ABC):
     def decode(self, ids: torch.Tensor) -> str: ...
 
     @property
+    def eyes(self) -> str | None:
+        """What the embedded student sees (grid or grid+regions); None: its own vision tower."""
+        return None
+
+    @property
     def lora_targets(self) -> str | list[str]:
         """The language model's attention projections."""
         return list(ATTENTION_PROJECTIONS)
@@ -89,6 +99,8 @@ class Student(ABC):
         self.model.save_pretrained(folder)
         self._save_processor(folder)
         meta = {"kind": self.kind, "base": self.base, "model_type": self.model_type}
+        if self.eyes is not None:
+            meta["eyes"] = self.eyes
         (Path(folder) / STUDENT_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @torch.inference_mode()
@@ -153,21 +165,29 @@ class EmbeddedStudent(Student):
         self.base = base
 
     @classmethod
-    def build(cls, language_model: str, **config: Any) -> EmbeddedStudent:
+    def build(cls, language_model: str, eyes: str = GRID_EYES, **config: Any) -> EmbeddedStudent:
         """A new student on a causal LM (pack name, hub id or folder), projector untrained."""
+        if eyes == REGION_EYES:
+            require_detector()
         lm, tokenizer = load_language_model(language_model)
         processor = StudentProcessor(tokenizer)
         if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
             lm.resize_token_embeddings(len(tokenizer))
         model = StudentForConditionalGeneration.from_language_model(
-            lm, image_token_id=processor.image_token_id, **config
+            lm, image_token_id=processor.image_token_id, eyes=eyes, **config
         )
         model.generation_config = lm.generation_config
+        processor.regions = region_detector(model.config)
         return cls(model, processor, language_model)
 
     @property
+    def eyes(self) -> str:
+        return str(self.model.config.eyes)
+
+    @property
     def modules_to_save(self) -> list[str]:
-        return ["projector"]
+        """The projector, and the region embeddings of a grid+regions student."""
+        return ["projector"] + (["region_embedding"] if self.eyes == REGION_EYES else [])
 
     def training_example(
         self, image: np.ndarray | Path, prompt: str, target: str
@@ -189,6 +209,14 @@ class EmbeddedStudent(Student):
     @property
     def pad_token_id(self) -> int:
         return int(self.processor.tokenizer.pad_token_id)
+
+
+def region_detector(config: StudentConfig) -> RegionDetector | None:
+    """The region detector a student's config asks for; None for grid eyes."""
+    if config.eyes != REGION_EYES:
+        return None
+    require_detector()
+    return RegionDetector(config.num_regions, config.region_score_threshold)
 
 
 class HFStudent(Student):
@@ -339,19 +367,34 @@ def _is_causal_lm(model_type: str) -> bool:
     return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 
-def new_student(spec: str | None = None) -> Student:
-    """The student ``vpagent distill train --student SPEC`` starts from (see module doc)."""
+def new_student(spec: str | None = None, eyes: str | None = None) -> Student:
+    """The student ``vpagent distill train --student SPEC [--eyes EYES]`` starts from.
+
+    ``eyes`` None: grid for a new embedded student, a saved student's own otherwise.
+    """
+    new_eyes = eyes or GRID_EYES
     if spec is None or spec == EMBEDDED:
-        return EmbeddedStudent.build(DEFAULT_LANGUAGE_MODEL)
+        return EmbeddedStudent.build(DEFAULT_LANGUAGE_MODEL, eyes=new_eyes)
     if spec in packs.PACKS:
-        return EmbeddedStudent.build(spec)
+        return EmbeddedStudent.build(spec, eyes=new_eyes)
     model_type = _model_type(spec)
     if model_type == MODEL_TYPE:
-        return load_student(spec)
+        student = load_student(spec)
+        if eyes is not None and eyes != student.eyes:
+            raise StudentError(
+                f"{spec} is a student that sees {student.eyes!r}, not {eyes!r}: continue it "
+                f"without --eyes, or start a new student with --eyes {eyes}"
+            )
+        return student
     if _is_image_text_to_text(model_type):
+        if eyes is not None:
+            raise StudentError(
+                f"--eyes is for the embedded student; {spec!r} is an image-text-to-text model "
+                "that sees through its own vision tower"
+            )
         return HFStudent.load(spec)
     if _is_causal_lm(model_type):
-        return EmbeddedStudent.build(spec)
+        return EmbeddedStudent.build(spec, eyes=new_eyes)
     raise StudentError(
         f"{spec!r} is a {model_type!r} model: neither an image-text-to-text model nor a causal "
         "language model to build the embedded student on"
@@ -371,7 +414,8 @@ def load_student(folder: str | Path, **kwargs: Any) -> Student:
             tokenizer = AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as error:
             raise StudentError(f"cannot load the student in {folder}: {error}") from error
-        return EmbeddedStudent(model, StudentProcessor(tokenizer), meta.get("base", folder))
+        processor = StudentProcessor(tokenizer, regions=region_detector(model.config))
+        return EmbeddedStudent(model, processor, meta.get("base", folder))
     if _is_image_text_to_text(model_type):
         return HFStudent.load(folder, **kwargs)
     raise StudentError(
