@@ -72,7 +72,8 @@ def test_eval_reuses_teacher_results(checkpoint: Path, export: Path, tmp_path: P
     teacher = tmp_path / "teacher.jsonl"
     row = {"id": "validation-0", "type": "count", "question": "q", "prediction": "1",
            "expected": ["1"], "score": 1.0, "total_s": 9.0}  # fmt: skip
-    teacher.write_text(json.dumps(row) + "\n")
+    header = {"vpagent_run": {"kind": "eval"}}  # `vpagent eval --out` files start with one
+    teacher.write_text(json.dumps(header) + "\n" + json.dumps(row) + "\n")
     done = runner.invoke(
         app,
         ["distill", "eval", str(export), "--student", str(checkpoint), "--teacher-results",

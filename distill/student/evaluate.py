@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from vpagent.evaluation.datasets.jsonl import numbered_lines
+from vpagent.pool.header import HEADER_KEY
 from vpagent.student.base import StudentError
 from vpagent.student.records import Task, parse_answer, user_prompt
 from vpagent.student.students import Student
@@ -46,6 +47,7 @@ class ItemComparison(BaseModel):
     type: str
     question: str
     expected: list[str]
+    image: str | None = None  # the photo: calibration splits by it
     student: Side
     teacher: Side | None = None
     agree: bool | None = None
@@ -143,6 +145,8 @@ def read_teacher_results(path: Path) -> dict[str, Side]:
     for number, line in numbered_lines(path):
         try:
             row = json.loads(line)
+            if number == 1 and HEADER_KEY in row:  # the run header of `vpagent eval --out`
+                continue
             sides[str(row["id"])] = Side(
                 prediction=row.get("prediction"),
                 score=float(row["score"]),
@@ -211,6 +215,7 @@ def compare(
                 type=item.type,
                 question=item.question,
                 expected=item.answers,
+                image=str(item.image),
                 student=own,
                 teacher=other,
                 agree=agree,

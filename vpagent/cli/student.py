@@ -193,7 +193,63 @@ def print_report(report) -> None:  # type: ignore[no-untyped-def]
         )
 
 
+def calibrate_command(
+    eval_dir: Annotated[
+        Path, typer.Argument(help="A `distill eval` report folder with a teacher side.")
+    ],
+    fraction: Annotated[
+        float, typer.Option(help="Share of the photos to choose the threshold on.")
+    ] = 0.5,
+    seed: Annotated[int, typer.Option(help="Seed of the split by photo.")] = 0,
+    plot_path: Annotated[
+        Path | None, typer.Option("--plot", help="PNG of accuracy vs seconds (default: in DIR).")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Choose `agent.student_threshold` for student-then-program on a calibration split."""
+    from vpagent.distill.student.calibrate import CalibrationError, calibrate, plot, read_rows
+
+    try:
+        result = calibrate(read_rows(eval_dir), fraction=fraction, seed=seed)
+    except CalibrationError as error:
+        raise fail(str(error)) from None
+    target = plot_path or eval_dir / "calibration.png"
+    plot(result, target)
+    (eval_dir / "calibration.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    if json_output:
+        typer.echo(result.model_dump_json())
+        return
+    print_calibration(result)
+    typer.echo(f"plot: {target}")
+
+
+def print_calibration(result) -> None:  # type: ignore[no-untyped-def]
+    """The sweep on the report half as a rich table, the chosen threshold in bold."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title=f"student-then-program on {result.report_items} report items "
+        f"(threshold chosen on {result.calibration_items} others)"
+    )
+    for column in ("threshold", "accuracy", "s/question", "student answers"):
+        table.add_column(column, justify="right")
+    rows = [("teacher alone", result.teacher), ("student alone", result.student)]
+    rows += [(f"{p.threshold:g}", p) for p in result.report_sweep]
+    for name, point in rows:
+        style = "bold" if point.threshold == result.threshold and name[0].isdigit() else None
+        table.add_row(
+            name, f"{point.accuracy:.1%}", f"{point.seconds_per_question:.2f}",
+            f"{point.student_share:.0%}", style=style,
+        )  # fmt: skip
+    Console().print(table)
+    Console().print(
+        f"agent.student_threshold = {result.threshold:g}  ({result.reason})", highlight=False
+    )
+
+
 COMMANDS = {
     "train": train_command,
     "eval": eval_command,
+    "calibrate": calibrate_command,
 }

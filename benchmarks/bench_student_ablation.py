@@ -1,0 +1,481 @@
+"""Issue 21's student ablation on coco128, from labelled questions to the JSON, resumably.
+
+Run: .venv/bin/python benchmarks/bench_student_ablation.py [--work DIR] [--seeds 0 1 2]
+     [--max-steps 60] [--until STAGE]
+
+Stages (each skipped when its output is already whole, so a killed run continues):
+
+1. ``questions``  `vpagent distill questions` on coco128 (645 questions, seed 0).
+2. ``traces``     `vpagent distill traces --k 5 --workers 2` with ``llm.parallel = 2``.
+3. ``augment``    `vpagent distill augment`: flips, 2 crops per photo, the extra families.
+4. ``exports``    three `vpagent distill export`s, one split (seed 0, by source photo):
+                  ``labels`` (answer records from labels only), ``vpd`` (VPD's mix: rationale +
+                  answer records of every verified trace, labels for the rest) and
+                  ``vpd-augmented`` (``vpd`` plus the augmented material).
+5. ``teacher``    `vpagent eval` of the agent on the validation items and on the dev set.
+6. ``students``   `vpagent distill train` per variant and seed, the same budget for all
+                  (``--max-steps`` x batch 4), then `vpagent distill eval` on both sets.
+7. ``report``     benchmarks/results/student-ablation.json and .md, and the accuracy vs seconds
+                  plot of student-then-program (`vpagent distill calibrate`'s threshold, chosen
+                  on half of the validation photos, the best variant's seeds pooled).
+
+Everything runs one stage after the other on this machine, so times compare within the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from machine import cpu_model  # benchmarks/machine.py, beside this script
+
+HERE = Path(__file__).parent
+ROOT = HERE.parent
+VENV = ROOT / ".venv" / "bin"
+COCO = ROOT.parent / "shared" / "data" / "coco128" / "instances.json"
+DEV = ROOT.parent / "shared" / "data" / "dev.jsonl"
+RESULTS = HERE / "results"
+PLOT = ROOT / "docs" / "student-ablation.png"
+VARIANTS = ("labels", "vpd", "vpd-augmented")
+ITEMS = "validation_items.jsonl"
+STAGES = ("questions", "traces", "augment", "exports", "teacher", "students", "report")
+
+
+def vpagent(*args: str, env: dict[str, str] | None = None) -> None:
+    """Run the CLI as a user would; stop the benchmark when a stage fails."""
+    command = [str(VENV / "vpagent"), *args]
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, env={**os.environ, **(env or {})})
+
+
+def questions(work: Path) -> None:
+    if not (work / "questions.jsonl").is_file():
+        vpagent("distill", "questions", str(COCO), "--out", str(work / "questions.jsonl"))
+
+
+def traces(work: Path) -> None:
+    done = work / "traces" / "items.jsonl"
+    finished = {row["item_id"] for row in jsonl(done)} if done.is_file() else set()
+    if len(finished) == len(jsonl(work / "questions.jsonl")):
+        return  # whole: spare the agent's start-up
+    vpagent(
+        "distill", "traces", str(work / "questions.jsonl"), "--out", str(work / "traces"),
+        "--k", "5", "--workers", "2", env={"VPAGENT_LLM__PARALLEL": "2"},
+    )  # fmt: skip
+
+
+def trace_card(work: Path) -> dict[str, Any]:
+    """The full trace run: coverage per type, rejections by reason, traces per hour."""
+    from datetime import datetime
+
+    path = work / "traces" / "items.jsonl"
+    header = json.loads(path.read_text().splitlines()[0])["vpagent_run"]
+    records = list({r["item_id"]: r for r in jsonl(path)}.values())
+    per_type: dict[str, Counter[str]] = defaultdict(Counter)
+    for record in records:
+        per_type[record["item"]["type"]][record["status"]] += 1
+    started = datetime.fromisoformat(header["started"]).timestamp()
+    hours = (path.stat().st_mtime - started) / 3600
+    verified = sum(r["status"] == "verified" for r in records)
+    return {
+        "items": len(records),
+        "verified": verified,
+        "coverage": verified / len(records),
+        "per_type": {
+            kind: {
+                "items": c.total(),
+                "verified": c["verified"],
+                "coverage": c["verified"] / c.total(),
+            }
+            for kind, c in sorted(per_type.items())
+        },
+        "rejections": dict(Counter(r["reason"] for r in records if r["reason"]).most_common()),
+        "k": header["options"]["k"],
+        "runtime": header["runtime"],
+        "wall_hours": hours,
+        "traces_per_hour": len(records) / hours,
+        "seconds_per_item_median": statistics.median(r["seconds"] for r in records),
+    }
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    lines = [
+        "# coco128 traced by the teacher (`bench_student_ablation.py --until traces`)",
+        "",
+        f"Machine: {cpu_model()}. {card['items']} questions, k = {card['k']}, 2 worker processes "
+        f"x {card['runtime']['llm']['parallel']} LLM slots: {card['verified']} verified "
+        f"({card['coverage']:.1%}) in "
+        f"{card['wall_hours']:.2f} h, **{card['traces_per_hour']:.0f} questions per hour** "
+        f"(median {card['seconds_per_item_median']:.1f} s per question, several in flight).",
+        "",
+        "| type | questions | verified | coverage |",
+        "|---|---|---|---|",
+        *(
+            f"| {kind} | {c['items']} | {c['verified']} | {c['coverage']:.1%} |"
+            for kind, c in card["per_type"].items()
+        ),
+        "",
+        "Rejected, by reason: "
+        + ", ".join(f"{reason} {n}" for reason, n in card["rejections"].items())
+        + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_trace_card(work: Path) -> None:
+    card = trace_card(work)
+    (RESULTS / "coco128-traces.json").write_text(json.dumps(card, indent=2) + "\n")
+    (RESULTS / "coco128-traces.md").write_text(card_markdown(card))
+
+
+def augment(work: Path) -> None:
+    if not (work / "augmented" / "questions.jsonl").is_file():
+        vpagent(
+            "distill", "augment", str(COCO), "--questions", str(work / "questions.jsonl"),
+            "--out", str(work / "augmented"), "--crops", "2",
+        )  # fmt: skip
+
+
+def exports(work: Path) -> None:
+    labels = ["--labels", str(work / "questions.jsonl")]
+    augmented = ["--labels", str(work / "augmented" / "questions.jsonl")]
+    plans = {
+        "labels": (work / "no-traces", labels),
+        "vpd": (work / "traces", labels),
+        "vpd-augmented": (work / "traces", labels + augmented),
+    }
+    for name, (source, extra) in plans.items():
+        if not (work / "exports" / name / "card.json").is_file():
+            vpagent("distill", "export", str(source), "--out", str(work / "exports" / name), *extra)
+    reported = {row["id"] for row in jsonl(validation_items(work))}
+    for name in plans:  # the extra families add items on the same validation photos
+        if not reported <= {row["id"] for row in jsonl(work / "exports" / name / ITEMS)}:
+            sys.exit(f"export {name} lacks validation items of the labels export: another split")
+
+
+def validation_items(work: Path) -> Path:
+    """The reported items: the labelled questions on the validation photos (all variants)."""
+    return work / "exports" / "labels" / ITEMS
+
+
+def teacher(work: Path) -> None:
+    for name, dataset in (("validation", validation_items(work)), ("dev", DEV)):
+        out = work / "teacher" / f"{name}.jsonl"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        vpagent("eval", str(dataset), "--out", str(out), *(["--resume"] * out.is_file()))
+
+
+def student_dir(work: Path, variant: str, seed: int) -> Path:
+    return work / "students" / f"{variant}-seed{seed}"
+
+
+def students(work: Path, seeds: list[int], max_steps: int) -> None:
+    for seed in seeds:
+        for variant in VARIANTS:
+            folder = student_dir(work, variant, seed)
+            if not (folder / "vpagent_student.json").is_file():
+                vpagent(
+                    "distill", "train", "--data", str(work / "exports" / variant),
+                    "--out", str(folder), "--max-steps", str(max_steps), "--batch-size", "4",
+                    "--lr", "5e-4", "--seed", str(seed), "--save-steps", str(max_steps),
+                    *(["--resume"] * (folder / "checkpoints").is_dir()),
+                )  # fmt: skip
+            for name, dataset in (("validation", validation_items(work)), ("dev", DEV)):
+                out = folder / "eval" / name
+                if not (out / "report.json").is_file():
+                    vpagent(
+                        "distill", "eval", str(dataset), "--student", str(folder),
+                        "--teacher-results", str(work / "teacher" / f"{name}.jsonl"),
+                        "--out", str(out), "--json",
+                    )  # fmt: skip
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+def jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in rows if "vpagent_run" not in row]
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def by_type(rows: list[dict[str, Any]], score: str = "score") -> dict[str, float]:
+    scores: dict[str, list[float]] = defaultdict(list)
+    for row in rows:
+        scores[row["type"]].append(row[score])
+    return {kind: statistics.fmean(values) for kind, values in sorted(scores.items())}
+
+
+def majority_baseline(work: Path, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each type's most common training answer (the labels export), scored on ``items``."""
+    from vpagent.evaluation.datasets.items import EvalItem
+    from vpagent.evaluation.run import score_item
+
+    train = jsonl(work / "exports" / "labels" / "train.jsonl")
+    common = {
+        kind: Counter(r["answer"] for r in train if r["type"] == kind).most_common(1)[0][0]
+        for kind in {r["type"] for r in train}
+    }
+    rows = []
+    for item in items:
+        answers = [item["answer"], *item.get("accept", [])]
+        parsed = EvalItem(id=item["id"], image=Path("x"), question="q", answers=answers)
+        rows.append({"type": item["type"], "score": score_item(parsed, common.get(item["type"]))})
+    return {
+        "answers": dict(sorted(common.items())),
+        "accuracy": statistics.fmean(r["score"] for r in rows),
+        "per_type": by_type(rows),
+    }
+
+
+def student_rows(folder: Path, name: str) -> list[dict[str, Any]]:
+    rows = jsonl(folder / "eval" / name / "items.jsonl")
+    return [{"type": r["type"], **r["student"]} for r in rows]
+
+
+def constant_share(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per type, the share of the student's most common answer (1.0: a constant)."""
+    answers: dict[str, Counter[str]] = defaultdict(Counter)
+    for row in rows:
+        answers[row["type"]][str(row["prediction"]).lower()] += 1
+    return {
+        kind: counts.most_common(1)[0][1] / sum(counts.values())
+        for kind, counts in sorted(answers.items())
+    }
+
+
+def variant_summary(work: Path, variant: str, seeds: list[int]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"seeds": seeds}
+    for name in ("validation", "dev"):
+        runs = [student_rows(student_dir(work, variant, seed), name) for seed in seeds]
+        accuracy = [statistics.fmean(r["score"] for r in rows) for rows in runs]
+        seconds = [statistics.fmean(r["seconds"] for r in rows) for rows in runs]
+        per_type_runs = [by_type(rows) for rows in runs]
+        shares = [constant_share(rows) for rows in runs]
+        block = {
+            "accuracy": statistics.fmean(accuracy),
+            "accuracy_spread": spread(accuracy),
+            "seconds_per_question": statistics.fmean(seconds),
+            "per_type": {
+                kind: spread([runs_type[kind] for runs_type in per_type_runs])
+                for kind in per_type_runs[0]
+            },
+            "most_common_answer_share": {
+                kind: statistics.fmean(share[kind] for share in shares) for kind in shares[0]
+            },
+        }
+        if name == "validation":
+            summary.update(block)
+        else:
+            summary["dev"] = block
+    return summary
+
+
+def teacher_summary(path: Path) -> dict[str, Any]:
+    from vpagent.evaluation.stats import interval
+
+    rows = jsonl(path)
+    scores = [r["score"] for r in rows]
+    low, high = interval(scores)
+    return {
+        "n": len(rows),
+        "accuracy": statistics.fmean(scores),
+        "interval_95": [low, high],
+        "seconds_per_question": statistics.fmean(r["total_s"] for r in rows),
+        "per_type": by_type(rows),
+    }
+
+
+def calibration(work: Path, variant: str, seeds: list[int]) -> dict[str, Any]:
+    """The threshold chosen on half of the photos (seeds pooled), reported per seed on the rest."""
+    from vpagent.distill.student.calibrate import (
+        calibrate,
+        choose,
+        plot,
+        point,
+        read_rows,
+        split_by_photo,
+        teacher_point,
+    )
+
+    runs = [read_rows(student_dir(work, variant, seed) / "eval" / "validation") for seed in seeds]
+    halves = [split_by_photo(rows, 0.5, seed=0) for rows in runs]
+    pooled = [row for calibration_half, _ in halves for row in calibration_half]
+    grid = [round(step / 20, 2) for step in range(21)]
+    threshold, reason = choose([point(pooled, t) for t in grid], teacher_point(pooled))
+    chosen = [point(report, threshold) for _, report in halves]
+    teacher = teacher_point(halves[0][1])
+    plot(
+        calibrate(runs[0], fraction=0.5, seed=0, grid=grid), PLOT,
+        title=f"student-then-program, {variant} seed {seeds[0]}: report half",
+    )  # fmt: skip
+    return {
+        "variant": variant,
+        "threshold": threshold,
+        "reason": reason,
+        "calibration_items": len(halves[0][0]),
+        "report_items": len(halves[0][1]),
+        "accuracy": statistics.fmean(p.accuracy for p in chosen),
+        "accuracy_spread": spread([p.accuracy for p in chosen]),
+        "seconds_per_question": statistics.fmean(p.seconds_per_question for p in chosen),
+        "student_share": statistics.fmean(p.student_share for p in chosen),
+        "teacher_on_report_half": {
+            "accuracy": teacher.accuracy,
+            "seconds_per_question": teacher.seconds_per_question,
+        },
+        "sweep_on_report_half": [
+            {
+                "threshold": t,
+                "accuracy": statistics.fmean(point(report, t).accuracy for _, report in halves),
+                "seconds_per_question": statistics.fmean(
+                    point(report, t).seconds_per_question for _, report in halves
+                ),
+            }
+            for t in grid
+        ],
+    }
+
+
+def finished_seeds(work: Path, seeds: list[int]) -> list[int]:
+    """The seeds whose students of every variant have both evaluations."""
+    return [
+        seed
+        for seed in seeds
+        if all(
+            (student_dir(work, variant, seed) / "eval" / name / "report.json").is_file()
+            for variant in VARIANTS
+            for name in ("validation", "dev")
+        )
+    ]
+
+
+def report(work: Path, seeds: list[int], max_steps: int) -> dict[str, Any]:
+    seeds = finished_seeds(work, seeds)
+    if not seeds:
+        sys.exit("no seed has finished students of every variant: run the students stage")
+    items = jsonl(validation_items(work))
+    card = json.loads((work / "exports" / "vpd-augmented" / "card.json").read_text())
+    traced = list({r["item_id"]: r for r in jsonl(work / "traces" / "items.jsonl")}.values())
+    variants = {variant: variant_summary(work, variant, seeds) for variant in VARIANTS}
+    best = max(variants, key=lambda name: variants[name]["accuracy"])
+    result = {
+        "machine": cpu_model(),
+        "n_validation": len(items),
+        "n_dev": len(jsonl(DEV)),
+        "traced_items": len(traced),
+        "verified_traces": sum(r["status"] == "verified" for r in traced),
+        "trace_run": trace_card(work),
+        "training": {"max_steps": max_steps, "batch_size": 4, "lr": 5e-4, "seeds": seeds},
+        "export_card": {key: card.get(key) for key in ("records", "splits", "labels")},
+        "teacher": teacher_summary(work / "teacher" / "validation.jsonl"),
+        "teacher_dev": teacher_summary(work / "teacher" / "dev.jsonl"),
+        "constant_answer_baseline": majority_baseline(work, items),
+        "variants": variants,
+        "best_variant": best,
+        "student_then_program": calibration(work, best, seeds),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "student-ablation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "student-ablation.md").write_text(markdown(result))
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    teacher, baseline = result["teacher"], result["constant_answer_baseline"]
+    types = list(teacher["per_type"])
+    lines = [
+        "# Student ablation on coco128 (`benchmarks/bench_student_ablation.py`)",
+        "",
+        f"Machine: {result['machine']}. {result['n_validation']} validation items on photos "
+        f"never trained on; {result['verified_traces']} of {result['traced_items']} questions "
+        f"verified by the teacher. Each variant: {result['training']['max_steps']} steps x "
+        f"batch 4, seeds {result['training']['seeds']}; mean (std) over seeds.",
+        "",
+        "| answerer | accuracy | dev | s/question | " + " | ".join(types) + " |",
+        "|---|---|---|---|" + "---|" * len(types),
+        f"| teacher (agent) | {teacher['accuracy']:.1%} | {result['teacher_dev']['accuracy']:.1%}"
+        f" | {teacher['seconds_per_question']:.2f} | "
+        + " | ".join(f"{teacher['per_type'][t]:.0%}" for t in types)
+        + " |",
+        f"| each type's commonest training answer | {baseline['accuracy']:.1%} | | | "
+        + " | ".join(f"{baseline['per_type'].get(t, 0):.0%}" for t in types)
+        + " |",
+    ]
+    for name, variant in result["variants"].items():
+        cells = [
+            f"{variant['per_type'][t]['mean']:.0%} "
+            f"(most common answer {variant['most_common_answer_share'][t]:.0%})"
+            for t in types
+        ]
+        lines.append(
+            f"| student: {name} | {variant['accuracy']:.1%} "
+            f"({variant['accuracy_spread']['std']:.1%}) | {variant['dev']['accuracy']:.1%} "
+            f"({variant['dev']['accuracy_spread']['std']:.1%}) | "
+            f"{variant['seconds_per_question']:.2f} | " + " | ".join(cells) + " |"
+        )
+    mode = result["student_then_program"]
+    lines += [
+        "",
+        f"Teacher: {teacher['accuracy']:.1%} of {teacher['n']} (95% bootstrap "
+        f"{teacher['interval_95'][0]:.1%} to {teacher['interval_95'][1]:.1%}).",
+        "",
+        f"## student-then-program ({mode['variant']}), threshold {mode['threshold']:g}",
+        "",
+        f"Chosen on {mode['calibration_items']} items ({mode['reason']}); reported on the other "
+        f"{mode['report_items']}: accuracy {mode['accuracy']:.1%} "
+        f"(std {mode['accuracy_spread']['std']:.1%}) at {mode['seconds_per_question']:.2f} s "
+        f"per question, the student answering {mode['student_share']:.0%}; the teacher there: "
+        f"{mode['teacher_on_report_half']['accuracy']:.1%} at "
+        f"{mode['teacher_on_report_half']['seconds_per_question']:.2f} s.",
+        "",
+        "| threshold | accuracy | s/question |",
+        "|---|---|---|",
+        *(
+            f"| {p['threshold']:g} | {p['accuracy']:.1%} | {p['seconds_per_question']:.2f} |"
+            for p in mode["sweep_on_report_half"]
+        ),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=ROOT.parent / "runs" / "student-ablation")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-steps", type=int, default=60)
+    parser.add_argument("--until", choices=STAGES, default="report")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    steps = {
+        "questions": lambda: questions(args.work),
+        "traces": lambda: (traces(args.work), write_trace_card(args.work)),
+        "augment": lambda: augment(args.work),
+        "exports": lambda: exports(args.work),
+        "teacher": lambda: teacher(args.work),
+        "students": lambda: students(args.work, args.seeds, args.max_steps),
+        "report": lambda: print(markdown(report(args.work, args.seeds, args.max_steps))),
+    }
+    for stage in STAGES[: STAGES.index(args.until) + 1]:
+        print(f"== {stage}", flush=True)
+        steps[stage]()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""`vpagent distill calibrate`: the student-then-program threshold from a calibration split."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from vpagent.cli import app
+from vpagent.distill.student.calibrate import (
+    CalibrationError,
+    calibrate,
+    choose,
+    point,
+    split_by_photo,
+    teacher_point,
+)
+from vpagent.distill.student.evaluate import ItemComparison, Side
+
+
+def row(
+    index: int, confidence: float, student_right: bool, teacher_right: bool = True
+) -> ItemComparison:
+    """One item on its own photo: student 0.1 s, teacher 5 s."""
+    return ItemComparison(
+        id=f"q{index}",
+        type="count",
+        question="How many?",
+        expected=["2"],
+        image=f"photo{index}.jpg",
+        student=Side(
+            prediction="2" if student_right else "3",
+            score=float(student_right),
+            seconds=0.1,
+            confidence=confidence,
+        ),
+        teacher=Side(prediction="2", score=float(teacher_right), seconds=5.0),
+    )
+
+
+def confident_when_right(n: int) -> list[ItemComparison]:
+    """A student that is right exactly when its confidence is high (>= 0.8)."""
+    return [row(i, 0.9 if i % 2 else 0.3, student_right=bool(i % 2)) for i in range(n)]
+
+
+def test_point_composes_each_items_answer_and_time() -> None:
+    rows = [row(0, 0.9, True), row(1, 0.3, False)]
+    mode = point(rows, 0.5)
+    assert mode.accuracy == 1.0  # the unsure item fell back to the (right) teacher
+    assert mode.seconds_per_question == pytest.approx((0.1 + 0.1 + 5.0) / 2)
+    assert mode.student_share == 0.5
+    assert point(rows, 0.0).accuracy == 0.5  # every student answer stands
+    assert point(rows, 1.0).student_share == 0.0
+
+
+def test_choose_takes_the_fastest_threshold_that_reaches_the_teacher() -> None:
+    rows = confident_when_right(20)
+    sweep = [point(rows, t) for t in (0.0, 0.2, 0.5, 0.8, 0.95)]
+    threshold, reason = choose(sweep, teacher_point(rows))
+    assert threshold == 0.8  # 0.5 and 0.8 both match the teacher; 0.8 keeps no fewer answers
+    assert point(rows, threshold).accuracy == 1.0
+    assert "fastest" in reason
+
+
+def test_choose_says_when_no_threshold_reaches_the_teacher() -> None:
+    rows = [row(i, 0.9, student_right=False) for i in range(6)] + [
+        row(6, 0.2, student_right=False, teacher_right=True)
+    ]
+    teacher = teacher_point(rows)
+    sweep = [point(rows, t) for t in (0.0, 0.5)]
+    threshold, reason = choose(sweep, teacher)
+    assert threshold == 0.5 and "most accurate" in reason
+
+
+def test_split_keeps_each_photo_on_one_side() -> None:
+    rows = [*confident_when_right(10), row(3, 0.9, True).model_copy(update={"id": "q3b"})]
+    calibration, report = split_by_photo(rows, 0.5, seed=1)
+    photos = {r.image for r in calibration}
+    assert photos.isdisjoint({r.image for r in report})
+    assert len(calibration) + len(report) == len(rows)
+    assert split_by_photo(rows, 0.5, seed=1) == (calibration, report)
+
+
+def test_calibrate_reports_on_photos_it_did_not_choose_on() -> None:
+    result = calibrate(confident_when_right(40), fraction=0.5, seed=0)
+    assert result.calibration_items + result.report_items == 40
+    assert 0.3 < result.threshold <= 0.9
+    assert result.chosen.accuracy == 1.0
+    assert result.chosen.seconds_per_question < result.teacher.seconds_per_question / 1.5
+    assert result.student.accuracy == pytest.approx(0.5, abs=0.2)
+
+
+def test_cli_writes_the_threshold_table_and_plot(tmp_path: Path) -> None:
+    (tmp_path / "items.jsonl").write_text(
+        "".join(r.model_dump_json() + "\n" for r in confident_when_right(30))
+    )
+    result = CliRunner().invoke(app, ["distill", "calibrate", str(tmp_path), "--json"])
+    assert result.exit_code == 0, result.output
+    chosen = json.loads(result.output)
+    assert chosen["chosen"]["accuracy"] == 1.0
+    assert (tmp_path / "calibration.png").stat().st_size > 1000
+    assert (
+        json.loads((tmp_path / "calibration.json").read_text())["threshold"] == chosen["threshold"]
+    )
+
+
+def test_cli_refuses_an_eval_without_a_teacher(tmp_path: Path) -> None:
+    untaught = row(0, 0.5, True).model_copy(update={"teacher": None})
+    (tmp_path / "items.jsonl").write_text(untaught.model_dump_json() + "\n")
+    result = CliRunner().invoke(app, ["distill", "calibrate", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "no teacher answer" in result.output
+    with pytest.raises(CalibrationError, match="cannot be split"):
+        split_by_photo([row(0, 0.5, True)], 0.5, seed=0)
