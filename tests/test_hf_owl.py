@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("transformers")
 
 from tests.fixtures.hf_tiny import build_owl, test_image
+from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.hf.owl import OwlDetector
 from vpagent.tools.types import Detection
 
@@ -59,3 +60,10 @@ def test_nms_and_max_detections(detector):
     found = limited.detect(test_image(), ["cat"])
     assert 0 < len(found) <= 3
     assert limited.info().backend == "owlvit"
+
+
+def test_a_query_longer_than_the_text_encoder_reads_is_refused(detector):
+    long_name = "person wearing a red hat and a blue scarf next to the old green bicycle"
+    with pytest.raises(CannotAnswer, match=r"is 68 tokens and OWL-ViT reads at most 64"):
+        detector.detect(test_image(), ["cat", long_name])
+    assert detector.detect(test_image(), ["red hat"])  # a short one still works

@@ -6,12 +6,17 @@ the processor of each knows how its images were resized or padded and maps boxes
 
 Batching: one forward pass for all images. Images with fewer query names than the longest list
 in the batch get blank padding queries, whose logits are dropped before post-processing.
+
+OWL's text encoder reads a fixed number of tokens (16 in the released models): a longer query
+is refused with :class:`CannotAnswer` naming the limit, never cut short silently (a cut query
+asks for something else).
 """
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
+from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.hf._base import LazyBackend, check_lengths, to_pil
 from vpagent.tools.hf._detect import to_detections
 from vpagent.tools.roles import Detector, Image
@@ -40,6 +45,17 @@ class OwlDetector(LazyBackend, Detector):
     def _query(self, name: str) -> str:
         return str(self.options.get("prompt", "a photo of a {}")).format(name)
 
+    def _check_lengths(self, queries: list[list[str]]) -> None:
+        """Refuse a query longer than the text encoder reads."""
+        limit = self._net.config.text_config.max_position_embeddings
+        for query in sorted({q for per in queries for q in per}):
+            tokens = len(self._processor.tokenizer(query)["input_ids"])
+            if tokens > limit:
+                raise CannotAnswer(
+                    f"the detector query {query!r} is {tokens} tokens and OWL-ViT reads at most "
+                    f"{limit}: name the object in fewer words"
+                )
+
     def detect_batch(self, images: list[Image], names: list[list[str]]) -> list[list[Detection]]:
         check_lengths("detect_batch", images, names)
         results: list[list[Detection]] = [[] for _ in images]
@@ -53,6 +69,7 @@ class OwlDetector(LazyBackend, Detector):
         queries = [
             [self._query(n) for n in names[i]] + [" "] * (width - len(names[i])) for i in todo
         ]
+        self._check_lengths(queries)
         with self._lock, torch.inference_mode():
             inputs = self._processor(
                 text=queries,
