@@ -284,16 +284,20 @@ def beside(scene: Scene, anchor: Thing, axis: str, sign: int) -> list[Thing] | N
     return others
 
 
+def sole_name(things: list[Thing] | None) -> str | None:
+    """The category of ``things`` when they are all of one, else None."""
+    names = {thing.name for thing in things or []}
+    return names.pop() if len(names) == 1 else None
+
+
 def object_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
     """'What is to the left of the bus?' when everything on that side is one clear category."""
     groups = []
     for anchor in scene.uniques():
         for axis, sign, where in SIDES:
-            others = beside(scene, anchor, axis, sign)
-            names = {thing.name for thing in others or []}
-            if len(names) != 1:
+            name = sole_name(beside(scene, anchor, axis, sign))
+            if name is None:
                 continue
-            (name,) = names
             text = f"What is {RELATION[where]} the {anchor.name}?"
             groups.append(
                 [Question(type="object", question=text, answer=name, accept=_accept(name))]
@@ -418,10 +422,9 @@ def two_hop_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
                 continue
             for axis_2, sign_2, where_2 in SIDES:
                 second = beside(scene, first[0], axis_2, sign_2)
-                names = {thing.name for thing in second or []}
-                if len(names) != 1 or any(thing is anchor for thing in second or []):
+                name = sole_name(second)
+                if name is None or any(thing is anchor for thing in second or []):
                     continue
-                (name,) = names
                 text = f"What is {RELATION[where_2]} the thing {RELATION[where]} the {anchor.name}?"
                 groups.append(
                     [Question(type="two_hop", question=text, answer=name, accept=_accept(name))]
