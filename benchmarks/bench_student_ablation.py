@@ -6,7 +6,9 @@ Run: .venv/bin/python benchmarks/bench_student_ablation.py [--work DIR] [--seeds
 Stages (each skipped when its output is already whole, so a killed run continues):
 
 1. ``questions``  `vpagent distill questions` on coco128 (645 questions, seed 0).
-2. ``traces``     `vpagent distill traces --k 5 --workers 2` with ``llm.parallel = 2``.
+2. ``traces``     `vpagent distill traces --k 5 --workers 2` with ``llm.parallel = 2``; it
+                  starts from benchmarks/results/coco128-traces.jsonl.gz (the committed run)
+                  when the work folder has none, and writes that file and the trace card.
 3. ``augment``    `vpagent distill augment`: flips, 2 crops per photo, the extra families.
 4. ``exports``    three `vpagent distill export`s, one split (seed 0, by source photo):
                   ``labels`` (answer records from labels only), ``vpd`` (VPD's mix: rationale +
@@ -25,6 +27,7 @@ Everything runs one stage after the other on this machine, so times compare with
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import statistics
@@ -42,6 +45,7 @@ VENV = ROOT / ".venv" / "bin"
 COCO = ROOT.parent / "shared" / "data" / "coco128" / "instances.json"
 DEV = ROOT.parent / "shared" / "data" / "dev.jsonl"
 RESULTS = HERE / "results"
+COMMITTED_TRACES = RESULTS / "coco128-traces.jsonl.gz"  # the full run, as --until traces wrote it
 PLOT = ROOT / "docs" / "student-ablation.png"
 VARIANTS = ("labels", "vpd", "vpd-augmented")
 ITEMS = "validation_items.jsonl"
@@ -62,6 +66,9 @@ def questions(work: Path) -> None:
 
 def traces(work: Path) -> None:
     done = work / "traces" / "items.jsonl"
+    if not done.is_file() and COMMITTED_TRACES.is_file():  # start from the committed run
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_bytes(gzip.decompress(COMMITTED_TRACES.read_bytes()))
     finished = {row["item_id"] for row in jsonl(done)} if done.is_file() else set()
     if len(finished) == len(jsonl(work / "questions.jsonl")):
         return  # whole: spare the agent's start-up
@@ -131,6 +138,9 @@ def card_markdown(card: dict[str, Any]) -> str:
 
 
 def write_trace_card(work: Path) -> None:
+    """The card (JSON, markdown) and the run itself, compressed, under benchmarks/results/."""
+    path = work / "traces" / "items.jsonl"
+    COMMITTED_TRACES.write_bytes(gzip.compress(path.read_bytes(), mtime=0))
     card = trace_card(work)
     (RESULTS / "coco128-traces.json").write_text(json.dumps(card, indent=2) + "\n")
     (RESULTS / "coco128-traces.md").write_text(card_markdown(card))
