@@ -180,6 +180,8 @@ def teacher(work: Path) -> None:
     for name, dataset in (("validation", validation_items(work)), ("dev", DEV)):
         out = work / "teacher" / f"{name}.jsonl"
         out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_file() and len({r["id"] for r in jsonl(out)}) == len(jsonl(dataset)):
+            continue  # whole: spare the agent's start-up
         vpagent("eval", str(dataset), "--out", str(out), *(["--resume"] * out.is_file()))
 
 
