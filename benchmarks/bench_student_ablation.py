@@ -8,7 +8,8 @@ Stages (each skipped when its output is already whole, so a killed run continues
 1. ``questions``  `vpagent distill questions` on coco128 (645 questions, seed 0).
 2. ``traces``     `vpagent distill traces --k 5 --workers 2` with ``llm.parallel = 2``; it
                   starts from benchmarks/results/coco128-traces.jsonl.gz (the committed run)
-                  when the work folder has none, and writes that file and the trace card.
+                  when the work folder has none; a run that traced writes that file and the
+                  trace card again.
 3. ``augment``    `vpagent distill augment`: flips, 2 crops per photo, the extra families.
 4. ``exports``    three `vpagent distill export`s, one split (seed 0, by source photo):
                   ``labels`` (answer records from labels only), ``vpd`` (VPD's mix: rationale +
@@ -71,11 +72,12 @@ def traces(work: Path) -> None:
         done.write_bytes(gzip.decompress(COMMITTED_TRACES.read_bytes()))
     finished = {row["item_id"] for row in jsonl(done)} if done.is_file() else set()
     if len(finished) == len(jsonl(work / "questions.jsonl")):
-        return  # whole: spare the agent's start-up
+        return  # whole: spare the agent's start-up, and keep the card of the run that made it
     vpagent(
         "distill", "traces", str(work / "questions.jsonl"), "--out", str(work / "traces"),
         "--k", "5", "--workers", "2", env={"VPAGENT_LLM__PARALLEL": "2"},
     )  # fmt: skip
+    write_trace_card(work)
 
 
 def trace_card(work: Path) -> dict[str, Any]:
@@ -477,7 +479,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     steps = {
         "questions": lambda: questions(args.work),
-        "traces": lambda: (traces(args.work), write_trace_card(args.work)),
+        "traces": lambda: traces(args.work),
         "augment": lambda: augment(args.work),
         "exports": lambda: exports(args.work),
         "teacher": lambda: teacher(args.work),
