@@ -84,7 +84,7 @@ def test_split_keeps_each_photo_on_one_side() -> None:
 
 
 def test_calibrate_reports_on_photos_it_did_not_choose_on() -> None:
-    result = calibrate(confident_when_right(40), fraction=0.5, seed=0)
+    result = calibrate([confident_when_right(40)], fraction=0.5, seed=0)
     assert result.calibration_items + result.report_items == 40
     assert 0.3 < result.threshold <= 0.9
     assert result.chosen.accuracy == 1.0
@@ -114,3 +114,30 @@ def test_cli_refuses_an_eval_without_a_teacher(tmp_path: Path) -> None:
     assert "no teacher answer" in result.output
     with pytest.raises(CalibrationError, match="cannot be split"):
         split_by_photo([row(0, 0.5, True)], 0.5, seed=0)
+
+
+def test_calibrate_pools_runs_on_the_same_photo_split() -> None:
+    sure = confident_when_right(40)
+    unsure = [r.model_copy(update={"student": r.student.model_copy(update={"confidence": 0.3})})
+              for r in sure]  # fmt: skip
+    result = calibrate([sure, unsure], fraction=0.5, seed=0)
+    alone = calibrate([sure], fraction=0.5, seed=0)
+    assert result.runs == 2 and result.report_items == alone.report_items  # per run
+    assert len(result.chosen_per_run) == 2
+    per_run = [p.seconds_per_question for p in result.chosen_per_run]
+    assert result.chosen.seconds_per_question == pytest.approx(sum(per_run) / 2)
+    assert result.teacher == alone.teacher  # one teacher, whatever the students
+
+
+def test_cli_pools_several_eval_folders_and_refuses_other_items(tmp_path: Path) -> None:
+    folders = [tmp_path / "seed0", tmp_path / "seed1", tmp_path / "other"]
+    for folder, n in zip(folders, (30, 30, 20), strict=True):
+        rows = confident_when_right(n)
+        folder.mkdir()
+        (folder / "items.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in rows))
+    pooled = CliRunner().invoke(app, ["distill", "calibrate", *map(str, folders[:2]), "--json"])
+    assert pooled.exit_code == 0, pooled.output
+    assert json.loads(pooled.output)["runs"] == 2
+    mixed = CliRunner().invoke(app, ["distill", "calibrate", *map(str, folders[::2])])
+    assert mixed.exit_code == 2
+    assert "other items" in mixed.output

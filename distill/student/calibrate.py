@@ -6,7 +6,9 @@ From a ``vpagent distill eval`` run with a teacher (both sides per item) this mo
 threshold and composes, per item, what the mode would have answered and how long it would have
 taken. The validation photos are split in two: the threshold is chosen on the calibration half
 (the fastest one that reaches the teacher's accuracy there, else the most accurate one) and
-reported on the other half, which it never saw.
+reported on the other half, which it never saw. Several runs on the same items (students of
+several training seeds) are pooled: the sweep is their mean, the split is the same photos for
+all, and the chosen threshold is also reported run by run so its spread shows.
 """
 
 from __future__ import annotations
@@ -37,15 +39,17 @@ class Point(BaseModel):
 
 
 class Calibration(BaseModel):
-    """The chosen threshold and the sweep on both halves."""
+    """The chosen threshold and the sweep on both halves (runs pooled)."""
 
     threshold: float
     reason: str
-    calibration_items: int
+    runs: int
+    calibration_items: int  # per run
     report_items: int
     teacher: Point  # the teacher alone on the report half (threshold: 1.01, nothing stands)
     student: Point  # the student alone on the report half (threshold 0)
     chosen: Point  # the chosen threshold on the report half
+    chosen_per_run: list[Point]
     calibration_sweep: list[Point]
     report_sweep: list[Point]
 
@@ -67,6 +71,18 @@ def read_rows(eval_dir: Path) -> list[ItemComparison]:
             "run `vpagent distill eval` with --teacher or --teacher-results"
         )
     return rows
+
+
+def read_runs(eval_dirs: Sequence[Path]) -> list[list[ItemComparison]]:
+    """Several ``distill eval`` folders of the same items (one per student run)."""
+    runs = [read_rows(folder) for folder in eval_dirs]
+    items = [sorted(row.id for row in rows) for rows in runs]
+    for folder, ids in zip(eval_dirs[1:], items[1:], strict=True):
+        if ids != items[0]:
+            raise CalibrationError(
+                f"{folder} holds other items than {eval_dirs[0]}: pool only runs on one item set"
+            )
+    return runs
 
 
 def split_by_photo(
@@ -128,26 +144,35 @@ def choose(sweep: Sequence[Point], teacher: Point) -> tuple[float, str]:
 
 
 def calibrate(
-    rows: Sequence[ItemComparison],
+    runs: Sequence[Sequence[ItemComparison]],
     *,
     fraction: float = 0.5,
     seed: int = 0,
     grid: Sequence[float] = GRID,
 ) -> Calibration:
-    """Choose the threshold on a calibration share of the photos; report it on the rest."""
+    """Choose the threshold on a calibration share of the photos; report it on the rest.
+
+    ``runs``: one or more eval runs on the same items; every run is split on the same photos.
+    """
+    if not runs:
+        raise CalibrationError("no eval run to calibrate on")
     if not 0 < fraction < 1:
         raise CalibrationError("the calibration fraction must be between 0 and 1")
-    calibration, report = split_by_photo(rows, fraction, seed)
+    halves = [split_by_photo(rows, fraction, seed) for rows in runs]
+    calibration = [row for half, _ in halves for row in half]
+    report = [row for _, half in halves for row in half]
     calibration_sweep = [point(calibration, t) for t in grid]
     threshold, reason = choose(calibration_sweep, teacher_point(calibration))
     return Calibration(
         threshold=threshold,
         reason=reason,
-        calibration_items=len(calibration),
-        report_items=len(report),
+        runs=len(runs),
+        calibration_items=len(halves[0][0]),
+        report_items=len(halves[0][1]),
         teacher=teacher_point(report),
         student=point(report, 0.0),
         chosen=point(report, threshold),
+        chosen_per_run=[point(half, threshold) for _, half in halves],
         calibration_sweep=calibration_sweep,
         report_sweep=[point(report, t) for t in grid],
     )
@@ -181,7 +206,8 @@ def plot(calibration: Calibration, path: Path, title: str = "") -> None:
     axes.set_xscale("log")
     axes.set_xlabel("mean seconds per question (log)")
     axes.set_ylabel("accuracy")
-    axes.set_title(title or f"report half: {calibration.report_items} items")
+    runs = f", {calibration.runs} runs pooled" if calibration.runs > 1 else ""
+    axes.set_title(title or f"report half: {calibration.report_items} items{runs}")
     axes.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=100)

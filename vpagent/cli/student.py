@@ -194,28 +194,34 @@ def print_report(report) -> None:  # type: ignore[no-untyped-def]
 
 
 def calibrate_command(
-    eval_dir: Annotated[
-        Path, typer.Argument(help="A `distill eval` report folder with a teacher side.")
+    eval_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="`distill eval` report folders with a teacher side, all on the same items "
+            "(several: students of several seeds, pooled)."
+        ),
     ],
     fraction: Annotated[
         float, typer.Option(help="Share of the photos to choose the threshold on.")
     ] = 0.5,
     seed: Annotated[int, typer.Option(help="Seed of the split by photo.")] = 0,
     plot_path: Annotated[
-        Path | None, typer.Option("--plot", help="PNG of accuracy vs seconds (default: in DIR).")
+        Path | None,
+        typer.Option("--plot", help="PNG of accuracy vs seconds (default: in the first folder)."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Choose `agent.student_threshold` for student-then-program on a calibration split."""
-    from vpagent.distill.student.calibrate import CalibrationError, calibrate, plot, read_rows
+    from vpagent.distill.student.calibrate import CalibrationError, calibrate, plot, read_runs
 
     try:
-        result = calibrate(read_rows(eval_dir), fraction=fraction, seed=seed)
+        result = calibrate(read_runs(eval_dirs), fraction=fraction, seed=seed)
     except CalibrationError as error:
         raise fail(str(error)) from None
-    target = plot_path or eval_dir / "calibration.png"
+    target = plot_path or eval_dirs[0] / "calibration.png"
     plot(result, target)
-    (eval_dir / "calibration.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+    written = eval_dirs[0] / "calibration.json"
+    written.write_text(result.model_dump_json(indent=2), encoding="utf-8")
     if json_output:
         typer.echo(result.model_dump_json())
         return
@@ -228,9 +234,10 @@ def print_calibration(result) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
 
+    runs = f", {result.runs} runs pooled" if result.runs > 1 else ""
     table = Table(
         title=f"student-then-program on {result.report_items} report items "
-        f"(threshold chosen on {result.calibration_items} others)"
+        f"(threshold chosen on {result.calibration_items} others{runs})"
     )
     for column in ("threshold", "accuracy", "s/question", "student answers"):
         table.add_column(column, justify="right")
@@ -246,6 +253,9 @@ def print_calibration(result) -> None:  # type: ignore[no-untyped-def]
     Console().print(
         f"agent.student_threshold = {result.threshold:g}  ({result.reason})", highlight=False
     )
+    if result.runs > 1:
+        each = ", ".join(f"{p.accuracy:.1%}" for p in result.chosen_per_run)
+        Console().print(f"at {result.threshold:g}, run by run: {each}", highlight=False)
 
 
 COMMANDS = {
