@@ -1,4 +1,5 @@
-"""Shared fixtures: the dev photos, settings, and a guard against off-loopback connections."""
+"""Shared fixtures: the dev photos, a tiny student and its export, settings, and a guard
+against off-loopback connections."""
 
 from __future__ import annotations
 
@@ -24,6 +25,22 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def images_dir(data_dir: Path) -> Path:
     return data_dir / "images"
+
+
+@pytest.fixture(scope="session")
+def lm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-init Llama folder, the embedded student's language model in the tests."""
+    from tests.fixtures.student_tiny import build_tiny_lm
+
+    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def export(tmp_path_factory: pytest.TempPathFactory, images_dir: Path) -> Path:
+    """A small `distill export` folder on the dev photos (read only: nothing writes into it)."""
+    from tests.fixtures.student_tiny import build_export
+
+    return build_export(tmp_path_factory.mktemp("export"), images_dir)
 
 
 def _is_loopback(address: object) -> bool:

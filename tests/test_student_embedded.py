@@ -14,7 +14,6 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from tests.fixtures.student_tiny import build_export, build_tiny_lm
 from vpagent.distill.student.train import COMPLETE, TrainOptions, train
 from vpagent.student.base import StudentError
 from vpagent.student.encoder import FEATURE_DIM, NUM_IMAGE_TOKENS, FeatureEncoder
@@ -33,16 +32,6 @@ class KillAt(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):  # type: ignore[no-untyped-def]
         if state.global_step == self.step:
             raise KeyboardInterrupt(f"killed at step {self.step}")
-
-
-@pytest.fixture(scope="module")
-def lm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory: pytest.TempPathFactory, images_dir: Path) -> Path:
-    return build_export(tmp_path_factory.mktemp("export"), images_dir)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import pytest
 import torch
 
 from tests.fixtures.student_tiny import (
-    build_export,
     build_tiny_idefics3,
     build_tiny_llava,
     build_tiny_paligemma,
@@ -28,11 +27,6 @@ ARCHITECTURES = [
     pytest.param(build_tiny_qwen2_vl, "qwen2_vl", id="qwen2-vl", marks=pytest.mark.slow),
     pytest.param(build_tiny_paligemma, "paligemma", id="paligemma", marks=pytest.mark.slow),
 ]
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory: pytest.TempPathFactory, images_dir: Path) -> Path:
-    return build_export(tmp_path_factory.mktemp("export"), images_dir)
 
 
 @pytest.mark.parametrize(("build", "model_type"), ARCHITECTURES)

@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from tests.fixtures.student_tiny import build_export, build_tiny_llava, build_tiny_lm
+from tests.fixtures.student_tiny import build_tiny_llava
 from vpagent.cli import app
 from vpagent.distill.student.train import TrainOptions, _check_resume, train
 from vpagent.student import regions as regions_module
@@ -37,16 +37,6 @@ from vpagent.tools.offline.detector import SSDCocoDetector
 
 runner = CliRunner()
 PROMPT = "How many people are there?"
-
-
-@pytest.fixture(scope="module")
-def lm_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_lm(tmp_path_factory.mktemp("tiny-lm"))
-
-
-@pytest.fixture(scope="module")
-def export(tmp_path_factory: pytest.TempPathFactory, images_dir: Path) -> Path:
-    return build_export(tmp_path_factory.mktemp("export"), images_dir)
 
 
 @pytest.fixture

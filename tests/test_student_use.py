@@ -10,7 +10,6 @@ from typer.testing import CliRunner
 
 from tests.fixtures.agents import COUNT, make_agent
 from tests.fixtures.fakes import spots_image
-from tests.fixtures.student_tiny import build_export, build_tiny_lm
 from vpagent.agent import Agent, build_agent
 from vpagent.cli import app
 from vpagent.config import ConfigError, load_settings
@@ -22,18 +21,12 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def export(tmp_path_factory: pytest.TempPathFactory, images_dir: Path) -> Path:
-    return build_export(tmp_path_factory.mktemp("export"), images_dir)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory, export: Path) -> Path:
+def checkpoint(tmp_path_factory: pytest.TempPathFactory, export: Path, lm_folder: Path) -> Path:
     """A tiny embedded student trained through `vpagent distill train`."""
-    lm = build_tiny_lm(tmp_path_factory.mktemp("lm"))
     out = tmp_path_factory.mktemp("use") / "ckpt"
     done = runner.invoke(
         app,
-        ["distill", "train", "--data", str(export), "--out", str(out), "--student", str(lm),
+        ["distill", "train", "--data", str(export), "--out", str(out), "--student", str(lm_folder),
          "--max-steps", "2", "--full", "--lr", "5e-3", "--batch-size", "8"],
     )  # fmt: skip
     assert done.exit_code == 0, done.output
