@@ -1,7 +1,7 @@
 """Issue 21's student ablation on coco128, from labelled questions to the JSON, resumably.
 
 Run: .venv/bin/python benchmarks/bench_student_ablation.py [--work DIR] [--seeds 0 1 2]
-     [--max-steps 60] [--until STAGE]
+     [--max-steps 80] [--until STAGE]
 
 Stages (each skipped when its output is already whole, so a killed run continues):
 
@@ -17,7 +17,11 @@ Stages (each skipped when its output is already whole, so a killed run continues
                   ``vpd-augmented`` (``vpd`` plus the augmented material).
 5. ``teacher``    `vpagent eval` of the agent on the validation items and on the dev set.
 6. ``students``   `vpagent distill train` per variant and seed, the same budget for all
-                  (``--max-steps`` x batch 4), then `vpagent distill eval` on both sets.
+                  (``--max-steps`` x batch 4), then `vpagent distill eval` on both sets: the
+                  three data variants with the grid eyes, then ``vpd-augmented+regions``
+                  (that export seen through ``--eyes grid+regions``) to choose the eyes.
+                  ``--variants`` trains only some; a longer budget is another ``--max-steps``
+                  (its students sit beside the others, and the report lists them).
 7. ``report``     benchmarks/results/student-ablation.json and .md, and the accuracy vs seconds
                   plot of student-then-program (`vpagent distill calibrate`'s threshold, chosen
                   on half of the validation photos, the best variant's seeds pooled).
@@ -31,6 +35,7 @@ import argparse
 import gzip
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -48,7 +53,14 @@ DEV = ROOT.parent / "shared" / "data" / "dev.jsonl"
 RESULTS = HERE / "results"
 COMMITTED_TRACES = RESULTS / "coco128-traces.jsonl.gz"  # the full run, as --until traces wrote it
 PLOT = ROOT / "docs" / "student-ablation.png"
-VARIANTS = ("labels", "vpd", "vpd-augmented")
+# name: (export trained on, the student's eyes); the data variants first, then the eyes
+DATA_VARIANTS = {
+    "labels": ("labels", "grid"),
+    "vpd": ("vpd", "grid"),
+    "vpd-augmented": ("vpd-augmented", "grid"),
+}
+EYES_VARIANTS = {"vpd-augmented+regions": ("vpd-augmented", "grid+regions")}
+VARIANTS = {**DATA_VARIANTS, **EYES_VARIANTS}
 ITEMS = "validation_items.jsonl"
 STAGES = ("questions", "traces", "augment", "exports", "teacher", "students", "report")
 
@@ -93,6 +105,7 @@ def trace_card(work: Path) -> dict[str, Any]:
     started = datetime.fromisoformat(header["started"]).timestamp()
     hours = (path.stat().st_mtime - started) / 3600
     verified = sum(r["status"] == "verified" for r in records)
+    winners = [r["attempts"][r["verified"]] for r in records if r["status"] == "verified"]
     return {
         "items": len(records),
         "verified": verified,
@@ -106,6 +119,16 @@ def trace_card(work: Path) -> dict[str, Any]:
             for kind, c in sorted(per_type.items())
         },
         "rejections": dict(Counter(r["reason"] for r in records if r["reason"]).most_common()),
+        "verified_by": {  # the attempt whose answer matched: sample 0 is the temperature-0 one
+            "temperature_0_first_program": sum(
+                not a["sample"] and not a["repair"] for a in winners
+            ),
+            "temperature_0_after_repair": sum(
+                not a["sample"] and bool(a["repair"]) for a in winners
+            ),
+            "sampled_program": sum(bool(a["sample"]) for a in winners),
+        },
+        "verified_on_a_low_confidence_guess": sum(bool(a["unverified"]) for a in winners),
         "k": header["options"]["k"],
         "runtime": header["runtime"],
         "wall_hours": hours,
@@ -115,6 +138,9 @@ def trace_card(work: Path) -> dict[str, Any]:
 
 
 def card_markdown(card: dict[str, Any]) -> str:
+    by = card["verified_by"]
+    first, repaired = by["temperature_0_first_program"], by["temperature_0_after_repair"]
+    sampled = by["sampled_program"]
     lines = [
         "# coco128 traced by the teacher (`bench_student_ablation.py --until traces`)",
         "",
@@ -134,6 +160,13 @@ def card_markdown(card: dict[str, Any]) -> str:
         "Rejected, by reason: "
         + ", ".join(f"{reason} {n}" for reason, n in card["rejections"].items())
         + ".",
+        "",
+        f"Of the {card['verified']} verified items, {first + repaired} were verified by the "
+        f"temperature-0 program ({first} at its first attempt, {repaired} after a run-time "
+        f"repair) and {sampled} by a sampled one: k = {card['k']} adds "
+        f"{sampled / card['items']:.1%} of the questions. "
+        f"{card['verified_on_a_low_confidence_guess']} verified programs relied on a tool's "
+        "low-confidence guess (marked in their steps).",
         "",
     ]
     return "\n".join(lines)
@@ -187,29 +220,38 @@ def teacher(work: Path) -> None:
         vpagent("eval", str(dataset), "--out", str(out), *(["--resume"] * out.is_file()))
 
 
-def student_dir(work: Path, variant: str, seed: int) -> Path:
-    return work / "students" / f"{variant}-seed{seed}"
+def student_dir(work: Path, variant: str, steps: int, seed: int) -> Path:
+    return work / "students" / f"{variant}-{steps}steps-seed{seed}"
 
 
-def students(work: Path, seeds: list[int], max_steps: int) -> None:
-    for seed in seeds:
-        for variant in VARIANTS:
-            folder = student_dir(work, variant, seed)
-            if not (folder / "vpagent_student.json").is_file():
-                vpagent(
-                    "distill", "train", "--data", str(work / "exports" / variant),
-                    "--out", str(folder), "--max-steps", str(max_steps), "--batch-size", "4",
-                    "--lr", "5e-4", "--seed", str(seed), "--save-steps", str(max_steps),
-                    *(["--resume"] * (folder / "checkpoints").is_dir()),
-                )  # fmt: skip
-            for name, dataset in (("validation", validation_items(work)), ("dev", DEV)):
-                out = folder / "eval" / name
-                if not (out / "report.json").is_file():
-                    vpagent(
-                        "distill", "eval", str(dataset), "--student", str(folder),
-                        "--teacher-results", str(work / "teacher" / f"{name}.jsonl"),
-                        "--out", str(out), "--json",
-                    )  # fmt: skip
+def students(work: Path, seeds: list[int], max_steps: int, only: list[str]) -> None:
+    """Every data variant for every seed first, then the eyes variants (same budget)."""
+    for group in (DATA_VARIANTS, EYES_VARIANTS):
+        for seed in seeds:
+            for variant, (export, eyes) in group.items():
+                if not only or variant in only:
+                    train_and_evaluate(work, variant, export, eyes, seed, max_steps)
+
+
+def train_and_evaluate(
+    work: Path, variant: str, export: str, eyes: str, seed: int, max_steps: int
+) -> None:
+    folder = student_dir(work, variant, max_steps, seed)
+    if not (folder / "vpagent_student.json").is_file():
+        vpagent(
+            "distill", "train", "--data", str(work / "exports" / export), "--eyes", eyes,
+            "--out", str(folder), "--max-steps", str(max_steps), "--batch-size", "4",
+            "--lr", "5e-4", "--seed", str(seed), "--save-steps", str(max_steps),
+            *(["--resume"] * (folder / "checkpoints").is_dir()),
+        )  # fmt: skip
+    for name, dataset in (("validation", validation_items(work)), ("dev", DEV)):
+        out = folder / "eval" / name
+        if not (out / "report.json").is_file():
+            vpagent(
+                "distill", "eval", str(dataset), "--student", str(folder),
+                "--teacher-results", str(work / "teacher" / f"{name}.jsonl"),
+                "--out", str(out), "--json",
+            )  # fmt: skip
 
 
 # --- the report -------------------------------------------------------------------------
@@ -274,10 +316,10 @@ def constant_share(rows: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def variant_summary(work: Path, variant: str, seeds: list[int]) -> dict[str, Any]:
-    summary: dict[str, Any] = {"seeds": seeds}
+def variant_summary(work: Path, variant: str, steps: int, seeds: list[int]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"steps": steps, "seeds": seeds}
     for name in ("validation", "dev"):
-        runs = [student_rows(student_dir(work, variant, seed), name) for seed in seeds]
+        runs = [student_rows(student_dir(work, variant, steps, seed), name) for seed in seeds]
         accuracy = [statistics.fmean(r["score"] for r in rows) for rows in runs]
         seconds = [statistics.fmean(r["seconds"] for r in rows) for rows in runs]
         per_type_runs = [by_type(rows) for rows in runs]
@@ -316,77 +358,73 @@ def teacher_summary(path: Path) -> dict[str, Any]:
     }
 
 
-def calibration(work: Path, variant: str, seeds: list[int]) -> dict[str, Any]:
-    """The threshold chosen on half of the photos (seeds pooled), reported per seed on the rest."""
-    from vpagent.distill.student.calibrate import (
-        calibrate,
-        choose,
-        plot,
-        point,
-        read_rows,
-        split_by_photo,
-        teacher_point,
-    )
+def calibration(work: Path, variant: str, steps: int, seeds: list[int]) -> dict[str, Any]:
+    """`distill calibrate` over the variant's seeds: chosen on half of the photos, reported on
+    the rest (pooled, and seed by seed for the spread)."""
+    from vpagent.distill.student.calibrate import calibrate, plot, read_runs
 
-    runs = [read_rows(student_dir(work, variant, seed) / "eval" / "validation") for seed in seeds]
-    halves = [split_by_photo(rows, 0.5, seed=0) for rows in runs]
-    pooled = [row for calibration_half, _ in halves for row in calibration_half]
-    grid = [round(step / 20, 2) for step in range(21)]
-    threshold, reason = choose([point(pooled, t) for t in grid], teacher_point(pooled))
-    chosen = [point(report, threshold) for _, report in halves]
-    teacher = teacher_point(halves[0][1])
-    plot(
-        calibrate(runs[0], fraction=0.5, seed=0, grid=grid), PLOT,
-        title=f"student-then-program, {variant} seed {seeds[0]}: report half",
-    )  # fmt: skip
+    folders = [student_dir(work, variant, steps, seed) / "eval" / "validation" for seed in seeds]
+    result = calibrate(read_runs(folders), fraction=0.5, seed=0)
+    plot(result, PLOT, title=f"student-then-program, {variant}: report half, seeds pooled")
     return {
         "variant": variant,
-        "threshold": threshold,
-        "reason": reason,
-        "calibration_items": len(halves[0][0]),
-        "report_items": len(halves[0][1]),
-        "accuracy": statistics.fmean(p.accuracy for p in chosen),
-        "accuracy_spread": spread([p.accuracy for p in chosen]),
-        "seconds_per_question": statistics.fmean(p.seconds_per_question for p in chosen),
-        "student_share": statistics.fmean(p.student_share for p in chosen),
+        "threshold": result.threshold,
+        "reason": result.reason,
+        "calibration_items": result.calibration_items,
+        "report_items": result.report_items,
+        "accuracy": result.chosen.accuracy,
+        "accuracy_spread": spread([p.accuracy for p in result.chosen_per_run]),
+        "seconds_per_question": result.chosen.seconds_per_question,
+        "student_share": result.chosen.student_share,
         "teacher_on_report_half": {
-            "accuracy": teacher.accuracy,
-            "seconds_per_question": teacher.seconds_per_question,
+            "accuracy": result.teacher.accuracy,
+            "seconds_per_question": result.teacher.seconds_per_question,
         },
-        "sweep_on_report_half": [
-            {
-                "threshold": t,
-                "accuracy": statistics.fmean(point(report, t).accuracy for _, report in halves),
-                "seconds_per_question": statistics.fmean(
-                    point(report, t).seconds_per_question for _, report in halves
-                ),
-            }
-            for t in grid
-        ],
+        "sweep_on_report_half": [p.model_dump() for p in result.report_sweep],
     }
 
 
-def finished_seeds(work: Path, seeds: list[int]) -> list[int]:
-    """The seeds whose students of every variant have both evaluations."""
+def finished_seeds(work: Path, seeds: list[int], variants: dict[str, Any], steps: int) -> list[int]:
+    """The seeds whose students of every one of ``variants`` have both evaluations."""
     return [
         seed
         for seed in seeds
         if all(
-            (student_dir(work, variant, seed) / "eval" / name / "report.json").is_file()
-            for variant in VARIANTS
+            (student_dir(work, variant, steps, seed) / "eval" / name / "report.json").is_file()
+            for variant in variants
             for name in ("validation", "dev")
         )
     ]
 
 
+def longer_budgets(work: Path, seeds: list[int], max_steps: int) -> list[dict[str, Any]]:
+    """Variants also trained for more steps (``--max-steps N --variants ...``), all seeds done."""
+    found = []
+    for variant in VARIANTS:
+        for folder in sorted((work / "students").glob(f"{variant}-*steps-seed{seeds[0]}")):
+            match = re.fullmatch(rf"{re.escape(variant)}-(\d+)steps-seed\d+", folder.name)
+            steps = int(match.group(1)) if match else 0
+            if steps > max_steps and finished_seeds(work, seeds, {variant: 0}, steps) == seeds:
+                found.append({"variant": variant, **variant_summary(work, variant, steps, seeds)})
+    return found
+
+
 def report(work: Path, seeds: list[int], max_steps: int) -> dict[str, Any]:
-    seeds = finished_seeds(work, seeds)
+    seeds = finished_seeds(work, seeds, DATA_VARIANTS, max_steps)
     if not seeds:
-        sys.exit("no seed has finished students of every variant: run the students stage")
+        sys.exit("no seed has finished students of every data variant: run the students stage")
+    reported = {  # an eyes variant only once it has every one of those seeds
+        name: plan
+        for name, plan in VARIANTS.items()
+        if name in DATA_VARIANTS or finished_seeds(work, seeds, {name: plan}, max_steps) == seeds
+    }
     items = jsonl(validation_items(work))
     card = json.loads((work / "exports" / "vpd-augmented" / "card.json").read_text())
     traced = list({r["item_id"]: r for r in jsonl(work / "traces" / "items.jsonl")}.values())
-    variants = {variant: variant_summary(work, variant, seeds) for variant in VARIANTS}
+    variants = {
+        name: {"export": export, "eyes": eyes, **variant_summary(work, name, max_steps, seeds)}
+        for name, (export, eyes) in reported.items()
+    }
     best = max(variants, key=lambda name: variants[name]["accuracy"])
     result = {
         "machine": cpu_model(),
@@ -402,7 +440,8 @@ def report(work: Path, seeds: list[int], max_steps: int) -> dict[str, Any]:
         "constant_answer_baseline": majority_baseline(work, items),
         "variants": variants,
         "best_variant": best,
-        "student_then_program": calibration(work, best, seeds),
+        "student_then_program": calibration(work, best, max_steps, seeds),
+        "longer_budgets": longer_budgets(work, seeds, max_steps),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "student-ablation.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -466,6 +505,20 @@ def markdown(result: dict[str, Any]) -> str:
         ),
         "",
     ]
+    for longer in result["longer_budgets"]:
+        lines += [
+            f"## {longer['variant']} trained for {longer['steps']} steps (same seeds)",
+            "",
+            f"Validation {longer['accuracy']:.1%} (std {longer['accuracy_spread']['std']:.1%}), "
+            f"dev {longer['dev']['accuracy']:.1%}; per type: "
+            + ", ".join(
+                f"{t} {longer['per_type'][t]['mean']:.0%} (most common answer "
+                f"{longer['most_common_answer_share'][t]:.0%})"
+                for t in types
+            )
+            + ".",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -473,8 +526,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=ROOT.parent / "runs" / "student-ablation")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-steps", type=int, default=60)
+    parser.add_argument("--max-steps", type=int, default=80)
     parser.add_argument("--until", choices=STAGES, default="report")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=[],
+        help="train only these (default: all); the report reads every step count on disk",
+    )  # fmt: skip
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     steps = {
@@ -483,7 +540,7 @@ def main() -> None:
         "augment": lambda: augment(args.work),
         "exports": lambda: exports(args.work),
         "teacher": lambda: teacher(args.work),
-        "students": lambda: students(args.work, args.seeds, args.max_steps),
+        "students": lambda: students(args.work, args.seeds, args.max_steps, args.variants),
         "report": lambda: print(markdown(report(args.work, args.seeds, args.max_steps))),
     }
     for stage in STAGES[: STAGES.index(args.until) + 1]:
