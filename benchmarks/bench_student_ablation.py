@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -384,7 +385,7 @@ def calibration(work: Path, variant: str, steps: int, seeds: list[int]) -> dict[
     }
 
 
-def finished_seeds(work: Path, seeds: list[int], variants: dict[str, Any], steps: int) -> list[int]:
+def finished_seeds(work: Path, seeds: list[int], variants: Iterable[str], steps: int) -> list[int]:
     """The seeds whose students of every one of ``variants`` have both evaluations."""
     return [
         seed
@@ -399,24 +400,28 @@ def finished_seeds(work: Path, seeds: list[int], variants: dict[str, Any], steps
 
 def longer_budgets(work: Path, seeds: list[int], max_steps: int) -> list[dict[str, Any]]:
     """Variants also trained for more steps (``--max-steps N --variants ...``), all seeds done."""
-    found = []
-    for variant in VARIANTS:
-        for folder in sorted((work / "students").glob(f"{variant}-*steps-seed{seeds[0]}")):
-            match = re.fullmatch(rf"{re.escape(variant)}-(\d+)steps-seed\d+", folder.name)
-            steps = int(match.group(1)) if match else 0
-            if steps > max_steps and finished_seeds(work, seeds, {variant: 0}, steps) == seeds:
-                found.append({"variant": variant, **variant_summary(work, variant, steps, seeds)})
-    return found
+    trained = {  # (variant, steps) of every student folder, as student_dir names them
+        (match["variant"], int(match["steps"]))
+        for folder in (work / "students").iterdir()
+        if (match := re.fullmatch(r"(?P<variant>.+)-(?P<steps>\d+)steps-seed\d+", folder.name))
+    }
+    return [
+        {"variant": variant, **variant_summary(work, variant, steps, seeds)}
+        for variant, steps in sorted(trained)
+        if variant in VARIANTS
+        and steps > max_steps
+        and finished_seeds(work, seeds, [variant], steps) == seeds
+    ]
 
 
 def report(work: Path, seeds: list[int], max_steps: int) -> dict[str, Any]:
-    seeds = finished_seeds(work, seeds, DATA_VARIANTS, max_steps)
+    seeds = finished_seeds(work, seeds, list(DATA_VARIANTS), max_steps)
     if not seeds:
         sys.exit("no seed has finished students of every data variant: run the students stage")
     reported = {  # an eyes variant only once it has every one of those seeds
         name: plan
         for name, plan in VARIANTS.items()
-        if name in DATA_VARIANTS or finished_seeds(work, seeds, {name: plan}, max_steps) == seeds
+        if name in DATA_VARIANTS or finished_seeds(work, seeds, [name], max_steps) == seeds
     }
     items = jsonl(validation_items(work))
     card = json.loads((work / "exports" / "vpd-augmented" / "card.json").read_text())
