@@ -16,7 +16,8 @@ from transformers import TrainerCallback
 
 from vpagent.distill.student.train import COMPLETE, TrainOptions, train
 from vpagent.student.base import StudentError
-from vpagent.student.encoder import FEATURE_DIM, NUM_IMAGE_TOKENS, FeatureEncoder
+from vpagent.student.encoder import FeatureEncoder
+from vpagent.student.feature_maps import FEATURE_DIM, NUM_IMAGE_TOKENS
 from vpagent.student.model import StudentConfig, StudentForConditionalGeneration
 from vpagent.student.students import EmbeddedStudent, load_student
 

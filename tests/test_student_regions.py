@@ -18,13 +18,13 @@ from typer.testing import CliRunner
 from tests.fixtures.student_tiny import build_tiny_llava
 from vpagent.cli import app
 from vpagent.distill.student.train import TrainOptions, _check_resume, train
-from vpagent.student import regions as regions_module
+from vpagent.student import eyes as eyes_module
 from vpagent.student.base import StudentError
-from vpagent.student.encoder import GRID, NUM_IMAGE_TOKENS
+from vpagent.student.eyes import REGION_EYES
+from vpagent.student.feature_maps import GRID, NUM_IMAGE_TOKENS
 from vpagent.student.regions import (
     NO_REGION,
     NUM_REGIONS,
-    REGION_EYES,
     RegionDetector,
     Regions,
     pool,
@@ -199,7 +199,7 @@ def test_no_detector_is_a_clear_error_not_a_grid_student(
     def missing(key: str) -> Path:
         raise ModelUnavailable(f"the packaged file {key} is not installed")
 
-    monkeypatch.setattr(regions_module.weights, "packaged_file", missing)
+    monkeypatch.setattr(eyes_module.weights, "packaged_file", missing)
     with pytest.raises(StudentError, match=r"SSD-MobileNet COCO detector.*ssd\.graph"):
         EmbeddedStudent.build(str(lm_folder), eyes=REGION_EYES)
     with pytest.raises(StudentError, match="SSD-MobileNet COCO detector"):

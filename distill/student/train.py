@@ -43,7 +43,8 @@ class TrainOptions(BaseModel):
     data: Path
     out: Path
     student: str | None = None  # None: the embedded student
-    eyes: Literal["grid", "grid+regions"] | None = None  # None: grid, or a saved student's own
+    # vpagent.student.eyes.EYES; None: grid for a new student, a saved student's own otherwise
+    eyes: Literal["grid", "grid+regions", "stages", "grid+ssd"] | None = None
     max_steps: int | None = Field(None, ge=1)
     epochs: float = Field(3.0, gt=0)
     lr: float = Field(2e-4, gt=0)

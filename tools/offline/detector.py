@@ -83,6 +83,28 @@ class Candidate:
         return float(max(self.box[2] - self.box[0], 0) * max(self.box[3] - self.box[1], 0))
 
 
+def load_network() -> Any:
+    """The packaged SSD-MobileNet-v2 graph as an OpenCV DNN network on the CPU."""
+    graph = weights.packaged_file("ssd.graph")
+    config = weights.packaged_file("ssd.config")
+    net = cv2.dnn.readNetFromTensorflow(str(graph), str(config))
+    net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
+    net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
+    return net
+
+
+def network_input(images: list[np.ndarray]) -> np.ndarray:
+    """RGB uint8 images as the graph's input blob: squashed to 300x300, its own scaling."""
+    return cv2.dnn.blobFromImages(
+        [np.ascontiguousarray(image) for image in images],
+        scalefactor=1.0,
+        size=(INPUT_SIDE, INPUT_SIDE),
+        mean=(0, 0, 0),
+        swapRB=False,  # images are RGB already, as the TF graph expects
+        crop=False,
+    )
+
+
 class SSDCocoDetector(Detector):
     """80-class COCO detector with name mapping, a zoom pass and an ImageNet animal check."""
 
@@ -116,12 +138,7 @@ class SSDCocoDetector(Detector):
     # Loading.
 
     def _load(self) -> Any:
-        graph = weights.packaged_file("ssd.graph")
-        config = weights.packaged_file("ssd.config")
-        net = cv2.dnn.readNetFromTensorflow(str(graph), str(config))
-        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        return net
+        return load_network()
 
     @property
     def classifier(self) -> EfficientNetClassifier:
@@ -259,14 +276,7 @@ class SSDCocoDetector(Detector):
         if not images:
             return []
         net = self._net.get()
-        blob = cv2.dnn.blobFromImages(
-            [np.ascontiguousarray(image) for image in images],
-            scalefactor=1.0,
-            size=(INPUT_SIDE, INPUT_SIDE),
-            mean=(0, 0, 0),
-            swapRB=False,  # images are RGB already, as the TF graph expects
-            crop=False,
-        )
+        blob = network_input(images)
         with self._lock:
             net.setInput(blob)
             output = net.forward()

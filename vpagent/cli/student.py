@@ -25,8 +25,9 @@ def train_command(
     eyes: Annotated[
         str | None,
         typer.Option(
-            help="A new embedded student's inputs: grid (81 feature-map tokens; default) or "
-            "grid+regions (plus 10 tokens of the offline detector's boxes)."
+            help="A new embedded student's inputs: grid (81 feature-map tokens; default), "
+            "grid+regions (plus 10 tokens of the offline detector's boxes), stages (several "
+            "EfficientNet stages per token) or grid+ssd (plus the SSD-MobileNet's maps per token)."
         ),
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N optimiser steps.")] = None,

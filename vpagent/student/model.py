@@ -1,6 +1,7 @@
 """The embedded student: LLaVA's recipe at the smallest scale, as a transformers model.
 
-Image features from the frozen EfficientNet-Lite3 (81 tokens of 1280, see ``encoder.py``) go
+Image features from frozen networks (81 tokens of ``vision_feature_dim``: EfficientNet-Lite3's
+1280 for the default ``grid`` eyes, more for ``stages`` and ``grid+ssd``, see ``eyes.py``) go
 through a trainable two-layer MLP projector into the language model's embedding space and replace
 the 81 ``<image>`` placeholder tokens of the prompt. With ``eyes = "grid+regions"``,
 ``num_regions`` region tokens follow (``regions.py``): the projected RoI feature plus a learned
@@ -30,15 +31,13 @@ from transformers import (
 from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from vpagent.student.encoder import ENCODER_NAME, FEATURE_DIM, NUM_IMAGE_TOKENS
+from vpagent.student.eyes import EYES, GRID_EYES, REGION_EYES
+from vpagent.student.feature_maps import EFFICIENTNET, FEATURE_DIM, NUM_IMAGE_TOKENS
 from vpagent.student.regions import (
-    EYES,
     GEOMETRY_DIM,
-    GRID_EYES,
     NO_REGION,
     NUM_REGION_CLASSES,
     NUM_REGIONS,
-    REGION_EYES,
     REGION_INPUTS,
     SCORE_THRESHOLD,
 )
@@ -61,7 +60,7 @@ class StudentConfig(PreTrainedConfig):
     num_image_tokens: int = NUM_IMAGE_TOKENS
     vision_feature_dim: int = FEATURE_DIM
     projector_hidden_size: int | None = None
-    image_encoder: str = ENCODER_NAME
+    image_encoder: str = EFFICIENTNET
     eyes: str = GRID_EYES
     num_regions: int = NUM_REGIONS
     region_score_threshold: float = SCORE_THRESHOLD
@@ -121,9 +120,9 @@ class StudentPreTrainedModel(PreTrainedModel):
 
 
 class StudentForConditionalGeneration(StudentPreTrainedModel, GenerationMixin):
-    """Projector + causal LM; ``image_features`` (B, 81, 1280) fill the ``<image>`` slots.
+    """Projector + causal LM; ``image_features`` (B, 81, D) fill the ``<image>`` slots.
 
-    A grid+regions student also takes ``region_features`` (B, R, 1280), ``region_labels``
+    A grid+regions student also takes ``region_features`` (B, R, D), ``region_labels``
     (B, R; NO_REGION for an empty slot) and ``region_geometry`` (B, R, 8): 81 + R slots.
     """
 

@@ -25,15 +25,10 @@ from typing import Any
 import numpy as np
 
 from vpagent.images import load_image
-from vpagent.student.base import StudentError
-from vpagent.student.encoder import GRID, image_digest
-from vpagent.tools import weights
-from vpagent.tools.errors import ModelUnavailable
+from vpagent.student.encoder import image_digest
+from vpagent.student.feature_maps import GRID
 from vpagent.tools.offline.coco_names import COCO_CLASSES
 
-GRID_EYES = "grid"
-REGION_EYES = "grid+regions"
-EYES = (GRID_EYES, REGION_EYES)
 NUM_REGIONS = 10
 SCORE_THRESHOLD = 0.3
 NUM_REGION_CLASSES = len(COCO_CLASSES)
@@ -63,21 +58,6 @@ class Regions:
             labels=np.asarray(data["labels"], dtype=np.int64),
             scores=np.asarray(data["scores"], dtype=np.float32),
         )
-
-
-def require_detector() -> None:
-    """Raise StudentError naming what is missing when the offline detector cannot run."""
-    try:
-        import vpagent.tools.offline.detector  # noqa: F401  (needs opencv)
-
-        weights.packaged_file("ssd.graph")
-        weights.packaged_file("ssd.config")
-    except (ImportError, ModelUnavailable) as error:
-        raise StudentError(
-            f"{REGION_EYES!r} eyes need the offline pack's SSD-MobileNet COCO detector, which is "
-            f"unavailable ({error}); install it with {weights.OFFLINE_EXTRA} or use --eyes "
-            f"{GRID_EYES}"
-        ) from error
 
 
 class RegionDetector:

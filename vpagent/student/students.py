@@ -11,9 +11,11 @@ itself as a folder ``load_student`` reads back. :func:`new_student` resolves ``-
   PaliGemma, LLaVA, ...): that VLM with its own processor;
 - a saved student (``model_type = vpagent_student``): that student, to train further.
 
-``eyes`` (embedded students only) chooses what a new student sees: ``grid`` (the 81 feature-map
-tokens) or ``grid+regions`` (plus the offline detector's region tokens, ``regions.py``); a saved
-student keeps its own, and a loaded one is given the inputs its config names.
+``eyes`` (embedded students only) chooses what a new student sees (``eyes.py``): ``grid`` (the
+81 feature-map tokens), ``grid+regions`` (plus the offline detector's region tokens),
+``stages`` (several EfficientNet stages per token) or ``grid+ssd`` (plus the SSD-MobileNet's
+feature maps per token); a saved student keeps its own, and a loaded one is given the inputs
+its config names.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ import torch
 from vpagent.images import load_image
 from vpagent.llm import packs
 from vpagent.student.base import DEFAULT_LANGUAGE_MODEL, StudentError, load_language_model
+from vpagent.student.eyes import GRID_EYES, REGION_EYES, encoder_for, require_models
 from vpagent.student.model import MODEL_TYPE, StudentConfig, StudentForConditionalGeneration
 from vpagent.student.processor import IGNORE_INDEX, StudentProcessor
-from vpagent.student.regions import GRID_EYES, REGION_EYES, RegionDetector, require_detector
+from vpagent.student.regions import RegionDetector
 
 EMBEDDED = "embedded"
 STUDENT_FILE = "vpagent_student.json"  # what a saved student is: kind and base model
@@ -81,7 +84,7 @@ class Student(ABC):
 
     @property
     def eyes(self) -> str | None:
-        """What the embedded student sees (grid or grid+regions); None: its own vision tower."""
+        """What the embedded student sees (``eyes.py``); None: its own vision tower."""
         return None
 
     @property
@@ -153,7 +156,7 @@ def _until_end(tokens: torch.Tensor, ends: set[int]) -> int:
 
 
 class EmbeddedStudent(Student):
-    """EfficientNet-Lite3 features -> MLP projector -> causal LM (``model.py``)."""
+    """Frozen image features (its eyes) -> MLP projector -> causal LM (``model.py``)."""
 
     kind = EMBEDDED
 
@@ -167,14 +170,19 @@ class EmbeddedStudent(Student):
     @classmethod
     def build(cls, language_model: str, eyes: str = GRID_EYES, **config: Any) -> EmbeddedStudent:
         """A new student on a causal LM (pack name, hub id or folder), projector untrained."""
-        if eyes == REGION_EYES:
-            require_detector()
+        require_models(eyes)
         lm, tokenizer = load_language_model(language_model)
-        processor = StudentProcessor(tokenizer)
+        encoder = encoder_for(eyes)
+        processor = StudentProcessor(tokenizer, encoder)
         if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
             lm.resize_token_embeddings(len(tokenizer))
         model = StudentForConditionalGeneration.from_language_model(
-            lm, image_token_id=processor.image_token_id, eyes=eyes, **config
+            lm,
+            image_token_id=processor.image_token_id,
+            eyes=eyes,
+            vision_feature_dim=encoder.feature_dim,
+            image_encoder=encoder.name,
+            **config,
         )
         model.generation_config = lm.generation_config
         processor.regions = region_detector(model.config)
@@ -215,8 +223,20 @@ def region_detector(config: StudentConfig) -> RegionDetector | None:
     """The region detector a student's config asks for; None for grid eyes."""
     if config.eyes != REGION_EYES:
         return None
-    require_detector()
+    require_models(config.eyes)
     return RegionDetector(config.num_regions, config.region_score_threshold)
+
+
+def saved_processor(tokenizer: Any, config: StudentConfig) -> StudentProcessor:
+    """The processor of a saved student: the encoder and detector its config names."""
+    require_models(config.eyes)
+    encoder = encoder_for(config.eyes)
+    if encoder.feature_dim != config.vision_feature_dim:
+        raise StudentError(
+            f"the student's projector reads {config.vision_feature_dim} features per image token "
+            f"but its {config.eyes!r} eyes give {encoder.feature_dim} ({encoder.name})"
+        )
+    return StudentProcessor(tokenizer, encoder, regions=region_detector(config))
 
 
 class HFStudent(Student):
@@ -414,8 +434,9 @@ def load_student(folder: str | Path, **kwargs: Any) -> Student:
             tokenizer = AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as error:
             raise StudentError(f"cannot load the student in {folder}: {error}") from error
-        processor = StudentProcessor(tokenizer, regions=region_detector(model.config))
-        return EmbeddedStudent(model, processor, meta.get("base", folder))
+        return EmbeddedStudent(
+            model, saved_processor(tokenizer, model.config), meta.get("base", folder)
+        )
     if _is_image_text_to_text(model_type):
         return HFStudent.load(folder, **kwargs)
     raise StudentError(

@@ -1,0 +1,134 @@
+"""The embedded student's richer eyes: several EfficientNet stages, SSD-MobileNet feature maps.
+
+The feature maps come from the real packaged EfficientNet-Lite3 and SSD-MobileNet-v2; only the
+language model is a tiny random-init Llama.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vpagent.cli import app
+from vpagent.student import eyes as eyes_module
+from vpagent.student.base import StudentError
+from vpagent.student.eyes import GRID_EYES, SSD_EYES, STAGES_EYES, encoder_for
+from vpagent.student.feature_maps import FEATURE_DIM, NUM_IMAGE_TOKENS, area_pool
+from vpagent.student.students import EmbeddedStudent, load_student
+from vpagent.tools.errors import ModelUnavailable
+
+runner = CliRunner()
+PROMPT = "How many dogs are there?"
+WIDTHS = {STAGES_EYES: 1280 + 48 + 136 + 384, SSD_EYES: 1280 + 576 + 1280 + 512}
+
+
+def test_area_pooling_keeps_the_mean_under_each_cell() -> None:
+    rng = np.random.default_rng(0)
+    fine = rng.random((18, 18, 3), dtype=np.float32)
+    blocks = fine.reshape(9, 2, 9, 2, 3).mean(axis=(1, 3)).reshape(81, 3)
+    np.testing.assert_allclose(area_pool(fine), blocks, atol=1e-6)  # 2x2 blocks exactly
+    same = rng.random((9, 9, 2), dtype=np.float32)
+    np.testing.assert_allclose(area_pool(same), same.reshape(81, 2), atol=1e-6)
+    odd = rng.random((35, 35, 4), dtype=np.float32)
+    np.testing.assert_allclose(area_pool(odd).mean(axis=0), odd.mean(axis=(0, 1)), atol=1e-5)
+    coarse = np.zeros((5, 5, 1), dtype=np.float32)
+    coarse[0, 0] = 1.0  # the top-left fifth of the image
+    pooled = area_pool(coarse).reshape(9, 9)
+    assert pooled[0, 0] == pytest.approx(1.0)  # the first ninth lies inside the first fifth
+    assert pooled[0, 1] == pytest.approx(0.8)  # the second ninth (1/9 to 2/9): 4/5 inside
+    assert pooled[0, 2] == 0.0 and pooled[2, 0] == 0.0
+
+
+@pytest.mark.parametrize("eyes", [STAGES_EYES, SSD_EYES])
+def test_richer_eyes_give_81_tokens_that_start_with_the_grid(
+    eyes: str, tmp_path: Path, images_dir: Path
+) -> None:
+    photo = images_dir / "two_dogs.jpg"
+    grid = encoder_for(GRID_EYES, cache_dir=tmp_path).encode(photo)
+    encoder = encoder_for(eyes, cache_dir=tmp_path)
+    features = encoder.encode(photo)
+    assert encoder.feature_dim == WIDTHS[eyes]
+    assert features.shape == (NUM_IMAGE_TOKENS, WIDTHS[eyes]) and features.dtype == np.float32
+    np.testing.assert_allclose(features[:, :FEATURE_DIM], grid, atol=1e-6)
+    assert np.abs(features).max() <= 1.0
+    start = 0
+    for source in encoder.sources:
+        for spec in source.maps:  # every map carries signal, none is a block of zeros
+            assert features[:, start : start + spec.channels].std() > 0.01, spec.layer
+            start += spec.channels
+    assert len(list(tmp_path.rglob("*.npy"))) == 2  # one cache entry per encoder
+    np.testing.assert_array_equal(encoder_for(eyes, cache_dir=tmp_path).encode(photo), features)
+    other = encoder.encode(images_dir / "bus.jpg")
+    assert not np.allclose(features[:, FEATURE_DIM:], other[:, FEATURE_DIM:])
+
+
+def _logits(student: EmbeddedStudent, photo: Path) -> torch.Tensor:
+    inputs = student.processor.prompt_inputs([photo], [PROMPT])
+    return student.model.eval()(**inputs).logits
+
+
+def test_a_stages_student_reads_81_wider_tokens_and_round_trips(
+    tmp_path: Path, lm_folder: Path, images_dir: Path
+) -> None:
+    student = EmbeddedStudent.build(str(lm_folder), eyes=STAGES_EYES)
+    config = student.model.config
+    assert config.vision_feature_dim == WIDTHS[STAGES_EYES]
+    assert config.image_encoder == "efficientnet-lite3-stages"
+    assert student.model.projector.linear_1.in_features == WIDTHS[STAGES_EYES]
+    photo = images_dir / "two_dogs.jpg"
+    inputs = student.processor.prompt_inputs([photo], [PROMPT])
+    assert int((inputs["input_ids"] == student.processor.image_token_id).sum()) == 81
+    assert inputs["image_features"].shape == (1, 81, WIDTHS[STAGES_EYES])
+    before = _logits(student, photo)
+    student.save(tmp_path / "s")
+    loaded = load_student(tmp_path / "s")
+    assert loaded.eyes == STAGES_EYES
+    assert loaded.processor.encoder.name == "efficientnet-lite3-stages"
+    torch.testing.assert_close(_logits(loaded, photo), before)
+
+
+def test_a_student_whose_projector_does_not_fit_its_eyes_is_refused(
+    tmp_path: Path, lm_folder: Path
+) -> None:
+    EmbeddedStudent.build(str(lm_folder), eyes=STAGES_EYES).save(tmp_path / "s")
+    config = json.loads((tmp_path / "s" / "config.json").read_text())
+    (tmp_path / "s" / "config.json").write_text(json.dumps({**config, "eyes": GRID_EYES}))
+    with pytest.raises(StudentError, match=r"reads 1848 features per image token.* give 1280"):
+        load_student(tmp_path / "s")
+
+
+def test_ssd_eyes_without_the_detector_is_a_clear_error(
+    lm_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(key: str) -> Path:
+        raise ModelUnavailable(f"the packaged file {key} is not installed")
+
+    monkeypatch.setattr(eyes_module.weights, "packaged_file", missing)
+    with pytest.raises(StudentError, match=r"'grid\+ssd' eyes need .*SSD-MobileNet.*ssd\.graph"):
+        EmbeddedStudent.build(str(lm_folder), eyes=SSD_EYES)
+
+
+def test_cli_trains_and_evaluates_an_ssd_student(
+    tmp_path: Path, lm_folder: Path, export: Path
+) -> None:
+    out = tmp_path / "ckpt"
+    done = runner.invoke(
+        app,
+        ["distill", "train", "--data", str(export), "--out", str(out), "--student",
+         str(lm_folder), "--eyes", "grid+ssd", "--max-steps", "2", "--lr", "5e-3",
+         "--batch-size", "8"],
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["eyes"] == SSD_EYES and config["vision_feature_dim"] == WIDTHS[SSD_EYES]
+    assert json.loads((out / "run.json").read_text())["eyes"] == SSD_EYES
+    evaluated = runner.invoke(
+        app, ["distill", "eval", str(export), "--student", str(out), "--no-teacher", "--json"]
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["n"] == 1
