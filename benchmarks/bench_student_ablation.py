@@ -18,13 +18,17 @@ Stages (each skipped when its output is already whole, so a killed run continues
 5. ``teacher``    `vpagent eval` of the agent on the validation items and on the dev set.
 6. ``students``   `vpagent distill train` per variant and seed, the same budget for all
                   (``--max-steps`` x batch 4), then `vpagent distill eval` on both sets: the
-                  three data variants with the grid eyes, then ``vpd-augmented+regions``
-                  (that export seen through ``--eyes grid+regions``) to choose the eyes.
+                  three data variants with the grid eyes, then the eyes variants: that
+                  export seen through ``--eyes grid+regions``, ``stages`` and ``grid+ssd``
+                  (``vpd-augmented+regions``, ``+stages``, ``+ssd``) to choose the eyes.
                   ``--variants`` trains only some; a longer budget is another ``--max-steps``
                   (its students sit beside the others, and the report lists them).
 7. ``report``     benchmarks/results/student-ablation.json and .md, and the accuracy vs seconds
                   plot of student-then-program (`vpagent distill calibrate`'s threshold, chosen
-                  on half of the validation photos, the best variant's seeds pooled).
+                  on half of the validation photos, the best variant's seeds pooled). Each
+                  eyes variant is also compared item by item with the grid (discordant items
+                  over the seed pairs, exact McNemar test), and each eyes' frozen inputs are
+                  timed per validation photo, nothing cached.
 
 Everything runs one stage after the other on this machine, so times compare within the run.
 """
@@ -60,7 +64,11 @@ DATA_VARIANTS = {
     "vpd": ("vpd", "grid"),
     "vpd-augmented": ("vpd-augmented", "grid"),
 }
-EYES_VARIANTS = {"vpd-augmented+regions": ("vpd-augmented", "grid+regions")}
+EYES_VARIANTS = {
+    "vpd-augmented+regions": ("vpd-augmented", "grid+regions"),
+    "vpd-augmented+stages": ("vpd-augmented", "stages"),
+    "vpd-augmented+ssd": ("vpd-augmented", "grid+ssd"),
+}
 VARIANTS = {**DATA_VARIANTS, **EYES_VARIANTS}
 ITEMS = "validation_items.jsonl"
 STAGES = ("questions", "traces", "augment", "exports", "teacher", "students", "report")
@@ -344,6 +352,66 @@ def variant_summary(work: Path, variant: str, steps: int, seeds: list[int]) -> d
     return summary
 
 
+def item_scores(folder: Path, name: str) -> dict[str, float]:
+    rows = jsonl(folder / "eval" / name / "items.jsonl")
+    return {row["id"]: row["student"]["score"] for row in rows}
+
+
+def against_grid(work: Path, variant: str, steps: int, seeds: list[int]) -> dict[str, Any]:
+    """An eyes variant item by item against its export's grid student, seed by seed pooled:
+    items only it got right, items only the grid got right, the exact McNemar p."""
+    from vpagent.evaluation.stats import mcnemar_p
+
+    export = VARIANTS[variant][0]
+    grid = next(name for name, plan in DATA_VARIANTS.items() if plan == (export, "grid"))
+    result: dict[str, Any] = {"grid_variant": grid}
+    for name in ("validation", "dev"):
+        only_eyes = only_grid = 0
+        for seed in seeds:
+            ours = item_scores(student_dir(work, variant, steps, seed), name)
+            theirs = item_scores(student_dir(work, grid, steps, seed), name)
+            only_eyes += sum(ours[item] > theirs[item] for item in theirs)
+            only_grid += sum(theirs[item] > ours[item] for item in theirs)
+        result[name] = {
+            "only_eyes": only_eyes,
+            "only_grid": only_grid,
+            "p": mcnemar_p(only_eyes, only_grid),
+        }
+    return result
+
+
+def input_cost(work: Path, eyes: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Per eyes, milliseconds to compute a validation photo's frozen inputs, nothing cached
+    (the first photo loads the models and is not counted)."""
+    import time
+
+    from vpagent.images import load_image
+    from vpagent.student.eyes import REGION_EYES, encoder_for
+    from vpagent.student.regions import RegionDetector
+
+    folder = validation_items(work).parent
+    photos = sorted({folder / row["image"] for row in jsonl(validation_items(work))})
+    pixels = [load_image(photo) for photo in photos]
+    cost = {}
+    for name in eyes:
+        encoder = encoder_for(name)
+        regions = RegionDetector() if name == REGION_EYES else None
+        times = []
+        for image in pixels:
+            start = time.perf_counter()
+            encoder.encode(image)
+            if regions is not None:
+                regions.detect(image)
+            times.append((time.perf_counter() - start) * 1000)
+        counted = times[1:]
+        cost[name] = {
+            "photos": len(counted),
+            "median_ms": statistics.median(counted),
+            "mean_ms": statistics.fmean(counted),
+        }
+    return cost
+
+
 def teacher_summary(path: Path) -> dict[str, Any]:
     from vpagent.evaluation.stats import interval
 
@@ -430,6 +498,8 @@ def report(work: Path, seeds: list[int], max_steps: int) -> dict[str, Any]:
         name: {"export": export, "eyes": eyes, **variant_summary(work, name, max_steps, seeds)}
         for name, (export, eyes) in reported.items()
     }
+    for name in variants.keys() & EYES_VARIANTS.keys():
+        variants[name]["against_grid"] = against_grid(work, name, max_steps, seeds)
     best = max(variants, key=lambda name: variants[name]["accuracy"])
     result = {
         "machine": cpu_model(),
@@ -447,6 +517,7 @@ def report(work: Path, seeds: list[int], max_steps: int) -> dict[str, Any]:
         "best_variant": best,
         "student_then_program": calibration(work, best, max_steps, seeds),
         "longer_budgets": longer_budgets(work, seeds, max_steps),
+        "input_cost_ms": input_cost(work, sorted({v["eyes"] for v in variants.values()})),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "student-ablation.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -493,6 +564,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"Teacher: {teacher['accuracy']:.1%} of {teacher['n']} (95% bootstrap "
         f"{teacher['interval_95'][0]:.1%} to {teacher['interval_95'][1]:.1%}).",
         "",
+        *eyes_markdown(result),
         f"## student-then-program ({mode['variant']}), threshold {mode['threshold']:g}",
         "",
         f"Chosen on {mode['calibration_items']} items ({mode['reason']}); reported on the other "
@@ -525,6 +597,40 @@ def markdown(result: dict[str, Any]) -> str:
             "",
         ]
     return "\n".join(lines)
+
+
+def eyes_markdown(result: dict[str, Any]) -> list[str]:
+    """The eyes variants against the grid, item by item, and what their inputs cost."""
+    cost = result["input_cost_ms"]
+    lines = [
+        "## The eyes, item by item against the grid",
+        "",
+        "Items only these eyes got right / only the grid got right (same export, seeds pooled; "
+        "exact McNemar p), and the median milliseconds to compute one validation photo's "
+        "frozen inputs, nothing cached.",
+        "",
+        "| variant | eyes | validation | vs grid, validation | vs grid, dev | inputs ms/photo |",
+        "|---|---|---|---|---|---|",
+    ]
+    variants = result["variants"]
+    compared = {v["against_grid"]["grid_variant"] for v in variants.values() if "against_grid" in v}
+    for name, variant in variants.items():
+        versus = variant.get("against_grid")
+        if name not in compared and versus is None:
+            continue
+        cells = [
+            f"{versus[split]['only_eyes']} / {versus[split]['only_grid']} "
+            f"(p {versus[split]['p']:.2f})"
+            if versus
+            else ""
+            for split in ("validation", "dev")
+        ]
+        lines.append(
+            f"| {name} | {variant['eyes']} | {variant['accuracy']:.1%} | "
+            + " | ".join(cells)
+            + f" | {cost[variant['eyes']]['median_ms']:.0f} |"
+        )
+    return [*lines, ""]
 
 
 def main() -> None:
