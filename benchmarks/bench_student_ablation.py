@@ -358,20 +358,23 @@ def item_scores(folder: Path, name: str) -> dict[str, float]:
 
 
 def against_grid(work: Path, variant: str, steps: int, seeds: list[int]) -> dict[str, Any]:
-    """An eyes variant item by item against its export's grid student, seed by seed pooled:
-    items only it got right, items only the grid got right, the exact McNemar p."""
+    """An eyes variant item by item against its export's grid student. An item counts for the
+    side that got it right on more of the seeds (items, not seeds, are the unit of the exact
+    McNemar test: the seeds answer the same items)."""
     from vpagent.evaluation.stats import mcnemar_p
 
     export = VARIANTS[variant][0]
     grid = next(name for name, plan in DATA_VARIANTS.items() if plan == (export, "grid"))
     result: dict[str, Any] = {"grid_variant": grid}
     for name in ("validation", "dev"):
-        only_eyes = only_grid = 0
-        for seed in seeds:
-            ours = item_scores(student_dir(work, variant, steps, seed), name)
-            theirs = item_scores(student_dir(work, grid, steps, seed), name)
-            only_eyes += sum(ours[item] > theirs[item] for item in theirs)
-            only_grid += sum(theirs[item] > ours[item] for item in theirs)
+        ours = [item_scores(student_dir(work, variant, steps, seed), name) for seed in seeds]
+        theirs = [item_scores(student_dir(work, grid, steps, seed), name) for seed in seeds]
+        if any(run.keys() != theirs[0].keys() for run in ours + theirs):
+            sys.exit(f"{variant} and {grid} were not evaluated on the same {name} items")
+        margins = [
+            sum(run[item] for run in ours) - sum(run[item] for run in theirs) for item in theirs[0]
+        ]
+        only_eyes, only_grid = sum(m > 0 for m in margins), sum(m < 0 for m in margins)
         result[name] = {
             "only_eyes": only_eyes,
             "only_grid": only_grid,
@@ -605,9 +608,9 @@ def eyes_markdown(result: dict[str, Any]) -> list[str]:
     lines = [
         "## The eyes, item by item against the grid",
         "",
-        "Items only these eyes got right / only the grid got right (same export, seeds pooled; "
-        "exact McNemar p), and the median milliseconds to compute one validation photo's "
-        "frozen inputs, nothing cached.",
+        "Items these eyes got right on more seeds than the grid / the grid on more seeds than "
+        "these eyes (same export and seeds; exact McNemar p over items), and the median "
+        "milliseconds to compute one validation photo's frozen inputs, nothing cached.",
         "",
         "| variant | eyes | validation | vs grid, validation | vs grid, dev | inputs ms/photo |",
         "|---|---|---|---|---|---|",

@@ -100,6 +100,15 @@ def test_a_student_whose_projector_does_not_fit_its_eyes_is_refused(
     (tmp_path / "s" / "config.json").write_text(json.dumps({**config, "eyes": GRID_EYES}))
     with pytest.raises(StudentError, match=r"reads 1848 features per image token.* give 1280"):
         load_student(tmp_path / "s")
+    other_encoder = {**config, "vision_feature_dim": FEATURE_DIM, "image_encoder": "resnet-50"}
+    (tmp_path / "s" / "config.json").write_text(json.dumps({**other_encoder, "eyes": GRID_EYES}))
+    with pytest.raises(StudentError, match="of resnet-50, but its 'grid' eyes give 1280"):
+        load_student(tmp_path / "s")
+
+
+def test_unknown_eyes_are_refused_before_any_model_loads(tmp_path: Path) -> None:
+    with pytest.raises(StudentError, match="eyes must be one of grid, grid\\+regions, stages"):
+        EmbeddedStudent.build(str(tmp_path / "no-such-model"), eyes="x-ray")
 
 
 def test_ssd_eyes_without_the_detector_is_a_clear_error(

@@ -47,7 +47,9 @@ def encoder_for(eyes: str, cache_dir: Path | None = None) -> FeatureEncoder:
 
 
 def require_models(eyes: str) -> None:
-    """Raise StudentError naming what is missing when ``eyes`` cannot run here."""
+    """Raise StudentError for unknown ``eyes``, or naming what is missing to run them here."""
+    if eyes not in EYES:
+        raise StudentError(f"eyes must be one of {', '.join(EYES)}, not {eyes!r}")
     if eyes not in DETECTOR_EYES:
         return
     try:

@@ -9,8 +9,9 @@
 
 Both networks squash the whole image to their square input, so a token is the same ninth of
 the image in every map: each map is pooled to 9x9 by overlap (a token is the area-weighted mean
-of the map cells under it). Every map is divided by the largest magnitude it can take (6 for
-ReLU6 outputs; an int8 tensor's quantization range otherwise), so all lie in [-1, 1].
+of the map cells under it). Every map is divided by the largest magnitude it can take (an int8
+tensor's by its quantization range, 6 for the head's ReLU6; the SSD's float ReLU6 maps by 6),
+so all lie in [-1, 1].
 """
 
 from __future__ import annotations
@@ -164,6 +165,8 @@ def _quantized_tensor(
             f"{model} has {len(found)} tensors {spec.layer} of shape {spec.shape}, expected 1"
         )
     scale, zero = (float(v) for v in found[0]["quantization"])
+    if not np.issubdtype(found[0]["dtype"], np.integer) or scale <= 0:
+        raise ModelUnavailable(f"{model}: {spec.layer} is not a quantized integer tensor")
     info = np.iinfo(found[0]["dtype"])
     largest = max(abs(info.min - zero), abs(info.max - zero)) * scale
     return int(found[0]["index"]), scale, int(zero), largest
@@ -190,4 +193,10 @@ class SSDMaps(FeatureMaps):
 
         runtime.setInput(network_input([pixels]))
         outputs = runtime.forward([spec.layer for spec in self.maps])
-        return [output[0].transpose(1, 2, 0) / RELU6_MAX for output in outputs]
+        maps = [output[0].transpose(1, 2, 0) / RELU6_MAX for output in outputs]
+        for spec, found in zip(self.maps, maps, strict=True):
+            if found.shape != spec.shape:
+                raise ModelUnavailable(
+                    f"the SSD-MobileNet layer {spec.layer} gives {found.shape}, not {spec.shape}"
+                )
+        return maps

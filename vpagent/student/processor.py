@@ -1,7 +1,7 @@
 """Text and image inputs of the embedded student: chat prompt with 81 (+ R) ``<image>`` slots.
 
-The user turn is the image placeholders (81 grid tokens, then ``num_regions`` region tokens for
-a grid+regions student), a newline, then the record's prompt, rendered with
+The user turn is the image placeholders (81 image tokens, then ``num_regions`` region tokens
+for a grid+regions student), a newline, then the record's prompt, rendered with
 the language model's own chat template. Training examples are the prompt's tokens followed by
 the assistant turn's tokens (the template's rendering of the target, end-of-turn included); the
 labels mask the prompt, so the loss falls on the answer/rationale tokens only.

@@ -223,7 +223,6 @@ def region_detector(config: StudentConfig) -> RegionDetector | None:
     """The region detector a student's config asks for; None for grid eyes."""
     if config.eyes != REGION_EYES:
         return None
-    require_models(config.eyes)
     return RegionDetector(config.num_regions, config.region_score_threshold)
 
 
@@ -231,10 +230,11 @@ def saved_processor(tokenizer: Any, config: StudentConfig) -> StudentProcessor:
     """The processor of a saved student: the encoder and detector its config names."""
     require_models(config.eyes)
     encoder = encoder_for(config.eyes)
-    if encoder.feature_dim != config.vision_feature_dim:
+    if (encoder.name, encoder.feature_dim) != (config.image_encoder, config.vision_feature_dim):
         raise StudentError(
             f"the student's projector reads {config.vision_feature_dim} features per image token "
-            f"but its {config.eyes!r} eyes give {encoder.feature_dim} ({encoder.name})"
+            f"of {config.image_encoder}, but its {config.eyes!r} eyes give {encoder.feature_dim} "
+            f"of {encoder.name}"
         )
     return StudentProcessor(tokenizer, encoder, regions=region_detector(config))
 
@@ -430,13 +430,16 @@ def load_student(folder: str | Path, **kwargs: Any) -> Student:
     if model_type == MODEL_TYPE:
         meta = _read_meta(Path(folder))
         try:
-            model = StudentForConditionalGeneration.from_pretrained(folder, **kwargs)
+            config = StudentConfig.from_pretrained(folder)
             tokenizer = AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as error:
             raise StudentError(f"cannot load the student in {folder}: {error}") from error
-        return EmbeddedStudent(
-            model, saved_processor(tokenizer, model.config), meta.get("base", folder)
-        )
+        processor = saved_processor(tokenizer, config)  # a misfit is refused before the weights
+        try:
+            model = StudentForConditionalGeneration.from_pretrained(folder, config=config, **kwargs)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise StudentError(f"cannot load the student in {folder}: {error}") from error
+        return EmbeddedStudent(model, processor, meta.get("base", folder))
     if _is_image_text_to_text(model_type):
         return HFStudent.load(folder, **kwargs)
     raise StudentError(
