@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from vpagent.cli import app
+from tests.fixtures.student_tiny import cli_train_and_evaluate
 from vpagent.student import eyes as eyes_module
 from vpagent.student.base import StudentError
 from vpagent.student.eyes import GRID_EYES, SSD_EYES, STAGES_EYES, encoder_for
@@ -22,7 +21,6 @@ from vpagent.student.feature_maps import FEATURE_DIM, NUM_IMAGE_TOKENS, area_poo
 from vpagent.student.students import EmbeddedStudent, load_student
 from vpagent.tools.errors import ModelUnavailable
 
-runner = CliRunner()
 PROMPT = "How many dogs are there?"
 WIDTHS = {STAGES_EYES: 1280 + 48 + 136 + 384, SSD_EYES: 1280 + 576 + 1280 + 512}
 
@@ -125,19 +123,5 @@ def test_ssd_eyes_without_the_detector_is_a_clear_error(
 def test_cli_trains_and_evaluates_an_ssd_student(
     tmp_path: Path, lm_folder: Path, export: Path
 ) -> None:
-    out = tmp_path / "ckpt"
-    done = runner.invoke(
-        app,
-        ["distill", "train", "--data", str(export), "--out", str(out), "--student",
-         str(lm_folder), "--eyes", "grid+ssd", "--max-steps", "2", "--lr", "5e-3",
-         "--batch-size", "8"],
-    )  # fmt: skip
-    assert done.exit_code == 0, done.output
-    config = json.loads((out / "config.json").read_text())
+    config = cli_train_and_evaluate(export, lm_folder, tmp_path / "ckpt", SSD_EYES)
     assert config["eyes"] == SSD_EYES and config["vision_feature_dim"] == WIDTHS[SSD_EYES]
-    assert json.loads((out / "run.json").read_text())["eyes"] == SSD_EYES
-    evaluated = runner.invoke(
-        app, ["distill", "eval", str(export), "--student", str(out), "--no-teacher", "--json"]
-    )
-    assert evaluated.exit_code == 0, evaluated.output
-    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["n"] == 1

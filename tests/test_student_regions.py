@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from tests.fixtures.student_tiny import build_tiny_llava
+from tests.fixtures.student_tiny import build_tiny_llava, cli_train_and_evaluate
 from vpagent.cli import app
 from vpagent.distill.student.train import TrainOptions, _check_resume, train
 from vpagent.student import eyes as eyes_module
@@ -240,21 +240,8 @@ def test_cli_trains_and_evaluates_a_region_student(
     tmp_path: Path, lm_folder: Path, export: Path
 ) -> None:
     out = tmp_path / "ckpt"
-    done = runner.invoke(
-        app,
-        ["distill", "train", "--data", str(export), "--out", str(out), "--student",
-         str(lm_folder), "--eyes", "grid+regions", "--max-steps", "2", "--lr", "5e-3",
-         "--batch-size", "8"],
-    )  # fmt: skip
-    assert done.exit_code == 0, done.output
-    assert json.loads((out / "config.json").read_text())["eyes"] == REGION_EYES
-    assert json.loads((out / "run.json").read_text())["eyes"] == REGION_EYES
+    assert cli_train_and_evaluate(export, lm_folder, out, REGION_EYES)["eyes"] == REGION_EYES
     assert json.loads((out / STUDENT_FILE).read_text())["eyes"] == REGION_EYES
-    evaluated = runner.invoke(
-        app, ["distill", "eval", str(export), "--student", str(out), "--no-teacher", "--json"]
-    )
-    assert evaluated.exit_code == 0, evaluated.output
-    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["n"] == 1
 
     other_eyes = runner.invoke(
         app,
