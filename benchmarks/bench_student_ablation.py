@@ -623,7 +623,7 @@ def eyes_markdown(result: dict[str, Any]) -> list[str]:
             continue
         cells = [
             f"{versus[split]['only_eyes']} / {versus[split]['only_grid']} "
-            f"(p {versus[split]['p']:.2f})"
+            f"(p {versus[split]['p']:.2g})"
             if versus
             else ""
             for split in ("validation", "dev")
