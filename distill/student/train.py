@@ -44,7 +44,7 @@ class TrainOptions(BaseModel):
     out: Path
     student: str | None = None  # None: the embedded student
     # vpagent.student.eyes.EYES; None: grid for a new student, a saved student's own otherwise
-    eyes: Literal["grid", "grid+regions", "stages", "grid+ssd"] | None = None
+    eyes: Literal["grid", "grid+regions", "stages", "grid+ssd", "scene", "grid+scene"] | None = None
     max_steps: int | None = Field(None, ge=1)
     epochs: float = Field(3.0, gt=0)
     lr: float = Field(2e-4, gt=0)

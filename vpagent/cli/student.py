@@ -27,7 +27,9 @@ def train_command(
         typer.Option(
             help="A new embedded student's inputs: grid (81 feature-map tokens; default), "
             "grid+regions (plus 10 tokens of the offline detector's boxes), stages (several "
-            "EfficientNet stages per token) or grid+ssd (plus the SSD-MobileNet's maps per token)."
+            "EfficientNet stages per token), grid+ssd (plus the SSD-MobileNet's maps per token), "
+            "scene (no image tokens: the offline pack's objects, counts, labels and OCR as text "
+            "in the prompt) or grid+scene (the grid and that text)."
         ),
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N optimiser steps.")] = None,

@@ -6,10 +6,14 @@
 - ``stages``: 81 tokens of EfficientNet-Lite3's head and its stride-8/16/32 stage outputs
   (1280 + 48 + 136 + 384 features), ``feature_maps.py``;
 - ``grid+ssd``: 81 tokens of the grid and SSD-MobileNet-v2's three largest predictor maps
-  (1280 + 576 + 1280 + 512 features).
+  (1280 + 576 + 1280 + 512 features);
+- ``scene``: no image tokens at all; the offline pack's scene description (objects with class,
+  place, size and colour, their counts, classifier labels, OCR) as text in the prompt
+  (``scene_text.py``);
+- ``grid+scene``: the grid's 81 tokens and that text.
 
-The language model reads 81 image tokens for every eyes but ``grid+regions`` (81 + R); only the
-projector's input width changes.
+The language model reads 81 image tokens for the grid-based eyes (81 + R for ``grid+regions``),
+none for ``scene``; only the projector's input width changes between the feature eyes.
 """
 
 from __future__ import annotations
@@ -26,8 +30,21 @@ GRID_EYES = "grid"
 REGION_EYES = "grid+regions"
 STAGES_EYES = "stages"
 SSD_EYES = "grid+ssd"
-EYES = (GRID_EYES, REGION_EYES, STAGES_EYES, SSD_EYES)
-DETECTOR_EYES = (REGION_EYES, SSD_EYES)  # these need the offline SSD-MobileNet graph
+SCENE_EYES = "scene"
+GRID_SCENE_EYES = "grid+scene"
+EYES = (GRID_EYES, REGION_EYES, STAGES_EYES, SSD_EYES, SCENE_EYES, GRID_SCENE_EYES)
+SCENE_TEXT_EYES = (SCENE_EYES, GRID_SCENE_EYES)  # the scene description in the prompt
+DETECTOR_EYES = (REGION_EYES, SSD_EYES, *SCENE_TEXT_EYES)  # need the offline SSD-MobileNet graph
+
+
+def reads_scene_text(eyes: str) -> bool:
+    """Whether ``eyes`` put the offline pack's scene description into the prompt."""
+    return eyes in SCENE_TEXT_EYES
+
+
+def has_image_tokens(eyes: str) -> bool:
+    """Whether ``eyes`` give the language model image tokens (all but the scene text alone)."""
+    return eyes != SCENE_EYES
 
 
 def feature_sources(eyes: str) -> list[FeatureMaps]:
@@ -41,8 +58,11 @@ def feature_sources(eyes: str) -> list[FeatureMaps]:
     return [EfficientNetMaps()]
 
 
-def encoder_for(eyes: str, cache_dir: Path | None = None) -> FeatureEncoder:
-    """The feature encoder of ``eyes`` (its models load on the first image)."""
+def encoder_for(eyes: str, cache_dir: Path | None = None) -> FeatureEncoder | None:
+    """The feature encoder of ``eyes`` (its models load on the first image); None for
+    ``scene``, which has no image tokens."""
+    if not has_image_tokens(eyes):
+        return None
     return FeatureEncoder(feature_sources(eyes), cache_dir=cache_dir)
 
 

@@ -1,7 +1,8 @@
 """Text and image inputs of the embedded student: chat prompt with 81 (+ R) ``<image>`` slots.
 
 The user turn is the image placeholders (81 image tokens, then ``num_regions`` region tokens
-for a grid+regions student), a newline, then the record's prompt, rendered with
+for a grid+regions student; none for the ``scene`` eyes), a newline, then the photo's scene
+text for the scene eyes (``scene_text.py``), then the record's prompt, rendered with
 the language model's own chat template. Training examples are the prompt's tokens followed by
 the assistant turn's tokens (the template's rendering of the target, end-of-turn included); the
 labels mask the prompt, so the loss falls on the answer/rationale tokens only.
@@ -19,18 +20,21 @@ from vpagent.student.base import StudentError
 from vpagent.student.encoder import FeatureEncoder
 from vpagent.student.model import IMAGE_TOKEN
 from vpagent.student.regions import REGION_INPUTS, RegionDetector, region_inputs
+from vpagent.student.scene_text import SceneText, with_scene
 
 IGNORE_INDEX = -100
 
 
 class StudentProcessor:
-    """Tokenizer + frozen feature encoder (+ region detector): (image, prompt) -> model inputs."""
+    """Tokenizer + frozen feature encoder (+ region detector, + scene text): (image, prompt) ->
+    model inputs. ``encoder`` None: no image tokens (the scene text alone)."""
 
     def __init__(
         self,
         tokenizer: Any,
         encoder: FeatureEncoder | None = None,
         regions: RegionDetector | None = None,
+        scene: SceneText | None = None,
     ) -> None:
         if tokenizer.chat_template is None:
             raise StudentError("the student's tokenizer has no chat template")
@@ -38,9 +42,12 @@ class StudentProcessor:
             tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN]})
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        if encoder is None and scene is None:
+            raise StudentError("the student needs image features, scene text or both")
         self.tokenizer = tokenizer
-        self.encoder = encoder or FeatureEncoder()
+        self.encoder = encoder
         self.regions = regions
+        self.scene = scene
 
     @property
     def image_token_id(self) -> int:
@@ -49,31 +56,43 @@ class StudentProcessor:
     @property
     def num_image_tokens(self) -> int:
         """Placeholders per image: the grid's, then one per region slot."""
+        if self.encoder is None:
+            return 0
         extra = self.regions.num_regions if self.regions is not None else 0
         return self.encoder.num_tokens + extra
 
+    def scene_of(self, image: np.ndarray | Path) -> str | None:
+        """The photo's scene text for the scene eyes; None for the others."""
+        return self.scene.describe(image) if self.scene is not None else None
+
     def image_inputs(self, image: np.ndarray | Path) -> dict[str, np.ndarray]:
-        """``image_features`` and, for a grid+regions student, the region inputs."""
+        """``image_features`` and, for a grid+regions student, the region inputs (nothing for
+        the scene text alone)."""
+        if self.encoder is None:
+            return {}
         grid = self.encoder.encode(image)
         if self.regions is None:
             return {"image_features": grid}
         found = self.regions.detect(image)
         return {"image_features": grid, **region_inputs(grid, found, self.regions.num_regions)}
 
-    def _user_turn(self, prompt: str) -> dict[str, str]:
+    def _user_turn(self, prompt: str, scene: str | None) -> dict[str, str]:
+        text = with_scene(prompt, scene)
+        if not self.num_image_tokens:
+            return {"role": "user", "content": text}
         images = IMAGE_TOKEN * self.num_image_tokens
-        return {"role": "user", "content": f"{images}\n{prompt}"}
+        return {"role": "user", "content": f"{images}\n{text}"}
 
-    def prompt_text(self, prompt: str) -> str:
+    def prompt_text(self, prompt: str, scene: str | None = None) -> str:
         return self.tokenizer.apply_chat_template(
-            [self._user_turn(prompt)], tokenize=False, add_generation_prompt=True
+            [self._user_turn(prompt, scene)], tokenize=False, add_generation_prompt=True
         )
 
-    def target_text(self, prompt: str, target: str) -> str:
+    def target_text(self, prompt: str, target: str, scene: str | None = None) -> str:
         """The assistant turn as the chat template renders it after the prompt."""
-        messages = [self._user_turn(prompt), {"role": "assistant", "content": target}]
+        messages = [self._user_turn(prompt, scene), {"role": "assistant", "content": target}]
         full = self.tokenizer.apply_chat_template(messages, tokenize=False)
-        start = self.prompt_text(prompt)
+        start = self.prompt_text(prompt, scene)
         if not full.startswith(start):
             raise StudentError("the chat template does not render the prompt as a prefix")
         return full[len(start) :]
@@ -85,8 +104,9 @@ class StudentProcessor:
         self, image: np.ndarray | Path, prompt: str, target: str
     ) -> dict[str, Any]:
         """input_ids, labels (prompt masked) and image inputs of one record."""
-        prompt_ids = self._ids(self.prompt_text(prompt))
-        target_ids = self._ids(self.target_text(prompt, target))
+        scene = self.scene_of(image)
+        prompt_ids = self._ids(self.prompt_text(prompt, scene))
+        target_ids = self._ids(self.target_text(prompt, target, scene))
         return {
             "input_ids": prompt_ids + target_ids,
             "labels": [IGNORE_INDEX] * len(prompt_ids) + target_ids,
@@ -97,7 +117,10 @@ class StudentProcessor:
         self, images: list[np.ndarray] | list[Path], prompts: list[str]
     ) -> dict[str, Any]:
         """Left-padded prompts and image inputs, ready for ``generate``."""
-        ids = [self._ids(self.prompt_text(p)) for p in prompts]
+        ids = [
+            self._ids(self.prompt_text(p, self.scene_of(image)))
+            for image, p in zip(images, prompts, strict=True)
+        ]
         batch = pad(ids, self.tokenizer.pad_token_id, side="left")
         return {**batch, **_stack([self.image_inputs(image) for image in images])}
 
@@ -117,7 +140,7 @@ class StudentProcessor:
 
 def _stack(examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """The image inputs of several examples as batched tensors."""
-    names = ["image_features", *(n for n in REGION_INPUTS if n in examples[0])]
+    names = [n for n in ("image_features", *REGION_INPUTS) if n in examples[0]]
     return {name: torch.from_numpy(np.stack([e[name] for e in examples])) for name in names}
 
 

@@ -33,12 +33,21 @@ import torch
 from vpagent.images import load_image
 from vpagent.llm import packs
 from vpagent.student.base import DEFAULT_LANGUAGE_MODEL, StudentError, load_language_model
-from vpagent.student.eyes import GRID_EYES, REGION_EYES, encoder_for, require_models
+from vpagent.student.eyes import (
+    GRID_EYES,
+    REGION_EYES,
+    encoder_for,
+    has_image_tokens,
+    reads_scene_text,
+    require_models,
+)
 from vpagent.student.model import MODEL_TYPE, StudentConfig, StudentForConditionalGeneration
 from vpagent.student.processor import IGNORE_INDEX, StudentProcessor
 from vpagent.student.regions import RegionDetector
+from vpagent.student.scene_text import SceneText, default_cache_dir
 
 EMBEDDED = "embedded"
+NO_ENCODER = "none"  # image_encoder of a student that reads the scene text alone
 STUDENT_FILE = "vpagent_student.json"  # what a saved student is: kind and base model
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -173,16 +182,14 @@ class EmbeddedStudent(Student):
         require_models(eyes)
         lm, tokenizer = load_language_model(language_model)
         encoder = encoder_for(eyes)
-        processor = StudentProcessor(tokenizer, encoder)
+        processor = StudentProcessor(tokenizer, encoder, scene=scene_reader(eyes))
         if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
             lm.resize_token_embeddings(len(tokenizer))
+        features: dict[str, Any] = {"image_encoder": NO_ENCODER}
+        if encoder is not None:
+            features = {"vision_feature_dim": encoder.feature_dim, "image_encoder": encoder.name}
         model = StudentForConditionalGeneration.from_language_model(
-            lm,
-            image_token_id=processor.image_token_id,
-            eyes=eyes,
-            vision_feature_dim=encoder.feature_dim,
-            image_encoder=encoder.name,
-            **config,
+            lm, image_token_id=processor.image_token_id, eyes=eyes, **features, **config
         )
         model.generation_config = lm.generation_config
         processor.regions = region_detector(model.config)
@@ -194,7 +201,10 @@ class EmbeddedStudent(Student):
 
     @property
     def modules_to_save(self) -> list[str]:
-        """The projector, and the region embeddings of a grid+regions student."""
+        """The projector (unless the scene text is all it reads), and the region embeddings of
+        a grid+regions student."""
+        if not has_image_tokens(self.eyes):
+            return []
         return ["projector"] + (["region_embedding"] if self.eyes == REGION_EYES else [])
 
     def training_example(
@@ -226,17 +236,25 @@ def region_detector(config: StudentConfig) -> RegionDetector | None:
     return RegionDetector(config.num_regions, config.region_score_threshold)
 
 
+def scene_reader(eyes: str) -> SceneText | None:
+    """The scene text of the scene eyes (cached on disk under the vpagent cache); else None."""
+    return SceneText(eyes, cache_dir=default_cache_dir()) if reads_scene_text(eyes) else None
+
+
 def saved_processor(tokenizer: Any, config: StudentConfig) -> StudentProcessor:
-    """The processor of a saved student: the encoder and detector its config names."""
+    """The processor of a saved student: the encoder, detector and scene text its config names."""
     require_models(config.eyes)
     encoder = encoder_for(config.eyes)
+    scene = scene_reader(config.eyes)
+    if encoder is None:
+        return StudentProcessor(tokenizer, None, scene=scene)
     if (encoder.name, encoder.feature_dim) != (config.image_encoder, config.vision_feature_dim):
         raise StudentError(
             f"the student's projector reads {config.vision_feature_dim} features per image token "
             f"of {config.image_encoder}, but its {config.eyes!r} eyes give {encoder.feature_dim} "
             f"of {encoder.name}"
         )
-    return StudentProcessor(tokenizer, encoder, regions=region_detector(config))
+    return StudentProcessor(tokenizer, encoder, regions=region_detector(config), scene=scene)
 
 
 class HFStudent(Student):
