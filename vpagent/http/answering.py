@@ -4,8 +4,13 @@ Identical questions in flight (same image bytes, question and mode) share one co
 the first takes a place (:mod:`vpagent.http.admission`), later ones wait for its result. Each
 request waits until its deadline; a request whose client disconnects, or whose deadline
 passes, stops waiting at once, and when no request waits any more the computation is
-cancelled: the question stops at its next step (:class:`vpagent.events.Cancelled`) and frees
-its place.
+cancelled and leaves the flight table at once (a retry starts afresh, it never joins a
+cancelled computation): the question stops at its next step
+(:class:`vpagent.events.Cancelled`), and only then frees its place.
+
+CPU-heavy work stays off the event loop: hashing and decoding an upload (after the admission
+check, so a refused request does not pay for it), the agent, and ``on_answer`` (rendering the
+trace, once per computation) run in threads.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import hashlib
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,15 +55,12 @@ class Question:
     text: str
     mode: str | None = None
 
-    @classmethod
-    def read(cls, image: bytes, text: str, mode: str | None = None) -> Question:
-        """The checked question; ValueError (ImageError) for an empty question or a bad image,
-        before the request takes a place."""
-        checked = validate_question(text)
-        return cls(load_image(image), hashlib.sha256(image).hexdigest(), checked, mode)
-
     def key(self) -> str:
-        return f"{self.digest}:{self.mode}:{self.text}"
+        return _key(self.digest, self.mode, self.text)
+
+
+def _key(digest: str, mode: str | None, text: str) -> str:
+    return f"{digest}:{mode}:{text}"
 
 
 @dataclass
@@ -75,10 +76,15 @@ class Flight:
 
 
 Disconnected = Callable[[], Awaitable[bool]]
+OnAnswer = Callable[[Result, np.ndarray], None]
 
 
 class Answerer:
-    """Turns requests into agent answers under the server's limits."""
+    """Turns requests into agent answers under the server's limits.
+
+    ``on_answer(result, pixels)`` runs in the worker thread once per computation, before its
+    requests get the result (the server stores and renders the trace there).
+    """
 
     def __init__(
         self,
@@ -86,13 +92,26 @@ class Answerer:
         admission: Admission,
         metrics: ServerMetrics,
         timeout_s: float,
+        on_answer: OnAnswer | None = None,
     ) -> None:
         self.agent = agent
         self.admission = admission
         self.metrics = metrics
         self.timeout_s = timeout_s
+        self.on_answer = on_answer
         self._threads = ThreadPoolExecutor(admission.max_concurrent, "vpagent-answer")
         self._flights: dict[str, Flight] = {}
+
+    async def read(self, image: bytes, text: str, mode: str | None = None) -> Question:
+        """The checked question, its image decoded in a thread; ValueError (ImageError) for an
+        empty question or a bad image, :class:`Refused` for a new question the server cannot
+        take now (before the decode is paid for)."""
+        checked = validate_question(text)
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(image).hexdigest())
+        if _key(digest, mode, checked) not in self._flights:
+            self.admission.check()
+        pixels = await asyncio.to_thread(load_image, image)
+        return Question(pixels, digest, checked, mode)
 
     async def answer(
         self,
@@ -121,8 +140,16 @@ class Answerer:
             if listener is not None:
                 flight.listeners.remove(listener)
             if flight.waiters == 0 and flight.task is not None and not flight.task.done():
-                flight.cancel.set()
-                flight.task.cancel()
+                self._abandon(flight)
+
+    def _abandon(self, flight: Flight) -> None:
+        """Nobody waits for ``flight`` any more: cancel it, and take it off the table now, so
+        an identical request starts a computation of its own instead of joining this one."""
+        assert flight.task is not None
+        if self._flights.get(flight.key) is flight:
+            del self._flights[flight.key]
+        flight.cancel.set()
+        flight.task.cancel()
 
     async def _wait(self, flight: Flight, deadline: float, disconnected: Disconnected) -> Result:
         assert flight.task is not None
@@ -150,8 +177,7 @@ class Answerer:
                     result = await asyncio.shield(running)
                 except asyncio.CancelledError:
                     flight.cancel.set()  # the thread stops at its next step
-                    with suppress(BaseException):
-                        await running  # the place stays taken until it has
+                    await _outlast(running)  # the place stays taken until it has
                     raise
         finally:
             if self._flights.get(flight.key) is flight:
@@ -171,7 +197,22 @@ class Answerer:
 
         if flight.cancel.is_set():
             raise Cancelled
-        return self.agent.ask(question.pixels, question.text, on_event=notify, mode=question.mode)
+        result = self.agent.ask(question.pixels, question.text, on_event=notify, mode=question.mode)
+        if self.on_answer is not None:
+            self.on_answer(result, question.pixels)
+        return result
 
     def close(self) -> None:
         self._threads.shutdown(wait=False, cancel_futures=True)
+
+
+async def _outlast(running: asyncio.Future[Result]) -> None:
+    """Wait until the worker thread behind ``running`` has ended, whatever further
+    cancellations arrive meanwhile (they are taken up by the caller's own ``raise``)."""
+    while not running.done():
+        try:
+            await asyncio.wait({running})
+        except asyncio.CancelledError:
+            continue
+    if not running.cancelled():
+        running.exception()  # retrieved: the thread's Cancelled is expected, not news

@@ -9,6 +9,7 @@ A busy server says 429 with `Retry-After`, a draining one 503, a request past it
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import threading
@@ -17,6 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import cachetools
+import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -33,7 +35,7 @@ from vpagent.http.limits import BodySizeLimit
 from vpagent.http.metrics import ServerMetrics
 from vpagent.http.openai_api import openai_router
 from vpagent.http.outcomes import add_outcome_handlers
-from vpagent.result import MAX_QUESTION_CHARS, ResultSummary
+from vpagent.result import MAX_QUESTION_CHARS, Result, ResultSummary
 from vpagent.student_mode import MODES
 from vpagent.trace.render import render_html
 
@@ -87,6 +89,12 @@ class TraceStore:
         with self._lock:
             self._entries[trace_id] = (trace_json, html)
 
+    def keep(self, result: Result, pixels: np.ndarray) -> None:
+        """Store ``result``'s trace, rendered (in the answering thread: rendering is slow)."""
+        if result.trace is not None:
+            html = render_html(result.trace, pixels)
+            self.put(result.trace.id, result.trace.model_dump(mode="json"), html)
+
     def get(self, trace_id: str) -> tuple[dict[str, Any], str]:
         with self._lock:
             if trace_id not in self._entries:
@@ -106,8 +114,8 @@ def create_app(
     metrics = ServerMetrics(
         lambda: admission.waiting, lambda: admission.running, lambda: role_seconds(agent)
     )
-    answerer = Answerer(agent, admission, metrics, config.request_timeout_s)
     traces = TraceStore()
+    answerer = Answerer(agent, admission, metrics, config.request_timeout_s, on_answer=traces.keep)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -129,11 +137,6 @@ def create_app(
             result = await answerer.answer(question, request.is_disconnected)
         except ValueError as error:  # a mode this agent cannot answer in
             raise HTTPException(422, str(error)) from None
-        trace_id = None
-        if result.trace is not None:
-            trace_id = result.trace.id
-            html = render_html(result.trace, question.pixels)
-            traces.put(trace_id, result.trace.model_dump(mode="json"), html)
         return AskResponse.model_validate(ResultSummary.of(result).model_dump())
 
     @app.get("/healthz")
@@ -156,9 +159,9 @@ def create_app(
         """Multipart (`image` file + `question` field) or JSON (`image_base64`, `question`)."""
         content_type = request.headers.get("content-type", "")
         if content_type.startswith("application/json"):
-            try:
-                body = AskJSON.model_validate_json(await request.body())
-                image_bytes = base64.b64decode(body.image_base64, validate=True)
+            raw = await request.body()
+            try:  # in a thread: a large upload takes a while to parse and decode
+                body, image_bytes = await asyncio.to_thread(_read_json, raw)
             except (ValueError, binascii.Error) as error:
                 raise HTTPException(422, f"bad JSON body: {error}") from None
             question, mode = body.question, body.mode
@@ -169,7 +172,7 @@ def create_app(
         else:
             raise HTTPException(415, "send multipart/form-data (image, question) or JSON")
         try:
-            asked = Question.read(image_bytes, question, mode)
+            asked = await answerer.read(image_bytes, question, mode)
         except ValueError as error:  # an empty question, an unreadable image (ImageError)
             raise HTTPException(422, str(error)) from None
         return await answer(request, asked)
@@ -195,6 +198,11 @@ def role_seconds(agent: Agent) -> dict[str, float]:
     if not getattr(agent, "program_path_started", False):
         return {}
     return dict(agent.runner.server.role_seconds)
+
+
+def _read_json(raw: bytes) -> tuple[AskJSON, bytes]:
+    body = AskJSON.model_validate_json(raw)
+    return body, base64.b64decode(body.image_base64, validate=True)
 
 
 async def _read_form(request: Request) -> tuple[bytes, str]:

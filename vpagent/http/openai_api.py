@@ -73,8 +73,9 @@ def _image_bytes(url: Any) -> bytes:
         raise bad_request("the data URL's base64 does not decode") from None
 
 
-def parse_question(body: ChatRequest, agent: Agent) -> Question:
-    """The question and image of the last user message; a 400/404 naming what is wrong."""
+def parse_question(body: ChatRequest, agent: Agent) -> tuple[bytes, str, str]:
+    """The image file, question and answer mode of the last user message; a 400/404 naming
+    what is wrong."""
     if body.model not in available_models(agent):
         raise bad_request(
             f"the model {body.model!r} does not exist here; use one of "
@@ -96,12 +97,7 @@ def parse_question(body: ChatRequest, agent: Agent) -> Question:
         )
     image = images[0]
     image_bytes = _image_bytes(image.get("url") if isinstance(image, dict) else image)
-    try:
-        return Question.read(
-            image_bytes, " ".join(t for t in texts if t.strip()), MODELS[body.model]
-        )
-    except ValueError as error:  # an empty question, an unreadable image (ImageError)
-        raise bad_request(str(error)) from None
+    return image_bytes, " ".join(t for t in texts if t.strip()), MODELS[body.model]
 
 
 EXTRA_FIELDS = {"answer", "program", "trace_id", "answered_by", "verified", "unverified_reason",
@@ -162,13 +158,18 @@ def openai_router(answerer: Answerer, agent: Agent, check_key: Callable[..., Non
     @router.post("/v1/chat/completions", response_model=None)
     async def chat_completions(request: Request) -> dict[str, Any] | StreamingResponse:
         """A question about one image as an OpenAI chat completion (optionally streamed)."""
-        try:
-            body = ChatRequest.model_validate_json(await request.body())
+        raw = await request.body()
+        try:  # in a thread: a large upload takes a while to parse and decode
+            body = await asyncio.to_thread(ChatRequest.model_validate_json, raw)
         except ValidationError as error:
             raise bad_request(
                 f"not a chat-completions request: {error.errors()[0]['msg']}"
             ) from None
-        question = parse_question(body, agent)
+        image_bytes, text, mode = await asyncio.to_thread(parse_question, body, agent)
+        try:
+            question = await answerer.read(image_bytes, text, mode)
+        except ValueError as error:  # an empty question, an unreadable image (ImageError)
+            raise bad_request(str(error)) from None
         completion_id = f"chatcmpl-{secrets.token_hex(12)}"
         if not body.stream:
             try:
