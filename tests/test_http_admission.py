@@ -129,12 +129,24 @@ from tests.fixtures.gated_agent import GatedAgent
 from vpagent.config import ServerConfig
 from vpagent.http import create_app
 from vpagent.http.server import run_server
-app = create_app(GatedAgent(open_after_s=1.5), config=ServerConfig(request_timeout_s=30))
-run_server(app, "127.0.0.1", int(sys.argv[1]), grace_s=30)
+port, timeout_s, answer_after_s = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+app = create_app(GatedAgent(open_after_s=answer_after_s),
+                 config=ServerConfig(request_timeout_s=timeout_s))
+run_server(app, "127.0.0.1", port, request_timeout_s=timeout_s)
 """
 
 
-def test_sigterm_finishes_the_question_in_flight_then_exits(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("timeout_s", "answer_after_s", "status"),
+    [
+        (30, 1.5, 200),  # answered well within its deadline
+        (1.9, 1.6, 200),  # answered just before its deadline, after SIGTERM + int(1.9) s
+        (0.9, 30, 504),  # never answered: its 504 at the deadline, not a cut connection
+    ],
+)
+def test_sigterm_answers_the_question_in_flight_then_exits(
+    timeout_s: float, answer_after_s: float, status: int
+) -> None:
     import socket
 
     with socket.socket() as probe:
@@ -142,25 +154,38 @@ def test_sigterm_finishes_the_question_in_flight_then_exits(tmp_path: Path) -> N
         port = probe.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     server = subprocess.Popen(
-        [sys.executable, "-c", DRAINING_SERVER, str(port)], cwd=REPO, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, "-c", DRAINING_SERVER, str(port), str(timeout_s), str(answer_after_s)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
         _until(lambda: _healthy(base), seconds=60)
-        answers: list[httpx.Response] = []
-        in_flight = _in_background(base, "finish me?", answers)
-        time.sleep(0.4)
+        answers: list[httpx.Response | Exception] = []
+        in_flight = threading.Thread(target=_ask_or_error, args=(base, answers), daemon=True)
+        in_flight.start()
+        time.sleep(0.3)
         server.send_signal(signal.SIGTERM)
-        in_flight.join(30)
-        code = server.wait(timeout=30)
+        in_flight.join(60)
+        code = server.wait(timeout=60)
         log = server.stdout.read() if server.stdout else ""
     finally:
         server.kill()
     assert code in (0, -signal.SIGTERM), log  # uvicorn re-raises the signal once drained
     assert "Finished server process" in log
-    assert answers and answers[0].status_code == 200
-    assert answers[0].json()["answer"] == "answer to finish me?"
+    (answer,) = answers
+    assert isinstance(answer, httpx.Response), f"the request was cut: {answer!r}\n{log}"
+    assert answer.status_code == status, answer.text
+    if status == 200:
+        assert answer.json()["answer"] == "answer to finish me?"
+    else:
+        assert f"within {timeout_s:g} s" in answer.json()["detail"]
+
+
+def _ask_or_error(base: str, out: list[httpx.Response | Exception]) -> None:
+    try:
+        out.append(_ask(base, "finish me?"))
+    except httpx.HTTPError as error:
+        out.append(error)
 
 
 def _healthy(base: str) -> bool:
