@@ -42,8 +42,8 @@ def test_facts_text_counts_places_and_colours_every_object() -> None:
     text = facts_text(_two_dogs(np.zeros((100, 200, 3), np.uint8)))
     lines = text.splitlines()
     assert lines[0] == "Objects: 2 dog."
-    assert lines[1] == "- dog: top left, x 12% y 25%, 12% of image, brown"
-    assert lines[2].startswith("- dog: top left, x 62% y 25%") and lines[2].endswith("white")
+    assert lines[1] == "dog: top left (12, 25) 12% brown"
+    assert lines[2] == "dog: top left (62, 25) 12% white"
     assert lines[3] == "Looks like: golden retriever."
     empty = facts_text(SceneFacts(width=10, height=10))
     assert empty == "Objects: none detected."
@@ -60,7 +60,7 @@ def test_a_photos_objects_reach_the_prompt_of_a_scene_student(
     assert int((inputs["input_ids"] == student.processor.image_token_id).sum()) == 0
     scene = student.processor.scene_of(photo)
     text = student.processor.prompt_text(PROMPT, scene)
-    assert "Scene:\nObjects: 2 dog.\n- dog: top left" in text and text.index("Scene") < text.index(
+    assert "Scene:\nObjects: 2 dog.\ndog: top left" in text and text.index("Scene") < text.index(
         "How many"
     )
     ids = student.processor.tokenizer(text, add_special_tokens=False, return_tensors="pt")

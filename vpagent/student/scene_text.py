@@ -5,7 +5,8 @@ The offline VQA stand-in (``vpagent.tools.offline.scene``) describes a photo fro
 and OCR. :class:`SceneText` runs that same code (``analyze_scene`` with the pack's
 ``offline_specialists``) once per photo and writes the facts compactly, so a small language
 model reads the objects, their number and where they are as tokens it already knows (bottom-up
-attention's regions, as text). Positions and sizes are percentages of the image.
+attention's regions, as text): ``dog: top left (12, 25) 12% brown`` is a dog whose centre
+lies 12% across and 25% down the image, covering 12% of it, mostly brown.
 
 The text is cached by the photo's content hash, the eyes' name and :func:`settings_digest`: a
 digest of the scene builder's and the detector's code and settings (calibration included), so a
@@ -30,8 +31,8 @@ import numpy as np
 from vpagent.images import load_image
 from vpagent.student.encoder import image_digest
 
-MAX_OBJECTS = 12  # the best-scoring objects written out (the counts cover every object found)
-FORMAT_VERSION = "1"  # bump when scene_prompt_text's wording changes
+MAX_OBJECTS = 10  # the best-scoring objects written out (the counts cover every object found)
+FORMAT_VERSION = "2"  # bump when scene_prompt_text's wording changes
 SCENE_HEADER = "Scene:"
 
 Analyzer = Callable[[np.ndarray], Any]  # RGB image -> vpagent.tools.offline.scene.SceneFacts
@@ -52,10 +53,10 @@ def facts_text(facts: Any, max_objects: int = MAX_OBJECTS) -> str:
         for obj in facts.objects[:max_objects]:
             cx = (obj.box.x0 + obj.box.x1) / 2 / width
             cy = (obj.box.y0 + obj.box.y1) / 2 / height
-            colour = f", {obj.color}" if obj.color else ""
+            colour = f" {obj.color}" if obj.color else ""
             lines.append(
-                f"- {obj.label}: {obj.position}, x {_percent(cx)}% y {_percent(cy)}%, "
-                f"{_percent(obj.area_fraction)}% of image{colour}"
+                f"{obj.label}: {obj.position} ({_percent(cx)}, {_percent(cy)}) "
+                f"{_percent(obj.area_fraction)}%{colour}"
             )
     else:
         lines.append("Objects: none detected.")
