@@ -39,11 +39,13 @@ app = typer.Typer(
 def _mount_subcommands() -> None:
     from vpagent.cli.distill import distill_app
     from vpagent.cli.evaluate import eval_app
+    from vpagent.cli.mcp import mcp_command
     from vpagent.llm.cli import models_app
 
     app.add_typer(models_app, name="models")
     app.add_typer(distill_app, name="distill")
     app.add_typer(eval_app, name="eval")
+    app.command("mcp")(mcp_command)
 
 
 _mount_subcommands()
