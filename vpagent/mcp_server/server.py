@@ -252,7 +252,7 @@ class McpFrontEnd:
             ok=execution.ok,
             answer=execution.answer,
             error=execution.error,
-            error_kind=execution.error_kind.value if execution.error_kind else None,
+            error_kind=str(execution.error_kind) if execution.error_kind else None,
             error_line=execution.line,
             trace_id=trace.id,
             trace=trace.model_dump(mode="json"),
