@@ -106,7 +106,7 @@ def run_command(
     from vpagent.evaluation.run import evaluate
     from vpagent.evaluation.run_header import run_header
     from vpagent.pool.factory import SettingsAgentFactory
-    from vpagent.pool.local import AgentBuildFailed
+    from vpagent.pool.local import AgentBuildFailed, WorkerDied, WorkerFailed
     from vpagent.pool.run import Backend, RunRefused
 
     settings = settings_or_fail(config)
@@ -147,7 +147,7 @@ def run_command(
     except KeyboardInterrupt:
         console.print(f"interrupted: finished items are in {out}; add --resume to continue")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except (RunRefused, AgentBuildFailed) as error:
+    except (RunRefused, AgentBuildFailed, WorkerDied, WorkerFailed) as error:
         raise fail(str(error)) from None
     if predictions is not None:
         try:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from vpagent.agent import Agent
+if TYPE_CHECKING:
+    from vpagent.agent import Agent
 
-AgentFactory = Callable[[], Agent]
-Work = Callable[[Agent, Any], BaseModel]
+AgentFactory = Callable[[], "Agent"]
+Work = Callable[["Agent", Any], BaseModel]
 
 
 @dataclass(frozen=True)
