@@ -22,6 +22,7 @@ from vpagent.apps.render import (
     PROBLEM,
     STOPPED,
     HistoryEntry,
+    attempts_markdown,
     history_rows,
     now_text,
     planner_description,
@@ -224,6 +225,9 @@ class AppController:
         if result.answered_by == STUDENT:
             headline = student_headline(result, seconds)
             outcome = "student" if result.answer is not None else "student: no answer"
+        history_of_attempts = attempts_markdown(result.attempts)
+        if history_of_attempts:  # the programs that failed before this answer, and why
+            headline = f"{headline}\n\n{history_of_attempts}"
         history, rows = self._add_history(
             history,
             HistoryEntry(

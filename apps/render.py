@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from vpagent.agent import Agent
+from vpagent.attempts import Attempt
 from vpagent.config import Settings
 from vpagent.result import Result
 from vpagent.trace.records import Step, Trace
@@ -125,6 +126,37 @@ def timings_text(timings: dict[str, float]) -> str:
     names = {"plan_s": "planning", "execute_s": "running", "total_s": "total"}
     parts = [f"{names.get(k, k)} {v:.2f} s" for k, v in timings.items() if k in names]
     return ", ".join(parts)
+
+
+def attempt_title(number: int, attempt: Attempt) -> str:
+    """One attempt in a few words: which it was and how it ended."""
+    if attempt.kind == "fallback":
+        what = "Fallback answer without a program"
+    elif attempt.kind == "student":
+        what = "The distilled student"
+    else:
+        what = f"Program {number} (sample {attempt.sample}, repair {attempt.repair})"
+    if attempt.reason is None:
+        return f"{what}: answered {attempt.answer!r}"
+    return f"{what}: failed ({attempt.reason}) {short(attempt.message or '', 300)}"
+
+
+def attempts_markdown(attempts: list[Attempt]) -> str:
+    """Markdown for the attempts behind an answer when any failed: each one's outcome, the
+    failed programs in full and where a tool raised; empty when the first attempt answered."""
+    if all(attempt.reason is None for attempt in attempts):
+        return ""
+    lines = [f"**{len(attempts)} attempts:**", ""]
+    programs = 0
+    for attempt in attempts:
+        programs += attempt.kind == "program"
+        lines.append(f"{programs if attempt.kind == 'program' else '-'}. "
+                     f"{attempt_title(programs, attempt)}")  # fmt: skip
+        if attempt.reason is not None and attempt.program:
+            lines += ["", "```python", attempt.program.strip(), "```"]
+        if attempt.traceback:
+            lines += ["", "```text", attempt.traceback.strip(), "```"]
+    return "\n".join(lines)
 
 
 @dataclass

@@ -168,7 +168,7 @@ def template_rationale(record: ItemRecord) -> str:
     attempt = record.verified_attempt
     if attempt is None:
         raise ValueError(f"item {record.item_id} has no verified program")
-    steps = [s for s in attempt.steps if s.get("error") is None]
+    steps = [s.model_dump(mode="json") for s in attempt.steps if s.ok]
     sentences: list[str] = []
     for key, group in groupby(steps, key=_key):
         calls = list(group)

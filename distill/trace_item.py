@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from vpagent.agent import Agent
+from vpagent.attempts import FailureReason, bounded_traceback, describe_error
 from vpagent.distill.trace_records import (
     GUESSED,
     IMAGE_CORRUPT,
@@ -17,19 +19,19 @@ from vpagent.distill.trace_records import (
     PLANNING_FAILED,
     PROGRAMS_FAILED,
     WORKER_ERROR,
-    Attempt,
     ItemRecord,
+    TracedAttempt,
     asked_question,
 )
 from vpagent.evaluation.datasets import EvalItem
 from vpagent.evaluation.run import score_item
 from vpagent.images import ImageError, load_image
 from vpagent.llm.packs import sha256_file
-from vpagent.planner import PlanningFailed
-from vpagent.program_run import ProgramRun
+from vpagent.logs import log_context
 
 VERIFY_SCORE = 1.0  # an answer counts as matching the label only with full credit
-MAX_REPLY_CHARS = 500
+
+log = logging.getLogger(__name__)
 
 
 def trace_item(agent: Agent, item: EvalItem, k: int) -> ItemRecord:
@@ -42,10 +44,13 @@ def trace_item(agent: Agent, item: EvalItem, k: int) -> ItemRecord:
         question=asked_question(item),
     )
     try:
-        _trace_into(agent, item, k, record)
+        with log_context(item_id=item.id):
+            _trace_into(agent, item, k, record)
     except Exception as error:  # a bug or a broken backend must not end the run
+        log.exception("item %s: tracing raised", item.id)
         record.status, record.verified = "rejected", None
-        record.reason, record.detail = WORKER_ERROR, f"{type(error).__name__}: {error}"
+        record.reason, record.detail = WORKER_ERROR, describe_error(error)
+        record.traceback = bounded_traceback(error)
     record.seconds = time.perf_counter() - started
     return record
 
@@ -63,13 +68,11 @@ def _trace_into(agent: Agent, item: EvalItem, k: int, record: ItemRecord) -> Non
     record.image_sha256 = sha256_file(path)
     record.height, record.width = (int(n) for n in pixels.shape[:2])
     for sample in range(k):
-        for attempt in _sample(agent, pixels, record.question, sample):
+        for attempt in _sample(agent, pixels, item, record.question, sample):
             attempt.matches = (
                 attempt.answer is not None and score_item(item, attempt.answer) >= VERIFY_SCORE
             )  # a constant answer that happens to match is a guess, not a verified program
-            attempt.correct = attempt.matches and any(
-                step.get("error") is None for step in attempt.steps
-            )
+            attempt.correct = attempt.matches and any(step.ok for step in attempt.steps)
             record.attempts.append(attempt)
             if attempt.correct:
                 record.status, record.verified = "verified", len(record.attempts) - 1
@@ -77,49 +80,19 @@ def _trace_into(agent: Agent, item: EvalItem, k: int, record: ItemRecord) -> Non
     record.reason = _reason(record.attempts)
 
 
-def _reason(attempts: list[Attempt]) -> str:
+def _reason(attempts: list[TracedAttempt]) -> str:
     if any(a.matches for a in attempts):
         return GUESSED
-    if all(a.error_kind == "planning" for a in attempts):
+    if all(a.reason == FailureReason.PLANNING for a in attempts):
         return PLANNING_FAILED
     if all(a.answer is None for a in attempts):
         return PROGRAMS_FAILED
     return NO_MATCH
 
 
-def _sample(agent: Agent, pixels: np.ndarray, question: str, sample: int) -> Iterator[Attempt]:
+def _sample(
+    agent: Agent, pixels: np.ndarray, item: EvalItem, question: str, sample: int
+) -> Iterator[TracedAttempt]:
     """The attempts of one sample: its program, then run-time repairs while it fails."""
-    for run in agent.program_runs(pixels, question, sample):
-        if run.failure is not None:
-            yield _planning_failed(run.failure, sample, run.repair, run.plan_s)
-        else:
-            yield _attempt(run)
-
-
-def _attempt(run: ProgramRun) -> Attempt:
-    trace = run.trace
-    assert trace is not None
-    return Attempt(
-        unverified=run.unverified,
-        sample=run.sample,
-        repair=run.repair,
-        program=trace.program,
-        answer=trace.answer,
-        error_kind=trace.error_kind,
-        error=trace.error,
-        steps=[step.model_dump(mode="json", exclude={"artifacts"}) for step in trace.steps],
-        plan_s=run.plan_s,
-        execute_s=run.execute_s,
-    )
-
-
-def _planning_failed(failure: PlanningFailed, sample: int, repair: int, plan_s: float) -> Attempt:
-    reply = failure.attempts[-1].reply[:MAX_REPLY_CHARS] if failure.attempts else None
-    return Attempt(
-        sample=sample,
-        repair=repair,
-        error_kind="planning",
-        error=str(failure),
-        reply=reply,
-        plan_s=plan_s,
-    )
+    for run in agent.program_runs(pixels, question, sample, choices=item.choices):
+        yield TracedAttempt.model_validate(run.attempt().model_dump())

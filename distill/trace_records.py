@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from vpagent.answers import with_choices
+from vpagent.attempts import Attempt, FailureReason
 from vpagent.evaluation.datasets import EvalItem
 
 ITEMS_FILE = "items.jsonl"
@@ -18,30 +20,17 @@ PLANNING_FAILED = "planning_failed"  # the LLM never gave a usable program (pros
 PROGRAMS_FAILED = "programs_failed"  # every program crashed, timed out or was refused
 NO_MATCH = "no_match"  # programs answered, but no answer matched the label
 GUESSED = "matched_without_tools"  # only a program that never looked at the image matched
-WORKER_ERROR = "worker_error"  # an unexpected error while tracing the item
+WORKER_ERROR = FailureReason.WORKER_ERROR.value  # an unexpected error while tracing the item
 REASONS = (
     IMAGE_MISSING, IMAGE_CORRUPT, PLANNING_FAILED, PROGRAMS_FAILED, NO_MATCH, GUESSED, WORKER_ERROR,
 )  # fmt: skip
 
 
-class Attempt(BaseModel):
-    """One program run (or one failed planning) for an item."""
+class TracedAttempt(Attempt):
+    """One attempt at an item (:class:`vpagent.attempts.Attempt`), checked against its label."""
 
-    sample: int = Field(description="0: the temperature-0 program; >0: sampled programs.")
-    repair: int = Field(0, description="0: as planned; n: after n run-time repairs.")
-    program: str | None = None
-    answer: str | None = None
     matches: bool = Field(False, description="The answer matches the label.")
     correct: bool = Field(False, description="It matches, with at least one tool call behind it.")
-    error_kind: str | None = None
-    error: str | None = None
-    reply: str | None = Field(None, description="The LLM's last reply when planning failed.")
-    steps: list[dict[str, Any]] = Field(default_factory=list, description="The tool calls.")
-    unverified: list[str] = Field(
-        default_factory=list, description="Steps whose result was a tool's low-confidence guess."
-    )
-    plan_s: float = 0.0
-    execute_s: float = 0.0
 
 
 class ItemRecord(BaseModel):
@@ -51,12 +40,13 @@ class ItemRecord(BaseModel):
     status: Literal["verified", "rejected"]
     reason: str | None = None
     detail: str | None = None
+    traceback: str | None = Field(None, description="Where a worker_error was raised (bounded).")
     item: dict[str, Any]
     question: str = Field(description="The question as put to the planner (choices appended).")
     image_sha256: str | None = None
     width: int | None = None
     height: int | None = None
-    attempts: list[Attempt] = Field(default_factory=list)
+    attempts: list[TracedAttempt] = Field(default_factory=list)
     verified: int | None = None
     seconds: float = 0.0
 
@@ -65,12 +55,10 @@ class ItemRecord(BaseModel):
         return EvalItem.model_validate(self.item)
 
     @property
-    def verified_attempt(self) -> Attempt | None:
+    def verified_attempt(self) -> TracedAttempt | None:
         return self.attempts[self.verified] if self.verified is not None else None
 
 
 def asked_question(item: EvalItem) -> str:
     """The question as the planner sees it: multiple-choice options appended (as `eval` does)."""
-    if item.choices:
-        return f"{item.question} Choose one of: {', '.join(item.choices)}."
-    return item.question
+    return with_choices(item.question, item.choices)

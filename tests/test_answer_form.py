@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from vpagent.answer_form import answer_problem, checked
-from vpagent.sandbox.result import ErrorKind, ExecutionResult
+from vpagent.attempts import FailureReason
+from vpagent.sandbox.result import ExecutionResult
 
 RIGHT = [
     ("Is the dog to the left or to the right of the cat?", "Right."),
@@ -76,7 +77,7 @@ def test_checked_turns_a_wrong_form_into_a_runtime_failure_and_keeps_the_rest() 
     question = "Is the truck facing left or right?"
     run = ExecutionResult(ok=True, answer="whippet", stdout="printed", duration_s=0.5)
     failed = checked(question, run)
-    assert not failed.ok and failed.error_kind is ErrorKind.RUNTIME
+    assert not failed.ok and failed.error_kind is FailureReason.RUNTIME
     assert "'whippet'" in (failed.error or "") and failed.stdout == "printed"
     good = ExecutionResult(ok=True, answer="right")
     assert checked(question, good) is good

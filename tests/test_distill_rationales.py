@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from vpagent.distill.rationales import plural, rationales, template_rationale
-from vpagent.distill.trace_records import Attempt, ItemRecord
+from vpagent.distill.trace_records import ItemRecord, TracedAttempt
 from vpagent.student.records import parse_answer
 
 WHOLE = [0, 0, 640, 480]
@@ -19,7 +19,7 @@ def find(index: int, name: str, boxes: list[list[float]], box: list[float] = WHO
 
 
 def record(question: str, answer: str, steps: list[dict[str, Any]], **item: Any) -> ItemRecord:
-    attempt = Attempt(sample=0, program="def execute_command(image): ...", answer=answer,
+    attempt = TracedAttempt(sample=0, program="def execute_command(image): ...", answer=answer,
                       correct=True, steps=steps)  # fmt: skip
     return ItemRecord(
         item_id="x",

@@ -66,21 +66,21 @@ def test_verifies_stops_sampling_and_names_rejections(dataset: Path, tmp_path: P
     two = records["a"]  # the temperature-0 program says 3, the first sampled one counts 2
     assert two.status == "verified" and two.verified == 1 and len(two.attempts) == 2
     assert [a.answer for a in two.attempts] == ["3", "2"] and two.attempts[1].correct
-    assert two.verified_attempt and two.verified_attempt.steps[0]["tool"] == "find"
-    assert two.verified_attempt.steps[0]["result"][0]["label"] == "spot"
+    assert two.verified_attempt and two.verified_attempt.steps[0].tool == "find"
+    assert two.verified_attempt.steps[0].result[0]["label"] == "spot"
     assert len(records["a"].attempts) == 2  # verified: no third sample drawn
     guessed = records["b"]  # "3" is right, but only the program that never looked says so
     assert guessed.attempts[0].matches and not guessed.attempts[0].correct
     assert guessed.attempts[0].steps == [] and guessed.status == "rejected"
 
     unmatched = records["c"]  # 3, 2, then a crash and its failed repair
-    assert [(a.sample, a.repair, a.error_kind) for a in unmatched.attempts] == [
+    assert [(a.sample, a.repair, a.reason) for a in unmatched.attempts] == [
         (0, 0, None),
         (1, 0, None),
         (2, 0, "runtime"),
         (2, 1, "runtime"),
     ]
-    assert "ZeroDivisionError" in (unmatched.attempts[2].error or "")
+    assert "ZeroDivisionError" in (unmatched.attempts[2].message or "")
     assert records["f"].attempts[0].reply == "I think the answer is probably two."
     assert load_run_info(out)["k"] == 3
 

@@ -74,9 +74,9 @@ def test_repair_loop_recovers_from_prose_then_broken_code(retriever: ExampleRetr
     )
     plan = planner.plan("How many dogs are there?")
     assert plan.program == GOOD
-    assert [a.problem is None for a in plan.attempts] == [False, False, True]
-    assert "contains no program" in (plan.attempts[0].problem or "")
-    assert "import of 'os' is not allowed" in (plan.attempts[1].problem or "")
+    assert [a.problem is None for a in plan.replies] == [False, False, True]
+    assert "contains no program" in (plan.replies[0].problem or "")
+    assert "import of 'os' is not allowed" in (plan.replies[1].problem or "")
     feedback = [m.content for m in plan.conversation if isinstance(m, HumanMessage)]
     assert any("import of 'os'" in str(text) for text in feedback)
 
@@ -85,7 +85,7 @@ def test_gives_up_after_max_fixes(retriever: ExampleRetriever) -> None:
     planner, _ = _planner(["no code", "still no code", "nope"], retriever, max_fixes=1)
     with pytest.raises(PlanningFailed) as failure:
         planner.plan("How many dogs are there?")
-    assert len(failure.value.attempts) == 2
+    assert len(failure.value.replies) == 2
 
 
 def test_runtime_repair_continues_the_conversation(retriever: ExampleRetriever) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 import msgpack
 import pytest
 
+from vpagent.attempts import FailureReason
 from vpagent.sandbox import protocol
 from vpagent.sandbox.executor import SandboxExecutor, _Worker
 from vpagent.sandbox.limits import SandboxLimits
-from vpagent.sandbox.result import ErrorKind
 
 IMAGE = {"id": "img-1", "width": 100, "height": 50}
 LIMITS = SandboxLimits(cpu_seconds=2, wall_seconds=10, memory_mb=256)
@@ -161,7 +161,7 @@ return f'{dog.label} {dog.left:.0f} {brown} {kind} {fact}'
 def test_tool_exception_is_a_tool_error_at_the_calling_line(executor: SandboxExecutor) -> None:
     body = "dogs = image.find('dog')\ntext = image.ocr()\nreturn text"
     result = executor.run(program(body), IMAGE, RecordingHandler())
-    assert result.error_kind == ErrorKind.TOOL_ERROR
+    assert result.error_kind == FailureReason.TOOL_ERROR
     assert result.error == "ocr failed: RuntimeError: no text model loaded"
     assert result.line == 4  # line 1 is the (empty) header, 2 the def
     assert [step.tool for step in result.steps] == ["find", "ocr"]
@@ -179,7 +179,7 @@ def test_a_program_may_recover_from_a_tool_error(executor: SandboxExecutor) -> N
 
 def test_tool_result_that_is_not_plain_data_is_a_tool_error(executor: SandboxExecutor) -> None:
     result = executor.run(program("return image.caption()"), IMAGE, RecordingHandler())
-    assert result.error_kind == ErrorKind.TOOL_ERROR
+    assert result.error_kind == FailureReason.TOOL_ERROR
     assert "caption failed" in (result.error or "")
     assert "serialize" in (result.steps[0].error or "")
 
@@ -189,7 +189,7 @@ def test_max_tool_calls() -> None:
     with SandboxExecutor(limits, pool_size=0) as sandbox:
         body = "for _ in range(5):\n    image.find('dog')\nreturn 'done'"
         result = sandbox.run(program(body), IMAGE, RecordingHandler())
-    assert result.error_kind == ErrorKind.TOOL_ERROR
+    assert result.error_kind == FailureReason.TOOL_ERROR
     assert result.error == "too many tool calls (limit 3)"
     assert result.line == 4
     assert len(result.steps) == 3
@@ -217,7 +217,7 @@ def test_stdout_is_truncated_at_the_limit() -> None:
 
 def test_stdout_is_kept_when_the_program_fails(executor: SandboxExecutor) -> None:
     result = executor.run(program("print('before')\nreturn 1 / 0"), IMAGE, RecordingHandler())
-    assert result.error_kind == ErrorKind.RUNTIME
+    assert result.error_kind == FailureReason.RUNTIME
     assert result.error == "ZeroDivisionError: division by zero"
     assert result.line == 4
     assert result.stdout == "before\n"
@@ -225,7 +225,7 @@ def test_stdout_is_kept_when_the_program_fails(executor: SandboxExecutor) -> Non
 
 def test_rejected_program_reports_the_line(executor: SandboxExecutor) -> None:
     result = executor.run(program("x = 1\nreturn image._call"), IMAGE, RecordingHandler())
-    assert result.error_kind == ErrorKind.REJECTED
+    assert result.error_kind == FailureReason.REJECTED
     assert result.line == 4
     assert result.steps == []
 
@@ -331,7 +331,7 @@ def test_worker_that_fails_to_start_is_reported(api: str, message: str) -> None:
         result = sandbox.run(program("return 1"), IMAGE, RecordingHandler())
         again = sandbox.run(program("return 1"), IMAGE, RecordingHandler())
     for outcome in (result, again):
-        assert outcome.error_kind == ErrorKind.CRASHED
+        assert outcome.error_kind == FailureReason.CRASHED
         assert (outcome.error or "").startswith("the sandbox worker failed to start: ")
         assert message in (outcome.error or "")
 
@@ -416,23 +416,23 @@ class FakeWorkerExecutor(SandboxExecutor):
 @pytest.mark.parametrize(
     ("mode", "kind", "message"),
     [
-        ("garbage", ErrorKind.CRASHED, "broke the protocol"),
-        ("huge-frame", ErrorKind.CRASHED, "exceeds"),
-        ("not-a-map", ErrorKind.CRASHED, "not a message"),
-        ("bad-msgpack", ErrorKind.CRASHED, "undecodable"),
-        ("bytes-keys", ErrorKind.CRASHED, "argument names must be strings"),
-        ("bad-tool", ErrorKind.CRASHED, "malformed tool call"),
-        ("unknown-op", ErrorKind.CRASHED, "unexpected message 'shell'"),
-        ("exit-mid-run", ErrorKind.CRASHED, "exit code 3"),
-        ("close-pipe", ErrorKind.CRASHED, "broke the protocol"),
-        ("bad-done", ErrorKind.CRASHED, "['x']"),
-        ("silent-start", ErrorKind.CRASHED, "did not report ready in time"),
-        ("failed-start", ErrorKind.CRASHED, "ImportError: boom"),
-        ("exit-start", ErrorKind.CRASHED, "exited during start-up (exit code 3)"),
-        ("silent-run", ErrorKind.TIMEOUT, "longer than 1 s"),
+        ("garbage", FailureReason.CRASHED, "broke the protocol"),
+        ("huge-frame", FailureReason.CRASHED, "exceeds"),
+        ("not-a-map", FailureReason.CRASHED, "not a message"),
+        ("bad-msgpack", FailureReason.CRASHED, "undecodable"),
+        ("bytes-keys", FailureReason.CRASHED, "argument names must be strings"),
+        ("bad-tool", FailureReason.CRASHED, "malformed tool call"),
+        ("unknown-op", FailureReason.CRASHED, "unexpected message 'shell'"),
+        ("exit-mid-run", FailureReason.CRASHED, "exit code 3"),
+        ("close-pipe", FailureReason.CRASHED, "broke the protocol"),
+        ("bad-done", FailureReason.CRASHED, "['x']"),
+        ("silent-start", FailureReason.CRASHED, "did not report ready in time"),
+        ("failed-start", FailureReason.CRASHED, "ImportError: boom"),
+        ("exit-start", FailureReason.CRASHED, "exited during start-up (exit code 3)"),
+        ("silent-run", FailureReason.TIMEOUT, "longer than 1 s"),
     ],
 )
-def test_hostile_worker_cannot_crash_the_host(mode: str, kind: ErrorKind, message: str) -> None:
+def test_hostile_worker_cannot_crash_the_host(mode: str, kind: FailureReason, message: str) -> None:
     startup = 1 if mode == "silent-start" else 10  # generous, for a loaded machine
     limits = SandboxLimits(cpu_seconds=1, wall_seconds=1, startup_seconds=startup)
     with FakeWorkerExecutor(mode, limits) as sandbox:

@@ -23,9 +23,10 @@ from typing import Any
 
 import pytest
 
+from vpagent.attempts import FailureReason
 from vpagent.sandbox.executor import SandboxExecutor
 from vpagent.sandbox.limits import MAX_ERROR_CHARS, SandboxLimits
-from vpagent.sandbox.result import ErrorKind, ExecutionResult
+from vpagent.sandbox.result import ExecutionResult
 
 IMAGE = {"id": "img", "width": 100, "height": 50}
 LIMITS = SandboxLimits(cpu_seconds=1, wall_seconds=8, memory_mb=256, max_tool_calls=50)
@@ -34,12 +35,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 IS_ROOT = os.geteuid() == 0
 
 REJECTED, RUNTIME, MEMORY, TIMEOUT, TOOL_ERROR, CRASHED = (
-    ErrorKind.REJECTED,
-    ErrorKind.RUNTIME,
-    ErrorKind.MEMORY,
-    ErrorKind.TIMEOUT,
-    ErrorKind.TOOL_ERROR,
-    ErrorKind.CRASHED,
+    FailureReason.REJECTED,
+    FailureReason.RUNTIME,
+    FailureReason.MEMORY,
+    FailureReason.TIMEOUT,
+    FailureReason.TOOL_ERROR,
+    FailureReason.CRASHED,
 )
 
 
@@ -60,11 +61,11 @@ def handler(tool: str, args: dict[str, Any]) -> Any:
 @dataclass(frozen=True)
 class Case:
     source: str
-    kind: ErrorKind
+    kind: FailureReason
     fragment: str  # expected in the error message (case-insensitive)
 
 
-def case(source: str, kind: ErrorKind, fragment: str, name: str) -> Any:
+def case(source: str, kind: FailureReason, fragment: str, name: str) -> Any:
     return pytest.param(Case(source, kind, fragment), id=name)
 
 
@@ -440,7 +441,7 @@ def test_a_program_that_never_calls_a_tool_still_answers(executor: SandboxExecut
 # Layer 2 alone: the program already holds live modules (a simulated AST-check escape).
 
 
-def escaped_cases(tmp: Path, sentinel_pid: int) -> list[tuple[str, ErrorKind, str]]:
+def escaped_cases(tmp: Path, sentinel_pid: int) -> list[tuple[str, FailureReason, str]]:
     target = tmp / "pwned"
     return [
         ("return open_file('/etc/passwd').read()", RUNTIME, "'open'"),

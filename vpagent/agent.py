@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -9,9 +10,11 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 from langchain_core.language_models import BaseChatModel
 
-from vpagent.answers import normalize_answer
+from vpagent.answers import normalize_answer, with_choices
+from vpagent.attempts import Attempt, FailureReason, bounded_traceback, describe_error
 from vpagent.config import Settings
 from vpagent.events import (
     AnsweringWithoutProgram,
@@ -28,9 +31,12 @@ from vpagent.program_run import ProgramRun
 from vpagent.result import Result, validate_question
 from vpagent.runner import ProgramRunner
 from vpagent.student_mode import STUDENT, StudentAnswerer, student_first
+from vpagent.tools.errors import CannotAnswer
 from vpagent.trace.store import save_trace
 
 LLM_QUERY_SYSTEM = "Answer in a few words, without explanation."
+
+log = logging.getLogger(__name__)
 
 
 def build_agent(
@@ -134,33 +140,41 @@ class Agent:
         image: ImageInput,
         question: str,
         *,
+        choices: list[str] | None = None,
         on_event: EventCallback | None = None,
         mode: str | None = None,
     ) -> Result:
         """Answer ``question`` about ``image`` (a path, bytes, PIL image or numpy array).
 
+        ``choices``: the options of a multiple-choice question; the answer is one of them.
         Bad input (an unreadable image, an empty question) raises ValueError; everything that
-        goes wrong after that is reported in the Result. ``on_event`` hears progress messages;
-        it may raise :class:`vpagent.events.Cancelled` to stop the question at that step.
+        goes wrong after that is reported in the Result, every attempt in ``Result.attempts``.
+        ``on_event`` hears progress messages; it may raise :class:`vpagent.events.Cancelled` to
+        stop the question at that step.
         """
         question = validate_question(question)
+        asked = with_choices(question, choices)
         pixels = load_image(image)
         started = time.perf_counter()
         notify = on_event or ignore
-        early = student_first(self.student, pixels, question, notify, mode)  # agent.mode
+        early = student_first(self.student, pixels, asked, notify, mode)  # agent.mode
         if early is not None:
+            early.question, early.choices = question, choices
             return early
         on_tokens = _token_events(on_event) if on_event else None  # streams only when heard
         outcomes = [
-            self._solve(pixels, question, sample, notify, on_tokens)
+            self._solve(pixels, asked, sample, notify, on_tokens, choices)
             for sample in range(self.samples)
         ]
         result = _vote(outcomes)
+        result.attempts = [attempt for outcome in outcomes for attempt in outcome.attempts]
         if not result.ok:
-            self._answer_anyway(pixels, result, notify)
+            self._answer_anyway(pixels, asked, result, notify)
+        result.question, result.choices = question, choices
         result.timings["total_s"] = time.perf_counter() - started
         result.programs_tried = sum(o.programs_tried for o in outcomes)
         if result.trace is not None:
+            result.trace.attempts = list(result.attempts)
             result.trace.timings.update(result.timings)
             if isinstance(image, str | Path):
                 result.trace.image.source = str(image)
@@ -183,15 +197,20 @@ class Agent:
         with ThreadPoolExecutor(max_workers=max_workers or self.parallel) as pool:
             return list(pool.map(one, items))
 
-    def program_runs(  # type: ignore[no-untyped-def]
+    def program_runs(
         self,
-        pixels,
+        pixels: np.ndarray,
         question: str,
         sample: int,
         notify: EventCallback | None = None,
         on_tokens: Callable[[int], None] | None = None,
+        *,
+        choices: list[str] | None = None,
     ) -> Iterator[ProgramRun]:
         """The plan -> run -> repair loop of one sample: each program as it is run.
+
+        ``question`` is the question as the planner reads it (:func:`with_choices`);
+        ``choices`` its options, so that the answer's form is not checked against the text.
 
         Stops at the first program that runs, after ``max_repairs`` repairs, when a tool says
         it cannot answer (no new program changes what the tools see), or when planning fails
@@ -204,6 +223,7 @@ class Agent:
         try:
             plan = self.planner.plan(question, sample=sample, on_tokens=on_tokens)
         except PlanningFailed as failure:
+            log.warning("planning failed (sample %d): %s", sample, failure)
             yield ProgramRun(sample, 0, time.perf_counter() - started, failure=failure)
             return
         plan_s = time.perf_counter() - started
@@ -211,11 +231,16 @@ class Agent:
             notify(RunningProgram(repair + 1))
             started = time.perf_counter()
             execution, trace = self.runner.run(
-                plan.program, pixels, question=question, on_event=notify
+                plan.program, pixels, question=question, choices=choices, on_event=notify
             )
             run = ProgramRun(sample, repair, plan_s, plan, execution, trace)
             run.execute_s = time.perf_counter() - started
             yield run
+            if not execution.ok:
+                log.info(
+                    "program %d of sample %d failed (%s): %s",
+                    repair + 1, sample, execution.error_kind, execution.error,
+                )  # fmt: skip
             if execution.ok or repair == self.max_repairs or run.unfixable:
                 return
             notify(Repairing(str(execution.error_kind)))
@@ -225,40 +250,61 @@ class Agent:
                     plan, execution.feedback(), sample=sample, on_tokens=on_tokens
                 )
             except PlanningFailed as failure:
+                log.warning("repair planning failed (sample %d): %s", sample, failure)
                 yield ProgramRun(sample, repair + 1, time.perf_counter() - started, failure=failure)
                 return
             plan_s = time.perf_counter() - started
 
-    def _solve(  # type: ignore[no-untyped-def]
+    def _solve(
         self,
-        pixels,
+        pixels: np.ndarray,
         question: str,
         sample: int,
         notify: EventCallback,
         on_tokens: Callable[[int], None] | None,
+        choices: list[str] | None = None,
     ) -> Result:
-        """One sample's Result: its last program that ran; plan_s counts retrieval and LLM."""
-        runs = list(self.program_runs(pixels, question, sample, notify, on_tokens))
+        """One sample's Result: its last program that ran, and every attempt; plan_s counts
+        retrieval and LLM."""
+        runs = list(self.program_runs(pixels, question, sample, notify, on_tokens, choices=choices))
         timings = {
             "plan_s": sum(run.plan_s for run in runs),
             "execute_s": sum(run.execute_s for run in runs),
         }
+        attempts = [run.attempt() for run in runs]
         executed = [run for run in runs if run.execution is not None]
         if not executed:
             failure = runs[0].failure
-            return Result(question=question, error=str(failure), error_kind="planning")
-        return _result(question, executed[-1], timings, len(executed))
+            return Result(
+                question=question, error=str(failure), error_kind=FailureReason.PLANNING,
+                attempts=attempts,
+            )  # fmt: skip
+        result = _result(question, executed[-1], timings, len(executed))
+        result.attempts = attempts
+        return result
 
-    def _answer_anyway(self, pixels, result: Result, notify: EventCallback) -> None:  # type: ignore[no-untyped-def]
-        """No program answered: ask the VQA role about the whole image; mark it unverified."""
+    def _answer_anyway(
+        self, pixels: np.ndarray, question: str, result: Result, notify: EventCallback
+    ) -> None:
+        """No program answered: ask the VQA role about the whole image; mark it unverified.
+        The fallback is the last of ``result.attempts``."""
         notify(AnsweringWithoutProgram())
         started = time.perf_counter()
+        fallback = Attempt(kind="fallback")
         try:
-            result.answer, how = self.runner.answer_directly(pixels, result.question)
+            result.answer, how = self.runner.answer_directly(pixels, question)
             result.unverified_reason = f"no program succeeded ({result.error_kind}); {how}"
-        except Exception as error:  # the fallback's own failure is reported, never raised
+            fallback.answer, fallback.message = result.answer, how
+        except CannotAnswer as error:  # the VQA role has no answer: reported, not a fault
             result.unverified_reason = f"no program succeeded and no fallback answer: {error}"
-        result.timings["fallback_s"] = time.perf_counter() - started
+            fallback.reason, fallback.message = FailureReason.CANNOT_ANSWER, str(error)
+        except Exception as error:  # the fallback's own failure is reported, never raised
+            log.exception("the fallback answer failed")
+            result.unverified_reason = f"no program succeeded and no fallback answer: {error}"
+            fallback.reason, fallback.message = FailureReason.TOOL_ERROR, describe_error(error)
+            fallback.traceback = bounded_traceback(error)
+        result.timings["fallback_s"] = fallback.execute_s = time.perf_counter() - started
+        result.attempts.append(fallback)
 
     def close(self) -> None:
         if self._runner is not None:
@@ -282,7 +328,7 @@ def _result(question: str, run: ProgramRun, timings: dict[str, float], tried: in
         timings=dict(timings),
         usage=dict(vars(run.plan.usage)),
         error=None if execution.ok else execution.feedback(),
-        error_kind=execution.error_kind.value if execution.error_kind else None,
+        error_kind=execution.error_kind,
         programs_tried=tried,
         verified=execution.ok and not guesses,
         unverified_reason="; ".join(guesses) or None,

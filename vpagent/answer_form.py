@@ -13,8 +13,10 @@ answer costs a re-plan and, if that fails too, the answer itself.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
-from vpagent.sandbox.result import ErrorKind, ExecutionResult
+from vpagent.attempts import FailureReason
+from vpagent.sandbox.result import ExecutionResult
 
 TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[?,:]")  # words, and the marks clauses end on
 # Words that surround options without being one ("to the left or to the right of").
@@ -52,13 +54,17 @@ NUMBER_WORDS = frozenset({"zero", "none", "no", "one", "two", "three", "four", "
                           "twenty", "thirty", "forty", "fifty", "hundred", "hundreds", "dozen",
                           "dozens", "several", "many", "few", "lots"})  # fmt: skip
 NUMBER_RE = re.compile(r"^\d+(?:[.,]\d+)?$")
-# A question that lists its choices ("Choose one of: ...", "(A) ... (B) ...") is answered
-# from that list, in whatever form the list suggests: no form is imposed on it.
+# A question typed with its choices ("... Choose one of: ...", "(A) ... (B) ...") is answered
+# from that list, in whatever form the list suggests: no form is imposed on it. Choices given
+# as data (``Agent.ask(..., choices=[...])``) are not looked for in the text.
 CHOICE_LIST_RE = re.compile(r"choose one of\s*:|options\s*:|choices\s*:|\([a-d]\)", re.I)
 
 
-def answer_problem(question: str, answer: str) -> str | None:
+def answer_problem(question: str, answer: str, choices: Sequence[str] | None = None) -> str | None:
     """Why ``answer`` is not an answer of the kind ``question`` asks for, or None if it is.
+
+    A multiple-choice question (``choices``, or options listed in its text) is answered from
+    its options in whatever form they suggest: no form is imposed.
 
     A question that offers options ("Is it A or B?", "Which is bigger, A or B?") takes an
     answer that shares a word with the question (any of several options, "wooden" for "wood";
@@ -69,7 +75,7 @@ def answer_problem(question: str, answer: str) -> str | None:
     someone is holding, doing, wearing, ... ("what is/are ... holding?"), unless something
     numeric or written is asked for ("what number ...", "what is written ...").
     """
-    if CHOICE_LIST_RE.search(question):
+    if choices or CHOICE_LIST_RE.search(question):
         return None
     tokens = _tokens(question)
     words = [t for t in _tokens(answer) if t not in MARKS]
@@ -104,15 +110,17 @@ def answer_problem(question: str, answer: str) -> str | None:
     return None
 
 
-def checked(question: str, execution: ExecutionResult) -> ExecutionResult:
+def checked(
+    question: str, execution: ExecutionResult, choices: Sequence[str] | None = None
+) -> ExecutionResult:
     """``execution``, or a failed copy of it when its answer does not fit the question."""
     if not execution.ok or execution.answer is None:
         return execution
-    problem = answer_problem(question, execution.answer)
+    problem = answer_problem(question, execution.answer, choices)
     if problem is None:
         return execution
     return execution.model_copy(
-        update={"ok": False, "error_kind": ErrorKind.RUNTIME, "error": problem}
+        update={"ok": False, "error_kind": FailureReason.RUNTIME, "error": problem}
     )
 
 

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 NUMBER_WORDS = {
     "none": "0", "zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
@@ -30,3 +31,12 @@ def normalize(answer: str) -> str:
 def normalize_answer(answer: str) -> str:
     """Lower-case, trimmed, without a final full stop: the form answers are voted in."""
     return answer.strip().rstrip(".").strip().lower()
+
+
+def with_choices(question: str, choices: Sequence[str] | None) -> str:
+    """The question as the planner, the student and the fallback read it: a multiple-choice
+    question's options appended ("... Choose one of: left, right."); the only place the
+    options become text."""
+    if choices:
+        return f"{question} Choose one of: {', '.join(choices)}."
+    return question

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +44,15 @@ class ProgramRunner:
         image: ImageInput,
         *,
         question: str | None = None,
+        choices: Sequence[str] | None = None,
         on_event: EventCallback | None = None,
     ) -> tuple[ExecutionResult, Trace]:
         """Run ``program`` (defining ``execute_command(image)``) on ``image``.
 
         ``on_event`` hears a :class:`ToolStep` as each tool call starts. With the ``question``, an
         answer not of the kind it asks for (not one of its options, not yes/no, not a number
-        for "how many", ...) is a failed run (:mod:`vpagent.answer_form`).
+        for "how many", ...) is a failed run (:mod:`vpagent.answer_form`); a multiple-choice
+        question (``choices``) is answered in whatever form its options take.
         """
         pixels = load_image(image)
         host = ProgramHost(self.server, pixels)
@@ -64,7 +67,7 @@ class ProgramRunner:
         started = time.perf_counter()
         result = self.executor.run(program, host.image, handler)
         if question is not None:  # "left or right?" answered "whippet" is not an answer
-            result = checked(question, result)
+            result = checked(question, result, choices)
         for step in result.steps:
             step.artifacts = host.artifacts.get(step.index, StepArtifacts())
         height, width = pixels.shape[:2]
@@ -75,9 +78,10 @@ class ProgramRunner:
             image=ImageInfo(sha256=host.sha256, width=width, height=height, source=source),
             steps=result.steps,
             answer=result.answer,
-            error_kind=result.error_kind.value if result.error_kind else None,
+            error_kind=result.error_kind,
             error=result.error,
             error_line=result.line,
+            traceback=result.traceback,
             stdout=result.stdout,
             timings={"execute_s": time.perf_counter() - started},
         )

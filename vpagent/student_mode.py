@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from vpagent.attempts import Attempt, FailureReason
 from vpagent.config import ANSWER_MODES as MODES
 from vpagent.events import AskingStudent, EventCallback, StudentUnsure, ignore
 from vpagent.result import Result
@@ -82,12 +83,19 @@ class StudentAnswerer:
         reply = self.answer(pixels, question)
         confident = reply.answer is not None and reply.confidence >= self.threshold
         if mode == STUDENT or confident:
+            error = None if reply.answer else "the student gave no answer"
+            reason = None if reply.answer else FailureReason.STUDENT
+            attempt = Attempt(
+                kind="student", answer=reply.answer, reason=reason, message=error,
+                execute_s=reply.seconds,
+            )  # fmt: skip
             return Result(
                 question=question,
                 answer=reply.answer,
                 timings={"student_s": reply.seconds, "total_s": reply.seconds},
-                error=None if reply.answer else "the student gave no answer",
-                error_kind=None if reply.answer else "student",
+                error=error,
+                error_kind=reason,
+                attempts=[attempt],
                 answered_by=STUDENT,
                 student_confidence=reply.confidence,
                 unverified_reason=(

@@ -10,7 +10,6 @@ JSON with the per-item rows and a PNG plot next to it.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections import defaultdict
@@ -20,8 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from vpagent.evaluation.datasets.jsonl import numbered_lines
+from vpagent.answers import with_choices
 from vpagent.pool.header import HEADER_KEY
+from vpagent.pool.jsonl import read_records
 from vpagent.student.base import StudentError
 from vpagent.student.records import Task, parse_answer, user_prompt
 from vpagent.student.students import Student
@@ -93,12 +93,6 @@ def load_items(dataset: Path, limit: int | None = None) -> list[Any]:
     return items[:limit] if limit else items
 
 
-def _question(item: Any) -> str:
-    if item.choices:
-        return f"{item.question} Choose one of: {', '.join(item.choices)}."
-    return item.question
-
-
 def _timing(values: Sequence[float]) -> Timing:
     ordered = sorted(values)
     p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
@@ -123,7 +117,9 @@ def student_side(student: Student, item: Any, task: Task, max_new_tokens: int) -
     started = time.perf_counter()
     try:
         generation = student.generate(
-            [Path(item.image)], [user_prompt(_question(item), task)], max_new_tokens=max_new_tokens
+            [Path(item.image)],
+            [user_prompt(with_choices(item.question, item.choices), task)],
+            max_new_tokens=max_new_tokens,
         )[0]
     except ValueError as error:  # an unreadable image
         return Side(prediction=None, score=0.0, seconds=0.0, error=str(error))
@@ -141,21 +137,19 @@ def student_side(student: Student, item: Any, task: Task, max_new_tokens: int) -
 
 def read_teacher_results(path: Path) -> dict[str, Side]:
     """Teacher sides from a ``vpagent eval --out`` results JSONL, by item id."""
-    sides = {}
-    for number, line in numbered_lines(path):
-        try:
-            row = json.loads(line)
-            if number == 1 and HEADER_KEY in row:  # the run header of `vpagent eval --out`
-                continue
-            sides[str(row["id"])] = Side(
-                prediction=row.get("prediction"),
-                score=float(row["score"]),
-                seconds=float(row.get("total_s", 0.0)),
-                error=row.get("error"),
-            )
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise StudentError(f"{path}:{number}: not a `vpagent eval` result: {error}") from None
-    return sides
+    from vpagent.evaluation.run import ItemResult
+
+    try:
+        rows = [row for row in read_records(path) if HEADER_KEY not in row]
+        results = [ItemResult.model_validate(row) for row in rows]
+    except (OSError, ValueError) as error:  # CorruptFile, ValidationError: not eval results
+        first = str(error).splitlines()[0]
+        raise StudentError(f"{path}: not a `vpagent eval` results file ({first})") from None
+    return {
+        result.id: Side(prediction=result.prediction, score=result.score,
+                        seconds=result.total_s, error=result.error)
+        for result in results
+    }  # fmt: skip
 
 
 def agent_teacher(agent: Any) -> Callable[[Any], Side]:

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from vpagent.config import ConfigError, Settings, load_settings
+from vpagent.logs import configure_logging
 
 if TYPE_CHECKING:
     from vpagent.agent import Agent
@@ -21,6 +22,16 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="TOML settings file (else VPAGENT_CONFIG).")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+LogLevelOption = Annotated[
+    str,
+    typer.Option(
+        "--log-level", help="Log records at this level and above on stderr (DEBUG ... ERROR)."
+    ),
+]
+LogJsonOption = Annotated[
+    bool,
+    typer.Option("--log-json", help="Log one JSON object per line, with the request or item id."),
+]
 RayAddressOption = Annotated[
     str | None,
     typer.Option(
@@ -39,6 +50,14 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
     """Print ``error: message`` on stderr; the exit to raise."""
     errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
+
+
+def logging_or_fail(level: str, json_lines: bool) -> None:
+    """Configure the ``vpagent`` loggers (:mod:`vpagent.logs`), or exit 2 on a bad level."""
+    try:
+        configure_logging(level, json_lines=json_lines)
+    except ValueError as error:
+        raise fail(str(error)) from None
 
 
 def settings_or_fail(config: Path | None) -> Settings:

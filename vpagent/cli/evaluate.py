@@ -16,11 +16,14 @@ from vpagent.cli.common import (
     EXIT_INTERRUPTED,
     ConfigOption,
     JsonOption,
+    LogJsonOption,
+    LogLevelOption,
     RayAddressOption,
     agent_or_fail,
     console,
     errors,
     fail,
+    logging_or_fail,
     settings_or_fail,
 )
 
@@ -95,6 +98,8 @@ def run_command(
     ] = None,
     json_output: JsonOption = False,
     config: ConfigOption = None,
+    log_level: LogLevelOption = "WARNING",
+    log_json: LogJsonOption = False,
 ) -> None:
     """Run the agent over a dataset; report accuracy per type and seconds per question.
 
@@ -109,6 +114,7 @@ def run_command(
     from vpagent.pool.local import AgentBuildFailed, WorkerDied, WorkerFailed
     from vpagent.pool.run import Backend, RunRefused
 
+    logging_or_fail(log_level, log_json)
     settings = settings_or_fail(config)
     if resume and out is None:
         raise fail("--resume needs --out (the results file to continue)")

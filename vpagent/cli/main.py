@@ -15,11 +15,14 @@ from vpagent.cli.common import (
     EXIT_PROGRAM_FAILED,
     ConfigOption,
     JsonOption,
+    LogJsonOption,
+    LogLevelOption,
     RayAddressOption,
     agent_or_fail,
     console,
     errors,
     fail,
+    logging_or_fail,
     settings_or_fail,
 )
 from vpagent.images import ImageError, load_image
@@ -104,7 +107,7 @@ def run_program(
             "ok": result.ok,
             "answer": result.answer,
             "error": result.error,
-            "error_kind": result.error_kind.value if result.error_kind else None,
+            "error_kind": result.error_kind,
             "trace": trace.model_dump(mode="json"),
             **paths,
         }
@@ -216,8 +219,15 @@ def ask(
     student: Annotated[
         Path | None, typer.Option(help="Trained student folder (agent.student).")
     ] = None,
+    choice: Annotated[
+        list[str] | None,
+        typer.Option(help="An option of a multiple-choice question (repeat for each option)."),
+    ] = None,
 ) -> None:
-    """Answer a question about an image: plan a program, run it, print the answer."""
+    """Answer a question about an image: plan a program, run it, print the answer.
+
+    With --json: the answer, program, every attempt (each program tried and why it failed,
+    the fallback answer) and the trace."""
     from vpagent.result import ResultSummary, validate_question
     from vpagent.student_mode import with_student_options
     from vpagent.trace import save_trace
@@ -233,7 +243,12 @@ def ask(
     directory = trace_dir or settings.trace_dir
     settings = settings.model_copy(update={"trace_dir": None})  # saved once, below, with HTML
     with agent_or_fail(settings) as agent, errors.status("planning") as status:
-        result = agent.ask(pixels, question, on_event=lambda e: status.update(escape(str(e))))
+        result = agent.ask(
+            pixels,
+            question,
+            choices=choice or None,
+            on_event=lambda e: status.update(escape(str(e))),
+        )
     paths: dict[str, str] = {}
     if result.trace is not None:
         result.trace.image.source = str(image)
@@ -242,7 +257,7 @@ def ask(
             paths["trace_html"] = str(save_html(result.trace, pixels, directory))
     if json_output:
         payload = {
-            **ResultSummary.of(result).model_dump(),
+            **ResultSummary.of(result).model_dump(mode="json"),
             "trace": result.trace.model_dump(mode="json") if result.trace else None,
             **paths,
         }
@@ -269,10 +284,13 @@ def serve(
     replicas: Annotated[int, typer.Option(min=1, help="Agent replicas (with --ray).")] = 2,
     ray_address: RayAddressOption = None,
     config: ConfigOption = None,
+    log_level: LogLevelOption = "INFO",
+    log_json: LogJsonOption = False,
 ) -> None:
     """Serve the HTTP API: /v1/ask, /v1/chat/completions (OpenAI), /metrics, /docs."""
     import os
 
+    logging_or_fail(log_level, log_json)
     settings = settings_or_fail(config)
     key_env = settings.server.api_key_env
     api_key = os.environ.get(key_env) if key_env else None

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from statistics import mean
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vpagent.agent import Agent
+from vpagent.attempts import Attempt, FailureReason, bounded_traceback, describe_error
 from vpagent.evaluation.datasets import EvalItem
 from vpagent.evaluation.datasets.choices import letter_index
 from vpagent.evaluation.metrics import exact_match, map_to_choice, vqa_soft_accuracy
 from vpagent.evaluation.run_header import run_header
 from vpagent.evaluation.stats import interval
+from vpagent.logs import log_context
 from vpagent.pool.header import RunHeader
 from vpagent.pool.job import AgentFactory, Job
 from vpagent.pool.run import Backend, run_items
 
-WORKER_ERROR = "worker_error"  # an unexpected error while asking (a backend crashed, timed out)
+log = logging.getLogger(__name__)
 
 
 class ItemResult(BaseModel):
@@ -35,7 +38,7 @@ class ItemResult(BaseModel):
     choices: list[str] | None = None
     program: str | None = None
     score: float
-    error_kind: str | None = None
+    error_kind: FailureReason | None = None
     error: str | None = None
     answered_by: str | None = None  # program or student; None: no answer at all
     verified: bool = False  # a program ran without guesses (not a fallback or a stand-in guess)
@@ -43,6 +46,11 @@ class ItemResult(BaseModel):
     plan_s: float = 0.0
     execute_s: float = 0.0
     total_s: float = 0.0
+    attempts: list[Attempt] = Field(
+        default_factory=list,
+        description="Every program tried, in order, and the fallback or student answer (empty "
+        "in files written before attempts were kept).",
+    )
 
 
 class TypeScore(BaseModel):
@@ -87,16 +95,26 @@ def score_item(item: EvalItem, prediction: str | None) -> float:
 
 
 def evaluate_item(agent: Agent, item: EvalItem) -> ItemResult:
-    """Ask one item and score the answer; never raises (a failure is the result's error)."""
-    question = item.question
-    if item.choices:
-        question += " Choose one of: " + ", ".join(item.choices) + "."
+    """Ask one item and score the answer; never raises (a failure is the result's error).
+    What is logged meanwhile carries the item's id."""
+    with log_context(item_id=item.id):
+        return _evaluate_item(agent, item)
+
+
+def _evaluate_item(agent: Agent, item: EvalItem) -> ItemResult:
     try:
-        result = agent.ask(item.image, question)
+        result = agent.ask(item.image, item.question, choices=item.choices)
     except ValueError as error:  # an unreadable image in the dataset
-        return _failed(item, "input", str(error))
+        log.warning("item %s: unreadable input: %s", item.id, error)
+        return _failed(item, Attempt(reason=FailureReason.INPUT, message=str(error)))
     except Exception as error:  # a crashed backend must not end a run of thousands
-        return _failed(item, WORKER_ERROR, f"{type(error).__name__}: {error}")
+        log.exception("item %s: the agent raised", item.id)
+        failure = Attempt(
+            reason=FailureReason.WORKER_ERROR,
+            message=describe_error(error),
+            traceback=bounded_traceback(error),
+        )
+        return _failed(item, failure)
     return ItemResult(
         id=item.id,
         type=item.type,
@@ -115,13 +133,15 @@ def evaluate_item(agent: Agent, item: EvalItem) -> ItemResult:
         plan_s=result.timings.get("plan_s", 0.0),
         execute_s=result.timings.get("execute_s", 0.0),
         total_s=result.timings.get("total_s", 0.0),
+        attempts=result.attempts,
     )
 
 
-def _failed(item: EvalItem, kind: str, error: str) -> ItemResult:
+def _failed(item: EvalItem, failure: Attempt) -> ItemResult:
     return ItemResult(
         id=item.id, type=item.type, pair=item.pair, question=item.question, prediction=None,
-        expected=item.answers, choices=item.choices, score=0.0, error_kind=kind, error=error,
+        expected=item.answers, choices=item.choices, score=0.0, error_kind=failure.reason,
+        error=failure.message, attempts=[failure],
     )  # fmt: skip
 
 
@@ -198,7 +218,11 @@ def evaluate(
         header or run_header("eval", items),
         backend=backend,
         resume=resume,
-        redo=(lambda result: result.error_kind == WORKER_ERROR) if retry_errors else None,
+        redo=(
+            (lambda result: result.error_kind == FailureReason.WORKER_ERROR)
+            if retry_errors
+            else None
+        ),
         describe=running.add,
         label="evaluating",
         progress=progress,

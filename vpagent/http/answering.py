@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from vpagent.events import Cancelled, Event
 from vpagent.http.admission import Admission
 from vpagent.http.metrics import ServerMetrics
 from vpagent.images import load_image
-from vpagent.result import Result, validate_question
+from vpagent.result import Result, validate_choices, validate_question
 
 POLL_SECONDS = 0.25  # how often a waiting request checks its client and its deadline
 
@@ -54,13 +55,14 @@ class Question:
     digest: str  # sha256 of the image file: identical requests share a computation
     text: str
     mode: str | None = None
+    choices: tuple[str, ...] = ()  # a multiple-choice question's options
 
     def key(self) -> str:
-        return _key(self.digest, self.mode, self.text)
+        return _key(self.digest, self.mode, self.text, self.choices)
 
 
-def _key(digest: str, mode: str | None, text: str) -> str:
-    return f"{digest}:{mode}:{text}"
+def _key(digest: str, mode: str | None, text: str, choices: tuple[str, ...] = ()) -> str:
+    return f"{digest}:{mode}:{text}:{json.dumps(choices)}"
 
 
 @dataclass
@@ -102,16 +104,19 @@ class Answerer:
         self._threads = ThreadPoolExecutor(admission.max_concurrent, "vpagent-answer")
         self._flights: dict[str, Flight] = {}
 
-    async def read(self, image: bytes, text: str, mode: str | None = None) -> Question:
+    async def read(
+        self, image: bytes, text: str, mode: str | None = None, choices: list[str] | None = None
+    ) -> Question:
         """The checked question, its image decoded in a thread; ValueError (ImageError) for an
         empty question or a bad image, :class:`Refused` for a new question the server cannot
         take now (before the decode is paid for)."""
         checked = validate_question(text)
+        options = tuple(validate_choices(choices) or ())
         digest = await asyncio.to_thread(lambda: hashlib.sha256(image).hexdigest())
-        if _key(digest, mode, checked) not in self._flights:
+        if _key(digest, mode, checked, options) not in self._flights:
             self.admission.check()
         pixels = await asyncio.to_thread(load_image, image)
-        return Question(pixels, digest, checked, mode)
+        return Question(pixels, digest, checked, mode, options)
 
     async def answer(
         self,
@@ -197,7 +202,13 @@ class Answerer:
 
         if flight.cancel.is_set():
             raise Cancelled
-        result = self.agent.ask(question.pixels, question.text, on_event=notify, mode=question.mode)
+        result = self.agent.ask(
+            question.pixels,
+            question.text,
+            choices=list(question.choices) or None,
+            on_event=notify,
+            mode=question.mode,
+        )
         if self.on_answer is not None:
             self.on_answer(result, question.pixels)
         return result

@@ -35,7 +35,7 @@ from vpagent.http.limits import BodySizeLimit
 from vpagent.http.metrics import ServerMetrics
 from vpagent.http.openai_api import openai_router
 from vpagent.http.outcomes import add_outcome_handlers
-from vpagent.result import MAX_QUESTION_CHARS, Result, ResultSummary
+from vpagent.result import MAX_CHOICES, MAX_QUESTION_CHARS, Result, ResultSummary
 from vpagent.student_mode import MODES
 from vpagent.trace.render import render_html
 
@@ -51,6 +51,10 @@ class AskJSON(BaseModel):
         None, description="Who answers (default: the server's agent.mode); student modes need "
         "agent.student.",
     )  # fmt: skip
+    choices: list[str] | None = Field(
+        None, max_length=MAX_CHOICES,
+        description="A multiple-choice question's options; the answer is one of them.",
+    )  # fmt: skip
 
 
 ASK_REQUEST_BODY: dict[str, Any] = {
@@ -64,6 +68,7 @@ ASK_REQUEST_BODY: dict[str, Any] = {
                     "image": {"type": "string", "format": "binary"},
                     "question": {"type": "string", "maxLength": MAX_QUESTION_CHARS},
                     "mode": {"type": "string", "enum": list(MODES)},
+                    "choices": {"type": "array", "items": {"type": "string"}},
                 },
             }
         },
@@ -164,15 +169,17 @@ def create_app(
                 body, image_bytes = await asyncio.to_thread(_read_json, raw)
             except (ValueError, binascii.Error) as error:
                 raise HTTPException(422, f"bad JSON body: {error}") from None
-            question, mode = body.question, body.mode
+            question, mode, choices = body.question, body.mode, body.choices
         elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             image_bytes, question = await _read_form(request)
             mode = (await request.form()).get("mode")  # parsed once; Starlette caches it
             mode = mode if isinstance(mode, str) and mode else None
+            listed = (await request.form()).getlist("choices")
+            choices = [c for c in listed if isinstance(c, str)] or None
         else:
             raise HTTPException(415, "send multipart/form-data (image, question) or JSON")
         try:
-            asked = await answerer.read(image_bytes, question, mode)
+            asked = await answerer.read(image_bytes, question, mode, choices)
         except ValueError as error:  # an empty question, an unreadable image (ImageError)
             raise HTTPException(422, str(error)) from None
         return await answer(request, asked)
@@ -206,7 +213,7 @@ def _read_json(raw: bytes) -> tuple[AskJSON, bytes]:
 
 
 async def _read_form(request: Request) -> tuple[bytes, str]:
-    form = await request.form(max_files=1, max_fields=4)
+    form = await request.form(max_files=1, max_fields=4 + MAX_CHOICES)
     image = form.get("image")
     question = form.get("question")
     if not isinstance(image, UploadFile):

@@ -46,6 +46,7 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[dict[str, Any]]
     stream: bool = False
+    choices: list[str] | None = None  # vpagent's own: a multiple-choice question's options
 
 
 def bad_request(message: str, status: int = 400) -> HTTPException:
@@ -101,12 +102,12 @@ def parse_question(body: ChatRequest, agent: Agent) -> tuple[bytes, str, str]:
 
 
 EXTRA_FIELDS = {"answer", "program", "trace_id", "answered_by", "verified", "unverified_reason",
-                "error", "error_kind", "timings"}  # fmt: skip
+                "error", "error_kind", "timings", "attempts"}  # fmt: skip
 
 
 def _extra(result: Result) -> dict[str, Any]:
     """The ``vpagent`` field: what the agent knows beyond the answer."""
-    return ResultSummary.of(result).model_dump(include=EXTRA_FIELDS)
+    return ResultSummary.of(result).model_dump(mode="json", include=EXTRA_FIELDS)
 
 
 def _content(result: Result) -> str:
@@ -167,7 +168,7 @@ def openai_router(answerer: Answerer, agent: Agent, check_key: Callable[..., Non
             ) from None
         image_bytes, text, mode = await asyncio.to_thread(parse_question, body, agent)
         try:
-            question = await answerer.read(image_bytes, text, mode)
+            question = await answerer.read(image_bytes, text, mode, body.choices)
         except ValueError as error:  # an empty question, an unreadable image (ImageError)
             raise bad_request(str(error)) from None
         completion_id = f"chatcmpl-{secrets.token_hex(12)}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from vpagent.planner.prompt import (
 )
 from vpagent.sandbox.policy import ProgramRejected, check_program
 from vpagent.tools.cache import ResultCache
+
+log = logging.getLogger(__name__)
 
 TokenCallback = Callable[[int], None]
 """Hears the number of tokens written so far while a reply streams in."""
@@ -44,8 +47,8 @@ class Usage:
 
 
 @dataclass
-class Attempt:
-    """One reply of the chat model and what became of it."""
+class Reply:
+    """One reply of the chat model and what became of it (a program, or the problem with it)."""
 
     reply: str
     program: str | None = None
@@ -59,7 +62,7 @@ class Plan:
     question: str
     program: str
     conversation: list[BaseMessage]
-    attempts: list[Attempt] = field(default_factory=list)
+    replies: list[Reply] = field(default_factory=list)
     llm_seconds: float = 0.0
     usage: Usage = field(default_factory=Usage)
 
@@ -67,9 +70,9 @@ class Plan:
 class PlanningFailed(RuntimeError):
     """The chat model gave no usable program within the allowed number of fixes."""
 
-    def __init__(self, message: str, attempts: list[Attempt]) -> None:
+    def __init__(self, message: str, replies: list[Reply]) -> None:
         super().__init__(message)
-        self.attempts = attempts
+        self.replies = replies
 
 
 class Planner:
@@ -146,29 +149,30 @@ class Planner:
         sample: int,
         on_tokens: TokenCallback | None,
     ) -> Plan:
-        attempts = list(previous.attempts)
+        replies = list(previous.replies)
         usage = Usage(**vars(previous.usage))
         llm_seconds = previous.llm_seconds
         for _ in range(self.max_fixes + 1):
             started = time.perf_counter()
             reply = self._complete(conversation, sample, usage, on_tokens)
             llm_seconds += time.perf_counter() - started
-            attempt = Attempt(reply=reply)
-            attempts.append(attempt)
+            answer = Reply(reply=reply)
+            replies.append(answer)
             try:
-                attempt.program = extract_program(reply)
-                check_program(attempt.program)
+                answer.program = extract_program(reply)
+                check_program(answer.program)
             except (NoProgramFound, ProgramRejected) as problem:
-                attempt.problem = _describe(problem)
-                conversation = repair_messages(conversation, reply, attempt.problem)
+                answer.problem = _describe(problem)
+                log.info("reply %d has no usable program: %s", len(replies), answer.problem)
+                conversation = repair_messages(conversation, reply, answer.problem)
                 continue
             return Plan(
-                previous.question, attempt.program, conversation, attempts, llm_seconds, usage
+                previous.question, answer.program, conversation, replies, llm_seconds, usage
             )
+        log.warning("no usable program after %d replies", len(replies))
         raise PlanningFailed(
-            f"no usable program after {len(attempts)} replies; "
-            f"last problem: {attempts[-1].problem}",
-            attempts,
+            f"no usable program after {len(replies)} replies; last problem: {replies[-1].problem}",
+            replies,
         )
 
     def _complete(

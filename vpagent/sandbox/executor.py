@@ -10,6 +10,7 @@ it is size-limited, validated, and a worker that breaks the protocol is killed.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -23,11 +24,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vpagent.attempts import FailureReason, bounded_traceback, describe_error
 from vpagent.sandbox import protocol
 from vpagent.sandbox.limits import EXIT_GRACE_SECONDS, MAX_ERROR_CHARS, max_worker_frame_bytes
 from vpagent.sandbox.limits_model import SandboxLimits
 from vpagent.sandbox.policy import ProgramRejected, check_program
-from vpagent.sandbox.result import ErrorKind, ExecutionResult
+from vpagent.sandbox.result import ExecutionResult
 from vpagent.tools.errors import CannotAnswer
 from vpagent.trace.records import Step
 
@@ -37,6 +39,8 @@ ToolHandler = Callable[[str, dict[str, Any]], Any]
 DEFAULT_API = "vpagent.tools.image_patch:build_program_api"
 EXIT_POLL_SECONDS = 0.005
 MEMORY_SIGNALS = (signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS)
+
+log = logging.getLogger(__name__)
 
 
 class WorkerStartError(RuntimeError):
@@ -253,14 +257,18 @@ class SandboxExecutor:
             check_program(source)
         except ProgramRejected as rejected:
             return ExecutionResult(
-                ok=False, error_kind=ErrorKind.REJECTED, error=rejected.message, line=rejected.line
+                ok=False,
+                error_kind=FailureReason.REJECTED,
+                error=rejected.message,
+                line=rejected.line,
             )
         try:
             worker = self._take_worker()
         except (WorkerStartError, OSError) as error:
+            log.error("the sandbox worker failed to start: %s", error)
             return ExecutionResult(
                 ok=False,
-                error_kind=ErrorKind.CRASHED,
+                error_kind=FailureReason.CRASHED,
                 error=f"the sandbox worker failed to start: {error}",
             )
         steps: list[Step] = []
@@ -271,6 +279,10 @@ class SandboxExecutor:
             self._refill_async(reap=worker)
         result.steps = steps
         result.duration_s = time.monotonic() - started
+        if result.error_kind == FailureReason.TOOL_ERROR:  # the tool's own traceback
+            result.traceback = next(
+                (step.traceback for step in reversed(steps) if step.traceback), None
+            )
         return result
 
     def _converse(
@@ -298,11 +310,13 @@ class SandboxExecutor:
         except protocol.DeadlineExceeded:
             return ExecutionResult(
                 ok=False,
-                error_kind=ErrorKind.TIMEOUT,
+                error_kind=FailureReason.TIMEOUT,
                 error=f"the program ran longer than {self.limits.wall_seconds:g} s and was killed",
             )
         except (protocol.ProtocolError, OSError) as error:
-            return self._died(worker, error)
+            result = self._died(worker, error)
+            log.warning("%s", result.error)
+            return result
 
     def _died(self, worker: _Worker, error: BaseException) -> ExecutionResult:
         """Classify a worker that stopped talking: CPU limit, memory, crash or misbehaviour."""
@@ -312,33 +326,33 @@ class SandboxExecutor:
         if code is None:  # still alive: it sent garbage, or closed its pipe on purpose
             return ExecutionResult(
                 ok=False,
-                error_kind=ErrorKind.CRASHED,
+                error_kind=FailureReason.CRASHED,
                 error=f"the sandbox worker broke the protocol and was killed: {error}",
             )
         used = worker.cpu_seconds or 0.0
         if code == -signal.SIGXCPU or (code == -signal.SIGKILL and used >= self.limits.cpu_seconds):
             return ExecutionResult(
                 ok=False,
-                error_kind=ErrorKind.TIMEOUT,
+                error_kind=FailureReason.TIMEOUT,
                 error=f"the program used more than {self.limits.cpu_seconds} s of CPU "
                 "and was killed",
             )
         if -code in MEMORY_SIGNALS:
             return ExecutionResult(
                 ok=False,
-                error_kind=ErrorKind.MEMORY,
+                error_kind=FailureReason.MEMORY,
                 error=f"the worker died with signal {-code} (likely its "
                 f"{self.limits.memory_mb} MB memory limit)",
             )
         if code < 0:  # SIGKILL below the CPU limit: the kernel's OOM killer, or itself
             return ExecutionResult(
                 ok=False,
-                error_kind=ErrorKind.CRASHED,
+                error_kind=FailureReason.CRASHED,
                 error=f"the sandbox worker was killed by signal {-code}",
             )
         return ExecutionResult(
             ok=False,
-            error_kind=ErrorKind.CRASHED,
+            error_kind=FailureReason.CRASHED,
             error=f"the sandbox worker stopped unexpectedly (exit code {code}): {error}",
         )
 
@@ -383,8 +397,13 @@ def _answer_call(message: dict[str, Any], handle_call: ToolHandler, steps: list[
         value = handle_call(tool, args)
         frame = protocol.encode({"op": "reply", "ok": True, "value": value})
     except Exception as error:  # a tool failure fails this program only
-        step.error = f"{type(error).__name__}: {error}"
-        step.error_kind = "cannot_answer" if isinstance(error, CannotAnswer) else "tool_failed"
+        step.error = describe_error(error)
+        if isinstance(error, CannotAnswer):  # an answer, of a kind: not a fault to look into
+            step.error_kind = FailureReason.CANNOT_ANSWER
+        else:
+            step.error_kind = FailureReason.TOOL_ERROR
+            step.traceback = bounded_traceback(error)
+            log.warning("tool %s failed", tool, exc_info=error)
         frame = protocol.encode(
             {"op": "reply", "ok": False, "error": f"{tool} failed: {step.error}"}
         )
@@ -400,9 +419,10 @@ def _result_from_done(message: dict[str, Any]) -> ExecutionResult:
     if message.get("ok"):
         return ExecutionResult(ok=True, answer=str(message.get("answer")), stdout=stdout)
     try:
-        kind = ErrorKind(message.get("kind"))
+        kind = FailureReason(message.get("kind"))
     except ValueError:
-        kind = ErrorKind.CRASHED
+        log.warning("the worker reported an unknown failure kind %r", message.get("kind"))
+        kind = FailureReason.CRASHED
     line = message.get("line")
     return ExecutionResult(
         ok=False,

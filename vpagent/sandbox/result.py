@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from pydantic import BaseModel, Field
 
+from vpagent.attempts import FailureReason
 from vpagent.trace.records import Step
-
-
-class ErrorKind(StrEnum):
-    """Why a program produced no answer; each kind tells the planner what to change."""
-
-    REJECTED = "rejected"  # failed the static check; nothing ran
-    TIMEOUT = "timeout"  # ran past its CPU or wall-clock limit and was killed
-    MEMORY = "memory"  # ran out of its memory limit
-    RUNTIME = "runtime"  # raised an exception, or returned something that is not an answer
-    TOOL_ERROR = "tool_error"  # a vision tool failed on a call the program made
-    CRASHED = "crashed"  # the worker process died without reporting (a bug or an escape attempt)
 
 
 class ExecutionResult(BaseModel):
@@ -25,9 +13,12 @@ class ExecutionResult(BaseModel):
 
     ok: bool
     answer: str | None = None
-    error_kind: ErrorKind | None = None
+    error_kind: FailureReason | None = None
     error: str | None = None
     line: int | None = Field(None, description="Line of the program where the error was raised.")
+    traceback: str | None = Field(
+        None, description="Where a tool raised, when a tool's failure ended the run (bounded)."
+    )
     stdout: str = ""
     steps: list[Step] = Field(default_factory=list)
     duration_s: float = 0.0

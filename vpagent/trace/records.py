@@ -4,36 +4,19 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from vpagent.attempts import Attempt, FailureReason, ToolCall
 from vpagent.tools.types import StepArtifacts
 
-StepErrorKind = Literal["cannot_answer", "tool_failed"]
 
+class Step(ToolCall):
+    """One tool call made by a program, as the host saw it, with what to draw for it."""
 
-class Step(BaseModel):
-    """One tool call made by a program, as the host saw it."""
-
-    index: int
-    tool: str
-    args: dict[str, Any] = Field(default_factory=dict)
-    result: Any = None
-    error: str | None = None
-    error_kind: StepErrorKind | None = Field(
-        None,
-        description="cannot_answer: the tool said it cannot answer this (no new program helps); "
-        "tool_failed: any other failure.",
-    )
-    duration_s: float = 0.0
     artifacts: StepArtifacts = Field(
         default_factory=StepArtifacts, description="Region, boxes and masks to draw for this step."
     )
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
 class ImageInfo(BaseModel):
@@ -55,8 +38,14 @@ class Trace(BaseModel):
     image: ImageInfo
     steps: list[Step] = Field(default_factory=list)
     answer: str | None = None
-    error_kind: str | None = None
+    error_kind: FailureReason | None = None
     error: str | None = None
     error_line: int | None = None
+    traceback: str | None = Field(None, description="Where a tool raised (bounded).")
     stdout: str = ""
     timings: dict[str, float] = Field(default_factory=dict)
+    attempts: list[Attempt] = Field(
+        default_factory=list,
+        description="Every attempt at the question, in order, this run the last program among "
+        "them (set by the agent; empty for a program run on its own).",
+    )
