@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.vpagent-installed
 DATA ?= ../shared/data
 
-.PHONY: install demo test test-heavy lint bench clean
+.PHONY: install demo test test-heavy lint docs bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PYTHON=$(BIN)/python bash scripts/check-imports.sh
+	# the documentation site (mkdocs.yml): a broken link or API reference fails the build
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site  # not --quiet: it hides the warnings --strict counts
+
+# The documentation site with the API reference, served on loopback while you edit.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --dev-addr 127.0.0.1:8001
 
 test: lint
 	bash scripts/install-browser.sh
@@ -39,4 +45,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_tools.py
 
 clean:
-	rm -rf $(VENV) traces .pytest_cache .ruff_cache
+	rm -rf $(VENV) traces .pytest_cache .ruff_cache site
