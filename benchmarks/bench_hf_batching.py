@@ -35,6 +35,7 @@ from vpagent.tools.hf.owl import OwlDetector  # noqa: E402
 
 TEXTS = ["a photo of a cat", "a photo of a dog", "a red car", "a person on a bicycle"]
 NAMES = ["cat", "dog", "car", "person"]
+OWL_TEXT_POSITIONS = 64  # byte-level tokens of the longest query, with room
 
 
 def _encoder(width: int, layers: int, heads: int) -> dict:
@@ -86,9 +87,12 @@ def build_owlvit(path: Path, size: dict) -> Path:
     import transformers as tf
 
     tokenizer = byte_level_clip_tokenizer()
-    tokenizer.model_max_length = 16
+    # The released OWL-ViT reads 16 BPE tokens ("a photo of a person" is 7); this tokenizer has a
+    # token per byte, so its text encoder reads 64 (as tests/fixtures/hf_tiny.py's) or the
+    # detector rightly refuses the default query as too long.
+    tokenizer.model_max_length = OWL_TEXT_POSITIONS
     config = tf.OwlViTConfig(
-        text_config=_text_config(tokenizer, size, 16),
+        text_config=_text_config(tokenizer, size, OWL_TEXT_POSITIONS),
         vision_config={**size["vision"], "image_size": 768, "patch_size": 32},
         projection_dim=size["text"]["hidden_size"],  # OWL: projection_dim == text hidden size
     )
