@@ -117,6 +117,9 @@ def test_agent_uses_the_student_first_and_falls_back_to_a_program(checkpoint: Pa
 
 
 def test_student_backend_serves_vqa_and_captioner(checkpoint: Path) -> None:
+    from vpagent.student.backend import register_student_backends
+
+    register_student_backends()  # the student lives above the tools: it registers itself
     vqa = build_specialist("vqa", "student", model=str(checkpoint), device="cpu")
     answers = vqa.answer_batch([spots_image(), spots_image()], ["How many?", "What color?"])
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)

@@ -15,8 +15,9 @@ from vpagent.tools.config import ToolsConfig
 from vpagent.tools.errors import ModelUnavailable
 from vpagent.tools.roles import Specialist
 
-# role -> backend name -> "module:Class"
-BACKENDS: dict[str, dict[str, str]] = {
+# role -> backend name -> "module:Class" (imported when built), or a class registered from a
+# layer above the tools (register_backend)
+BACKENDS: dict[str, dict[str, str | type[Specialist]]] = {
     "detector": {
         "ssd-coco": "vpagent.tools.offline.detector:SSDCocoDetector",
         "owlvit": "vpagent.tools.hf.owl:OwlDetector",
@@ -46,7 +47,6 @@ BACKENDS: dict[str, dict[str, str]] = {
         "vlm": "vpagent.tools.hf.vlm:TransformersVLMCaptioner",
         "openai-vlm": "vpagent.tools.remote_vlm:OpenAIVLMCaptioner",
         "llamacpp-vlm": "vpagent.tools.remote_vlm:EmbeddedVLMCaptioner",
-        "student": "vpagent.student.backend:StudentCaptioner",  # a `vpagent distill train` output
     },
     "vqa": {
         "scene-description-llm": "vpagent.tools.offline.scene:SceneVQA",
@@ -54,7 +54,6 @@ BACKENDS: dict[str, dict[str, str]] = {
         "vlm": "vpagent.tools.hf.vlm:TransformersVLMVQA",
         "openai-vlm": "vpagent.tools.remote_vlm:OpenAIVLMVQA",
         "llamacpp-vlm": "vpagent.tools.remote_vlm:EmbeddedVLMVQA",
-        "student": "vpagent.student.backend:StudentVQA",  # a `vpagent distill train` output
     },
     "ocr": {"rapidocr": "vpagent.tools.offline.ocr:RapidOCRReader"},
     "depth": {
@@ -85,6 +84,15 @@ IMPLIED_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
+def register_backend(role: str, name: str, cls: type[Specialist]) -> None:
+    """Serve ``name`` for ``role`` with ``cls``: how a backend that lives above the tools adds
+    itself (the trained student: :func:`vpagent.student.backend.register_student_backends`);
+    the layers contract forbids naming it here."""
+    if role not in BACKENDS:
+        raise ValueError(f"unknown role '{role}' (roles: {', '.join(BACKENDS)})")
+    BACKENDS[role][name] = cls
+
+
 def backend_class(role: str, backend: str) -> type[Specialist]:
     """Import and return the class serving ``backend`` for ``role``."""
     choices = BACKENDS.get(role)
@@ -95,6 +103,8 @@ def backend_class(role: str, backend: str) -> type[Specialist]:
         raise ValueError(
             f"unknown {role} backend '{backend}' (choose from: {', '.join(sorted(choices))})"
         )
+    if not isinstance(target, str):
+        return target
     module_name, _, class_name = target.partition(":")
     try:
         module = importlib.import_module(module_name)

@@ -14,6 +14,7 @@ from vpagent.events import EventCallback, ToolStep
 from vpagent.images import ImageInput, load_image
 from vpagent.sandbox.executor import SandboxExecutor, ToolHandler
 from vpagent.sandbox.result import ExecutionResult
+from vpagent.student.backend import register_student_backends
 from vpagent.tools.program_host import ProgramHost
 from vpagent.tools.server import LLM, ToolServer
 from vpagent.tools.types import StepArtifacts
@@ -35,6 +36,7 @@ class ProgramRunner:
         pool_size: int = 2,
     ) -> None:
         self.settings = settings
+        register_student_backends()  # `backend = "student"` names a layer above the tools
         self.server = server or ToolServer(settings.tool_server_config(), llm=llm)
         self.executor = SandboxExecutor(settings.sandbox, pool_size=pool_size)
 

@@ -68,6 +68,9 @@ def main(
     ] = False,
 ) -> None:
     """Visual programming agent toolkit."""
+    from vpagent.student.backend import register_student_backends
+
+    register_student_backends()  # `backend = "student"` for every command (doctor, ask, ...)
 
 
 @app.command("run-program")

@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 from vpagent.tools.errors import ModelUnavailable
+from vpagent.tools.registry import register_backend
 from vpagent.tools.roles import VQA, Captioner, Image
 from vpagent.tools.types import ToolInfo
 
@@ -95,3 +96,9 @@ class StudentCaptioner(_StudentBase, Captioner):
 
     def info(self) -> ToolInfo:
         return self._info("captioner", "distilled student VLM; trained on questions, not captions")
+
+
+def register_student_backends() -> None:
+    """Make ``backend = "student"`` serve the vqa and captioner roles (idempotent)."""
+    register_backend("vqa", "student", StudentVQA)
+    register_backend("captioner", "student", StudentCaptioner)
