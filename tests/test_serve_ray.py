@@ -35,11 +35,19 @@ def served() -> Iterator[str]:
         port = probe.getsockname()[1]
     config = ServerConfig(max_concurrent=1, max_queue=2, request_timeout_s=60)  # 3 per replica
     try:
-        yield deploy(replica_agent, api_key=None, config=config, replicas=2,
+        yield deploy(replica_agent, api_key=None, config=config, parallel=1, replicas=2,
                      host="127.0.0.1", port=port)  # fmt: skip
     finally:
         shutdown()
         stop_ray()
+
+
+def test_a_replica_takes_llm_parallel_questions_when_max_concurrent_is_unset() -> None:
+    from vpagent.http.on_ray import replica_requests
+
+    unset = ServerConfig(max_concurrent=None, max_queue=2)
+    assert replica_requests(unset, parallel=4) == (4 + 2, 2)  # as the replica's admission
+    assert replica_requests(ServerConfig(max_concurrent=1, max_queue=0), parallel=4) == (1, 1)
 
 
 def _ask(base: str, question: str) -> httpx.Response:

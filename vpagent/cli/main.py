@@ -332,7 +332,8 @@ def _serve_on_ray(
     try:
         factory = SettingsAgentFactory(settings, workers=replicas)
         with errors.status(f"starting {replicas} agent replicas on Ray Serve"):
-            url = deploy(factory, api_key=api_key, config=settings.server, replicas=replicas,
+            url = deploy(factory, api_key=api_key, config=settings.server,
+                         parallel=settings.llm.parallel, replicas=replicas,
                          host=host, port=port, address=address)  # fmt: skip
         # after Ray started: its core installs a SIGTERM handler that aborts the process
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

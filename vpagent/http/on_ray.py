@@ -60,30 +60,39 @@ class AgentReplica:
         self.agent.close()
 
 
+def replica_requests(config: ServerConfig, parallel: int) -> tuple[int, int]:
+    """Serve's ``max_ongoing_requests`` and ``max_queued_requests`` for one replica: what its
+    own admission takes (``server.max_concurrent`` answered at once, else ``llm.parallel``,
+    as :func:`vpagent.http.create_app` decides, plus ``max_queue`` waiting); beyond that
+    Serve's proxy queues up to ``max_queue`` more, then answers 503."""
+    return (config.max_concurrent or parallel) + config.max_queue, max(config.max_queue, 1)
+
+
 def deploy(
     factory: AgentFactory,
     *,
     api_key: str | None,
     config: ServerConfig,
+    parallel: int,
     replicas: int,
     host: str,
     port: int,
     address: str | None = None,
 ) -> str:
-    """Start (or join) Ray, run the deployment, and return the base URL once it serves."""
+    """Start (or join) Ray, run the deployment, and return the base URL once it serves.
+    ``parallel``: questions each replica's agent answers at once (``llm.parallel``)."""
     start_ray(address)
     from ray import serve
 
     serve.start(http_options={"host": host, "port": port})
     ingress: Any = serve.ingress()(AgentReplica)
+    ongoing, queued = replica_requests(config, parallel)
     deployment = serve.deployment(
         ingress,
         name="agent",
         num_replicas=replicas,
-        # each replica takes what its own admission holds; beyond that Serve's proxy queues
-        # up to max_queue more, then answers 503
-        max_ongoing_requests=(config.max_concurrent or 1) + config.max_queue,
-        max_queued_requests=max(config.max_queue, 1),
+        max_ongoing_requests=ongoing,
+        max_queued_requests=queued,
         health_check_period_s=HEALTH_PERIOD_S,
         ray_actor_options={"num_cpus": 0},  # the agent's threads share the machine's cores
     )

@@ -1,12 +1,16 @@
 """Append-only JSONL files that survive crashes: whole lines, flushed and fsynced.
 
-One writer appends one complete line per record and syncs it to disk. A crash can at worst
-leave a torn last line (no newline, or not valid JSON); :func:`repair` cuts it off before the
-next run appends, so a rerun resumes from the last whole record.
+One writer appends one complete line per record and syncs it to disk; it holds an exclusive
+lock on the file (``flock``), so a second writer is refused instead of interleaving lines. A
+new file's directory is synced too (and so is the directory after :func:`write_atomic`'s
+rename), or a power loss could drop a fully synced file. A crash can at worst leave a torn last
+line (no newline, or not valid JSON); :func:`repair` cuts it off before the next run appends,
+so a rerun resumes from the last whole record.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -16,6 +20,19 @@ from typing import IO, Any
 
 class CorruptFile(ValueError):
     """A line other than the last is not valid JSON: the file was edited or damaged."""
+
+
+class FileInUse(RuntimeError):
+    """Another process is appending to the file (it holds the writer's lock)."""
+
+
+def sync_directory(folder: Path) -> None:
+    """Sync ``folder`` itself, so the names created or renamed in it survive a power loss."""
+    handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, int, bytes]]:
@@ -76,13 +93,22 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 
 class AppendWriter:
-    """Appends records to a JSONL file, one whole synced line each; repairs the file first."""
+    """Appends records to a JSONL file, one whole synced line each. Takes the file's lock
+    first (:class:`FileInUse` if another writer has it), then repairs a torn last line."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        repair(path)
+        created = not path.exists()
         self._handle: IO[bytes] = open(path, "ab")  # noqa: SIM115  (closed in close())
+        try:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise FileInUse(f"{path} is being written by another process") from None
+        if created:
+            sync_directory(path.parent)
+        repair(path)
 
     def write(self, record: dict[str, Any]) -> None:
         line = json.dumps(record, ensure_ascii=False, default=str).encode() + b"\n"
@@ -91,7 +117,7 @@ class AppendWriter:
         os.fsync(self._handle.fileno())
 
     def close(self) -> None:
-        self._handle.close()
+        self._handle.close()  # and with it the lock
 
     def __enter__(self) -> AppendWriter:
         return self
@@ -109,3 +135,4 @@ def write_atomic(path: Path, text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+    sync_directory(path.parent)

@@ -1,7 +1,8 @@
 """`run_items`: a job over a dataset into one append-only results file, resumably.
 
 The file starts with a :class:`RunHeader` line and holds one whole, fsynced JSON line per
-finished item, written by this process only. A rerun with ``resume`` skips the ids already in
+finished item, written by this process only (it holds the file's lock: a second run writing
+the same file is refused). A rerun with ``resume`` skips the ids already in
 the file (for an id written twice, its last record counts); a file made with another dataset
 or other settings is refused, naming the difference. Killing the process at any moment loses
 at most the items in flight.
@@ -32,7 +33,7 @@ from rich.text import Text
 from vpagent.agent import Agent
 from vpagent.pool.header import RunHeader, split_header
 from vpagent.pool.job import Job
-from vpagent.pool.jsonl import AppendWriter, read_records
+from vpagent.pool.jsonl import AppendWriter, FileInUse, read_records
 
 
 class RunRefused(ValueError):
@@ -129,16 +130,41 @@ def run_items(
     """
     backend = backend or Backend()
     _unique(items)
-    previous = _previous(out, job, header, resume) if out is not None else None
+    writer = _writer(out)  # locked before it is read: a second writer is refused here
+    with writer or nullcontext():
+        previous = _previous(out, job, header, resume) if out is not None else None
+        if writer is not None and previous is None:
+            writer.write(header.line())
+        return _run(items, job, writer, previous, backend, redo, describe, label, progress)
+
+
+def _writer(out: Path | None) -> AppendWriter | None:
+    if out is None:
+        return None
+    try:
+        return AppendWriter(out)
+    except FileInUse:
+        raise RunRefused(
+            f"{out} is being written by another run: wait for it to end (or stop it), then --resume"
+        ) from None
+
+
+def _run(
+    items: Sequence[Any],
+    job: Job,
+    writer: AppendWriter | None,
+    previous: dict[str, Any] | None,
+    backend: Backend,
+    redo: Callable[[Any], bool] | None,
+    describe: Callable[[Any], str] | None,
+    label: str,
+    progress: bool,
+) -> Finished:
     done = {k: record for k, record in (previous or {}).items() if not (redo and redo(record))}
     pending = [item for item in items if item.id not in done]
     new: dict[str, Any] = {}
-    writer = AppendWriter(out) if out is not None else None
-    if writer is not None and previous is None:
-        writer.write(header.line())
     records = _records(pending, job, backend)
     with (
-        writer or nullcontext(),
         _Bar(label, len(items), len(items) - len(pending), progress) as bar,
         closing(records),  # the workers stop at once on Ctrl-C or an error
     ):
