@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -17,6 +18,7 @@ from vpagent.distill.student.calibrate import (
     split_by_photo,
     teacher_point,
 )
+from vpagent.distill.student.confidence import PlattScaling, auroc, ece
 from vpagent.distill.student.evaluate import ItemComparison, Side
 
 
@@ -86,8 +88,9 @@ def test_split_keeps_each_photo_on_one_side() -> None:
 def test_calibrate_reports_on_photos_it_did_not_choose_on() -> None:
     result = calibrate([confident_when_right(40)], fraction=0.5, seed=0)
     assert result.calibration_items + result.report_items == 40
-    assert 0.3 < result.threshold <= 0.9
+    assert 0.3 < result.raw_threshold <= 0.9  # the raw confidence agent.student_threshold reads
     assert result.chosen.accuracy == 1.0
+    assert result.confidence_quality["all"].auroc == 1.0
     assert result.chosen.seconds_per_question < result.teacher.seconds_per_question / 1.5
     assert result.student.accuracy == pytest.approx(0.5, abs=0.2)
 
@@ -141,3 +144,46 @@ def test_cli_pools_several_eval_folders_and_refuses_other_items(tmp_path: Path) 
     mixed = CliRunner().invoke(app, ["distill", "calibrate", *map(str, folders[::2])])
     assert mixed.exit_code == 2
     assert "other items" in mixed.output
+
+
+def _overconfident(n: int, seed: int) -> tuple[list[float], list[bool]]:
+    """A toy score that is far too sure: the true chance of a right answer q, reported as
+    sigmoid(3 logit(q) + 1)."""
+    rng = np.random.default_rng(seed)
+    q = rng.uniform(0.02, 0.98, n)
+    right = rng.uniform(size=n) < q
+    score = 1 / (1 + np.exp(-(3 * np.log(q / (1 - q)) + 1)))
+    return score.tolist(), right.tolist()
+
+
+def test_platt_scaling_corrects_a_known_miscalibrated_score() -> None:
+    scores, right = _overconfident(4000, seed=0)
+    scaling = PlattScaling.fit(scores, right)
+    assert scaling.slope == pytest.approx(1 / 3, abs=0.05)  # the inverse of the toy's map
+    assert scaling.bias == pytest.approx(-1 / 3, abs=0.1)
+    held_scores, held_right = _overconfident(4000, seed=1)
+    calibrated = scaling.apply(held_scores)
+    assert ece(held_scores, held_right) > 0.1
+    assert ece(calibrated, held_right) < 0.03
+    assert auroc(calibrated, held_right) == pytest.approx(auroc(held_scores, held_right))
+    raw = scaling.raw_threshold(0.5)
+    assert scaling.apply([raw])[0] == pytest.approx(0.5)
+
+
+def test_auroc_and_ece_on_known_cases() -> None:
+    assert auroc([0.9, 0.8, 0.2, 0.1], [True, True, False, False]) == 1.0
+    assert auroc([0.1, 0.2, 0.8, 0.9], [True, True, False, False]) == 0.0
+    assert auroc([0.5, 0.5], [True, False]) == 0.5
+    assert auroc([0.5, 0.6], [True, True]) is None  # no wrong answer to separate from
+    assert ece([0.9] * 10, [True] * 9 + [False]) == pytest.approx(0.0)
+    assert ece([1.0] * 4, [True, False, True, False]) == pytest.approx(0.5)
+
+
+def test_calibrate_picks_the_threshold_on_the_calibrated_scale() -> None:
+    scores, right = _overconfident(200, seed=2)
+    rows = [row(i, s, r) for i, (s, r) in enumerate(zip(scores, right, strict=True))]
+    result = calibrate([rows], fraction=0.5, seed=0)
+    assert result.scaling.slope < 0.6  # it learnt that the raw score is overconfident
+    quality = result.confidence_quality["all"]
+    assert quality.ece < quality.ece_raw
+    assert result.raw_threshold == pytest.approx(result.scaling.raw_threshold(result.threshold))

@@ -9,6 +9,12 @@ taken. The validation photos are split in two: the threshold is chosen on the ca
 reported on the other half, which it never saw. Several runs on the same items (students of
 several training seeds) are pooled: the sweep is their mean, the split is the same photos for
 all, and the chosen threshold is also reported run by run so its spread shows.
+
+The student's raw confidence (the mean probability of its answer tokens) is first calibrated:
+Platt scaling (``confidence.py``) fitted on the calibration half maps it to the probability of
+a right answer, the sweep runs on that scale, and ``raw_threshold`` is the chosen threshold on
+the raw scale that ``agent.student_threshold`` compares with. AUROC and ECE (raw and
+calibrated) per type are reported on the report half.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from vpagent.distill.student.confidence import PlattScaling, Quality, quality_per_type
 from vpagent.distill.student.evaluate import ItemComparison
 
 GRID = tuple(round(step / 20, 2) for step in range(21))  # 0.0, 0.05, ..., 1.0
@@ -41,8 +48,11 @@ class Point(BaseModel):
 class Calibration(BaseModel):
     """The chosen threshold and the sweep on both halves (runs pooled)."""
 
-    threshold: float
+    threshold: float  # on the calibrated scale
+    raw_threshold: float  # the same threshold on the student's raw confidence
     reason: str
+    scaling: PlattScaling  # raw confidence -> calibrated, fitted on the calibration half
+    confidence_quality: dict[str, Quality]  # on the report half, per type and "all"
     runs: int
     calibration_items: int  # per run
     report_items: int
@@ -158,14 +168,28 @@ def calibrate(
         raise CalibrationError("no eval run to calibrate on")
     if not 0 < fraction < 1:
         raise CalibrationError("the calibration fraction must be between 0 and 1")
-    halves = [split_by_photo(rows, fraction, seed) for rows in runs]
+    raw_halves = [split_by_photo(rows, fraction, seed) for rows in runs]
+    scaling = PlattScaling.fit(
+        [row.student.confidence or 0.0 for half, _ in raw_halves for row in half],
+        [_right(row) for half, _ in raw_halves for row in half],
+    )
+    halves = [(_calibrated(half, scaling), _calibrated(rest, scaling)) for half, rest in raw_halves]
     calibration = [row for half, _ in halves for row in half]
     report = [row for _, half in halves for row in half]
+    raw_report = [row for _, half in raw_halves for row in half]
     calibration_sweep = [point(calibration, t) for t in grid]
     threshold, reason = choose(calibration_sweep, teacher_point(calibration))
     return Calibration(
         threshold=threshold,
+        raw_threshold=scaling.raw_threshold(threshold),
         reason=reason,
+        scaling=scaling,
+        confidence_quality=quality_per_type(
+            [row.type for row in raw_report],
+            [row.student.confidence or 0.0 for row in raw_report],
+            [row.student.confidence or 0.0 for row in report],
+            [_right(row) for row in raw_report],
+        ),
         runs=len(runs),
         calibration_items=len(halves[0][0]),
         report_items=len(halves[0][1]),
@@ -176,6 +200,25 @@ def calibrate(
         calibration_sweep=calibration_sweep,
         report_sweep=[point(report, t) for t in grid],
     )
+
+
+def _right(row: ItemComparison) -> bool:
+    return row.student.score >= 0.5
+
+
+def _calibrated(rows: Sequence[ItemComparison], scaling: PlattScaling) -> list[ItemComparison]:
+    """The rows with the student's confidence on the calibrated scale (no answer: 0)."""
+    values = scaling.apply([row.student.confidence or 0.0 for row in rows])
+    return [
+        row.model_copy(
+            update={
+                "student": row.student.model_copy(
+                    update={"confidence": value if row.student.prediction else 0.0}
+                )
+            }
+        )
+        for row, value in zip(rows, values, strict=True)
+    ]
 
 
 def plot(calibration: Calibration, path: Path, title: str = "") -> None:

@@ -72,6 +72,17 @@ def load_split(
     return records, path.parent
 
 
+def subset(records: list[SFTRecord], limit: int | None, seed: int = 0) -> list[SFTRecord]:
+    """At most ``limit`` records, a seeded random choice in their original order (the same
+    records for every training seed, so seeds vary the run, not the data)."""
+    if limit is None or len(records) <= limit:
+        return records
+    import random
+
+    chosen = set(random.Random(seed).sample(range(len(records)), limit))
+    return [record for index, record in enumerate(records) if index in chosen]
+
+
 def describe(records: list[SFTRecord]) -> dict[str, Any]:
     """Counts per task and the number of distinct images and items."""
     return {

@@ -7,6 +7,14 @@ started from: resuming with another architecture is refused. The finished studen
 is written to a staging folder and moved into ``OUT`` file by file, ``vpagent_student.json``
 last: a folder without it is not a finished student.
 
+Budgets are epochs (``--epochs``; ``--max-steps`` overrides). With a validation split the
+validation loss is computed at every epoch's end; ``--patience N`` stops once it has not improved
+for N epochs and the finished student is the best epoch's checkpoint (checkpoints are then
+written per epoch). ``OUT/loss_curve.json`` and ``.png`` hold train and validation loss, seconds
+and tokens per second of every epoch. Cheap epochs on a small CPU: ``--max-records`` (a seeded
+subset), ``--lora-layers`` (LoRA on the top layers only: with the scene eyes nothing below them
+needs a gradient), ``--threads``; image features and scene text are cached on disk.
+
 Several processes: the Trainer runs under ``accelerate launch`` or ``torchrun`` unchanged, e.g.
 ``torchrun --nproc_per_node 2 -m vpagent distill train --data EXPORT --out CKPT`` (one process
 per GPU; on CPU they talk over gloo). Each process trains on its share of every batch; only the
@@ -25,7 +33,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpagent.distill.student.data import TASKS, SFTDataset, describe, load_split
+from vpagent.distill.student.data import TASKS, SFTDataset, describe, load_split, subset
+from vpagent.distill.student.epochs import (
+    EpochMetrics,
+    TokenCounter,
+    best_epoch,
+    epoch_log,
+    write_curve,
+)
 from vpagent.student.base import StudentError
 from vpagent.student.students import STUDENT_FILE, Student, new_student
 
@@ -47,6 +62,11 @@ class TrainOptions(BaseModel):
     eyes: Literal["grid", "grid+regions", "stages", "grid+ssd", "scene", "grid+scene"] | None = None
     max_steps: int | None = Field(None, ge=1)
     epochs: float = Field(3.0, gt=0)
+    patience: int | None = Field(None, ge=1)  # epochs without a better validation loss
+    max_records: int | None = Field(None, ge=1)  # a seeded subset of the training records
+    max_validation_records: int | None = Field(None, ge=1)
+    lora_layers: int | None = Field(None, ge=1)  # LoRA on the top N layers only
+    threads: int | None = Field(None, ge=1)  # torch's intra-op threads
     lr: float = Field(2e-4, gt=0)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -71,6 +91,13 @@ class TrainResult(BaseModel):
     seconds: float
     processes: int = Field(1, description="Training processes (torchrun / accelerate world size).")
     data: dict[str, Any]
+    validation_data: dict[str, Any] | None = None
+    epochs: list[EpochMetrics] = Field(default_factory=list)
+    best_epoch: int | None = None
+    best_validation_loss: float | None = None
+    stopped_early: bool = False
+    seconds_per_epoch: float | None = None
+    tokens_per_second: float | None = None
 
 
 def _run_identity(options: TrainOptions, student: Student) -> dict[str, Any]:
@@ -131,7 +158,12 @@ def last_complete_checkpoint(folder: Path, *, prune: bool = False) -> Path | Non
 def _wrap_lora(student: Student, options: TrainOptions) -> Any:
     from peft import LoraConfig, get_peft_model
 
+    layers: dict[str, Any] = {}
+    if options.lora_layers is not None:
+        total = int(student.model.config.get_text_config().num_hidden_layers)
+        layers["layers_to_transform"] = list(range(max(0, total - options.lora_layers), total))
     config = LoraConfig(
+        **layers,
         r=options.lora_rank,
         lora_alpha=options.lora_alpha,
         lora_dropout=0.05,
@@ -142,7 +174,7 @@ def _wrap_lora(student: Student, options: TrainOptions) -> Any:
     return get_peft_model(student.model, config)
 
 
-def _training_arguments(options: TrainOptions) -> Any:
+def _training_arguments(options: TrainOptions, validate: bool) -> Any:
     import torch
     from transformers import TrainingArguments
 
@@ -160,9 +192,15 @@ def _training_arguments(options: TrainOptions) -> Any:
         lr_scheduler_type="cosine",
         warmup_steps=0,
         logging_steps=1,
-        save_strategy="steps",
+        save_strategy="epoch" if options.patience else "steps",
         save_steps=options.save_steps,
         save_total_limit=options.save_total_limit,
+        eval_strategy="epoch" if validate else "no",
+        label_names=["labels"],  # not region_labels: an input of the model, not a target
+        per_device_eval_batch_size=options.batch_size,
+        load_best_model_at_end=bool(options.patience),
+        metric_for_best_model="eval_loss" if options.patience else None,
+        greater_is_better=False if options.patience else None,
         report_to=[],
         disable_tqdm=True,
         remove_unused_columns=False,
@@ -272,10 +310,16 @@ def train(
     callbacks: list[Any] | None = None,
 ) -> TrainResult:
     """Train, checkpoint, merge LoRA and save the student into ``options.out``."""
-    from transformers import PrinterCallback, Trainer, set_seed
+    from transformers import EarlyStoppingCallback, PrinterCallback, Trainer, set_seed
 
     check_out_dir(options)
     records, root = load_split(options.data, "train", options.tasks)
+    records = subset(records, options.max_records)
+    validation = _validation_split(options)
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
     set_seed(options.seed)
     student = student or new_student(options.student, options.eyes)
     identity = _run_identity(options, student)
@@ -288,12 +332,16 @@ def train(
     )
     model = _wrap_lora(student, options) if options.lora else student.model
     losses: list[tuple[int, float]] = []
+    counter = TokenCounter(student.collate)
+    epochs = epoch_log(counter)
+    stopping = [EarlyStoppingCallback(options.patience)] if options.patience else []
     trainer = Trainer(
         model=model,
-        args=_training_arguments(options),
+        args=_training_arguments(options, validate=validation is not None),
         train_dataset=SFTDataset(records, root, student),
-        data_collator=student.collate,
-        callbacks=[*_callbacks(progress, losses), *(callbacks or [])],
+        eval_dataset=SFTDataset(*validation, student) if validation else None,
+        data_collator=counter,
+        callbacks=[*_callbacks(progress, losses), epochs, *stopping, *(callbacks or [])],
     )
     trainer.remove_callback(PrinterCallback)  # the rich bar shows the loss instead
     with trainer.args.main_process_first(desc="finding the checkpoint to resume from"):
@@ -308,6 +356,8 @@ def train(
     if trainer.is_world_process_zero():
         save_student_atomically(student, options.out)
     resumed_from = int(checkpoint.name.removeprefix("checkpoint-")) if checkpoint else None
+    best = best_epoch(epochs.epochs)
+    timed = [e for e in epochs.epochs if e.steps]
     result = TrainResult(
         out=options.out,
         steps=trainer.state.global_step,
@@ -318,7 +368,35 @@ def train(
         seconds=seconds,
         processes=trainer.args.world_size,
         data=describe(records),
+        validation_data=describe(validation[0]) if validation else None,
+        epochs=epochs.epochs,
+        best_epoch=best.epoch if best else None,
+        best_validation_loss=best.validation_loss if best else None,
+        stopped_early=bool(options.patience)
+        and trainer.state.global_step < trainer.state.max_steps,
+        seconds_per_epoch=_mean([e.seconds for e in timed]),
+        tokens_per_second=_mean([e.tokens_per_second for e in timed]),
     )
     if trainer.is_world_process_zero():
         (options.out / METRICS_FILE).write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        if epochs.epochs:
+            write_curve(epochs.epochs, options.out, title=f"{options.out.name}: loss per epoch")
     return result
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _validation_split(options: TrainOptions) -> tuple[list[Any], Path] | None:
+    """The validation records (a seeded subset if asked), or None when the data has none
+    (a single records file, or an export without validation.jsonl); early stopping needs them."""
+    if options.data.is_file() or not (options.data / "validation.jsonl").is_file():
+        if options.patience:
+            raise StudentError(
+                f"--patience stops on the validation loss, but {options.data} has no validation "
+                "split (validation.jsonl)"
+            )
+        return None
+    records, root = load_split(options.data, "validation", options.tasks)
+    return subset(records, options.max_validation_records), root

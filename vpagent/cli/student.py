@@ -34,6 +34,23 @@ def train_command(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N optimiser steps.")] = None,
     epochs: Annotated[float, typer.Option(help="Passes over the records.")] = 3.0,
+    patience: Annotated[
+        int | None,
+        typer.Option(
+            help="Stop after N epochs without a better validation loss and keep the best "
+            "epoch's checkpoint (needs the export's validation split)."
+        ),
+    ] = None,
+    max_records: Annotated[
+        int | None, typer.Option(help="Train on a seeded subset of N records (cheap epochs).")
+    ] = None,
+    max_validation_records: Annotated[
+        int | None, typer.Option(help="Validation loss on a seeded subset of N records.")
+    ] = None,
+    lora_layers: Annotated[
+        int | None, typer.Option(help="LoRA on the language model's top N layers only.")
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="torch's CPU threads.")] = None,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-4,
     batch_size: Annotated[int, typer.Option(help="Records per step and device.")] = 4,
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
@@ -70,7 +87,9 @@ def train_command(
             data=data, out=out, student=student, eyes=eyes, max_steps=max_steps, epochs=epochs,
             lr=lr, batch_size=batch_size, grad_accum=grad_accum, lora=lora, lora_rank=lora_rank,
             lora_alpha=2 * lora_rank, save_steps=save_steps, tasks=tasks or ["rationale", "answer"],
-            resume=resume, device=device, seed=seed,
+            resume=resume, device=device, seed=seed, patience=patience, max_records=max_records,
+            max_validation_records=max_validation_records, lora_layers=lora_layers,
+            threads=threads,
         )  # fmt: skip
         bad = set(options.tasks) - {"rationale", "answer"}
         if bad:
@@ -89,9 +108,17 @@ def train_command(
     last = result.losses[-1][1] if result.losses else float("nan")
     resumed = f", resumed from step {result.resumed_from}" if result.resumed_from else ""
     processes = f" in {result.processes} processes" if result.processes > 1 else ""
+    epochs = ""
+    if result.epochs:
+        best = f", best validation loss at epoch {result.best_epoch}" if result.best_epoch else ""
+        stopped = " (stopped early)" if result.stopped_early else ""
+        epochs = (
+            f"; {len(result.epochs)} epochs{stopped} of {result.seconds_per_epoch:.0f} s, "
+            f"{result.tokens_per_second:.0f} tokens/s{best}"
+        )
     Console().print(
         f"trained {result.steps} steps{resumed}{processes} on {result.data['records']} records "
-        f"({result.samples_per_second:.2f} samples/s); loss {first:.3f} -> {last:.3f}; "
+        f"({result.samples_per_second:.2f} samples/s); loss {first:.3f} -> {last:.3f}{epochs}; "
         f"student saved to {result.out}",
         highlight=False,
     )
@@ -254,7 +281,20 @@ def print_calibration(result) -> None:  # type: ignore[no-untyped-def]
         )  # fmt: skip
     Console().print(table)
     Console().print(
-        f"agent.student_threshold = {result.threshold:g}  ({result.reason})", highlight=False
+        f"agent.student_threshold = {result.raw_threshold:.3f}  (calibrated "
+        f"{result.threshold:g}: {result.reason})",
+        highlight=False,
+    )
+    quality = result.confidence_quality
+    Console().print(
+        "confidence on the report half: "
+        + ", ".join(
+            f"{kind} AUROC {q.auroc:.2f} ECE {q.ece_raw:.2f} -> {q.ece:.2f}"
+            if q.auroc is not None
+            else f"{kind} ECE {q.ece_raw:.2f} -> {q.ece:.2f}"
+            for kind, q in quality.items()
+        ),
+        highlight=False,
     )
     if result.runs > 1:
         each = ", ".join(f"{p.accuracy:.1%}" for p in result.chosen_per_run)

@@ -1,0 +1,106 @@
+"""Training in epochs: validation loss per epoch, early stopping that keeps the best checkpoint,
+the loss curve (JSON + PNG), and the cheap-epoch options (record subsets, top-layer LoRA).
+
+The student is the embedded one on the tiny random-init Llama, seeing the grid.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from vpagent.distill.student.data import load_split, subset
+from vpagent.distill.student.train import TrainOptions, train
+from vpagent.student.base import StudentError
+from vpagent.student.records import SFTRecord
+from vpagent.student.students import load_student
+
+
+def _conflicting_export(export: Path, folder: Path) -> Path:
+    """The test export, answer records only, every training answer "red", every validation
+    answer "blue": the more the student learns, the worse its validation loss."""
+    shutil.copytree(export / "images", folder / "images")
+    for split, answer in (("train", "red"), ("validation", "blue")):
+        rows = [
+            SFTRecord.model_validate_json(line)
+            for line in (export / f"{split}.jsonl").read_text().splitlines()
+        ]
+        rows = [r.model_copy(update={"answer": answer, "target": answer}) for r in rows]
+        lines = [r.model_dump_json() for r in rows if r.task == "answer"]
+        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def _validation_loss(folder: Path, data: Path) -> float:
+    student = load_student(folder)
+    records, root = load_split(data, "validation", ["answer"])
+    batch = student.collate(
+        [student.training_example(root / r.image, r.prompt, r.target) for r in records]
+    )
+    with torch.inference_mode():
+        return float(student.model.eval()(**batch).loss)
+
+
+def test_early_stopping_keeps_the_best_epochs_checkpoint(
+    tmp_path: Path, lm_folder: Path, export: Path
+) -> None:
+    data = _conflicting_export(export, tmp_path / "data")
+    options = TrainOptions(
+        data=data, out=tmp_path / "ckpt", student=str(lm_folder), epochs=12, patience=1,
+        lr=2e-2, batch_size=4, tasks=["answer"], lora=False,
+    )  # fmt: skip
+    result = train(options, progress=False)
+    losses = [e.validation_loss for e in result.epochs]
+    assert all(loss is not None for loss in losses)
+    best = min(range(len(losses)), key=lambda i: losses[i])
+    assert result.best_epoch == best + 1 and result.best_validation_loss == losses[best]
+    assert result.stopped_early and len(losses) < 12  # learning "red" ends up hurting "blue"
+    assert len(losses) == best + 2 and losses[-1] > losses[best]  # patience 1: one worse epoch
+    kept = _validation_loss(options.out, data)
+    assert kept == pytest.approx(losses[best], rel=1e-3)  # the student is the best epoch's
+    assert kept != pytest.approx(losses[-1], rel=1e-3)  # not the last one's
+    curve = json.loads((options.out / "loss_curve.json").read_text())
+    assert curve["best_epoch"] == best + 1 and len(curve["epochs"]) == len(losses)
+    assert (options.out / "loss_curve.png").stat().st_size > 1000
+    metrics = json.loads((options.out / "train_metrics.json").read_text())
+    assert metrics["seconds_per_epoch"] > 0 and metrics["tokens_per_second"] > 0
+    first = result.epochs[0]
+    assert first.steps == 1 and first.tokens > 0 and first.train_loss is not None
+
+
+def test_without_patience_every_epoch_runs_and_is_validated(
+    tmp_path: Path, lm_folder: Path, export: Path
+) -> None:
+    options = TrainOptions(
+        data=export, out=tmp_path / "ckpt", student=str(lm_folder), epochs=2, lr=1e-3,
+        batch_size=8, lora_layers=1, threads=1,
+    )  # fmt: skip
+    result = train(options, progress=False)
+    assert [e.epoch for e in result.epochs] == [1, 2] and not result.stopped_early
+    assert all(e.validation_loss is not None for e in result.epochs)
+    assert result.validation_data is not None and result.validation_data["records"] == 2
+    assert torch.get_num_threads() == 1
+    torch.set_num_threads(2)
+
+
+def test_patience_needs_a_validation_split(tmp_path: Path, lm_folder: Path, export: Path) -> None:
+    records = tmp_path / "records.jsonl"
+    records.write_text((export / "train.jsonl").read_text())
+    shutil.copytree(export / "images", tmp_path / "images")
+    with pytest.raises(StudentError, match="--patience stops on the validation loss"):
+        train(
+            TrainOptions(data=records, out=tmp_path / "o", student=str(lm_folder), patience=1),
+            progress=False,
+        )
+
+
+def test_a_record_subset_is_the_same_for_every_seed(export: Path) -> None:
+    records, _ = load_split(export, "train")
+    chosen = subset(records, 3)
+    assert len(chosen) == 3 and chosen == subset(records, 3)
+    assert [r.id for r in chosen] == [r.id for r in records if r in chosen]  # order kept
+    assert subset(records, 100) == records
