@@ -1,0 +1,386 @@
+"""Issue 32's ablation: today's best student (grid eyes) vs the scene-text eyes, epoch budgets.
+
+Run (after `bench_student_ablation.py --until exports` has built the work folder):
+
+    nice -n 10 .venv/bin/python benchmarks/bench_student_epochs.py [--work DIR] [--seeds 0 1 2]
+        [--max-records 64] [--epochs 3] [--until STAGE]
+
+Stages, each skipped where its output is whole, so a killed run continues where it stopped
+(per variant and seed; a training run killed mid-way resumes from its last epoch checkpoint):
+
+1. ``teacher``   the teacher's answer to every validation item, read from the committed trace run
+                 (benchmarks/results/coco128-traces.jsonl.gz: its temperature-0 program after
+                 run-time repairs, as `vpagent eval` would answer; seconds = its plan + execute
+                 time) into ``teacher/validation-traced.jsonl``, for `distill calibrate`.
+2. ``students``  per seed, per variant (interleaved, so a comparison exists whenever it stops):
+                 `vpagent distill train` on the vpd-augmented export's answer records (a seeded
+                 subset of ``--max-records``, the same for every variant and seed), validation
+                 loss on ``--max-validation-records`` each epoch, ``--patience 1`` keeping the
+                 best epoch, then `vpagent distill eval` on the 122 validation items (teacher from
+                 stage 1) and on the dev set (no teacher).
+3. ``report``    benchmarks/results/student-ablation-epochs.json and .md, the loss curves
+                 (docs/student-epochs.png), each variant's calibrated confidence (`distill
+                 calibrate` over its seeds: AUROC, ECE per type), and the new variants merged
+                 into benchmarks/results/student-ablation.json (the 80-step variants kept under
+                 ``variants_80_steps``; ``teacher`` and ``student_then_program`` untouched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench_student_ablation import (  # benchmarks/, beside this script
+    COMMITTED_TRACES,
+    DEV,
+    RESULTS,
+    ROOT,
+    by_type,
+    constant_share,
+    jsonl,
+    majority_baseline,
+    spread,
+    validation_items,
+    vpagent,
+)
+from machine import cpu_model
+
+VARIANTS = {  # name: (export, eyes); today's best first
+    "vpd-augmented": ("vpd-augmented", "grid"),
+    "vpd-augmented+scene": ("vpd-augmented", "scene"),
+}
+CURVES_PLOT = ROOT / "docs" / "student-epochs.png"
+STAGES = ("teacher", "students", "report")
+
+
+def traced_teacher(work: Path) -> Path:
+    """The teacher's answers to the validation items from the trace run, as `vpagent eval`
+    results rows (id, prediction, score, total_s)."""
+    from vpagent.evaluation.datasets.items import EvalItem
+    from vpagent.evaluation.run import score_item
+
+    out = work / "teacher" / "validation-traced.jsonl"
+    if out.is_file():
+        return out
+    traced = {
+        row["item_id"]: row
+        for row in map(json.loads, gzip.decompress(COMMITTED_TRACES.read_bytes()).splitlines())
+        if "item_id" in row
+    }
+    rows = []
+    for item in jsonl(validation_items(work)):
+        record = traced.get(item["id"])
+        if record is None:
+            sys.exit(f"the trace run has no item {item['id']}: another question set")
+        first = [a for a in record["attempts"] if not a["sample"]]  # temperature 0 (+ repairs)
+        answer = first[-1]["answer"] if first else None
+        parsed = EvalItem(
+            id=item["id"], image=Path("x"), question=item["question"],
+            answers=[item["answer"], *item.get("accept", [])],
+        )  # fmt: skip
+        rows.append(
+            {
+                "id": item["id"],
+                "type": item["type"],
+                "prediction": answer,
+                "score": score_item(parsed, answer),
+                "total_s": sum(a.get("plan_s", 0.0) + a.get("execute_s", 0.0) for a in first),
+            }
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return out
+
+
+def student_dir(work: Path, variant: str, seed: int, budget: str) -> Path:
+    return work / "students-epochs" / f"{variant}-{budget}-seed{seed}"
+
+
+def budget_name(args: argparse.Namespace) -> str:
+    return f"{args.max_records}rec-{args.epochs}ep"
+
+
+def train_and_evaluate(work: Path, variant: str, seed: int, args: argparse.Namespace) -> None:
+    export, eyes = VARIANTS[variant]
+    folder = student_dir(work, variant, seed, budget_name(args))
+    if not (folder / "vpagent_student.json").is_file():
+        vpagent(
+            "distill", "train", "--data", str(work / "exports" / export), "--eyes", eyes,
+            "--out", str(folder), "--task", "answer", "--max-records", str(args.max_records),
+            "--max-validation-records", str(args.max_validation_records),
+            "--epochs", str(args.epochs), "--patience", "1", "--batch-size", str(args.batch_size),
+            "--lr", str(args.lr), "--lora-layers", str(args.lora_layers), "--threads", "2",
+            "--seed", str(seed), *(["--resume"] * (folder / "checkpoints").is_dir()),
+        )  # fmt: skip
+    for name, dataset in (("validation", validation_items(work)), ("dev", DEV)):
+        out = folder / "eval" / name
+        if (out / "report.json").is_file():
+            continue
+        teacher = (
+            ["--teacher-results", str(traced_teacher(work))]
+            if name == "validation"
+            else ["--no-teacher"]
+        )
+        vpagent(
+            "distill", "eval", str(dataset), "--student", str(folder), *teacher,
+            "--out", str(out), "--max-new-tokens", "12", "--json",
+        )  # fmt: skip
+
+
+def finished(work: Path, variant: str, seed: int, budget: str) -> bool:
+    folder = student_dir(work, variant, seed, budget)
+    return all((folder / "eval" / n / "report.json").is_file() for n in ("validation", "dev"))
+
+
+def confidence(folders: list[Path]) -> dict[str, Any]:
+    """`distill calibrate` over the seeds' validation runs: Platt scaling fitted on half the
+    photos, AUROC and ECE (raw, calibrated) per type on the other half, the chosen threshold."""
+    from vpagent.distill.student.calibrate import calibrate, read_runs
+
+    result = calibrate(read_runs([f / "eval" / "validation" for f in folders]), seed=0)
+    quality = result.confidence_quality
+    return {
+        "auroc": quality["all"].auroc,
+        "ece": quality["all"].ece,
+        "ece_raw": quality["all"].ece_raw,
+        "per_type": {kind: q.model_dump() for kind, q in quality.items() if kind != "all"},
+        "threshold_calibrated": result.threshold,
+        "threshold_raw": result.raw_threshold,
+        "threshold_reason": result.reason,
+        "student_then_program_report_half": result.chosen.model_dump(),
+        "teacher_traced_report_half": result.teacher.model_dump(),
+        "scaling": result.scaling.model_dump(),
+    }
+
+
+def variant_summary(work: Path, variant: str, seeds: list[int], budget: str) -> dict[str, Any]:
+    from vpagent.evaluation.stats import interval
+
+    folders = [student_dir(work, variant, seed, budget) for seed in seeds]
+    metrics = [json.loads((f / "train_metrics.json").read_text()) for f in folders]
+    summary: dict[str, Any] = {
+        "export": VARIANTS[variant][0],
+        "eyes": VARIANTS[variant][1],
+        "seeds": seeds,
+        "epochs": [len(m["epochs"]) for m in metrics],
+        "best_epoch": [m["best_epoch"] for m in metrics],
+        "seconds_per_epoch": statistics.fmean(m["seconds_per_epoch"] for m in metrics),
+        "tokens_per_second": statistics.fmean(m["tokens_per_second"] for m in metrics),
+        "loss_curves": [m["epochs"] for m in metrics],
+    }
+    for name in ("validation", "dev"):
+        runs = [
+            [{"type": r["type"], **r["student"]} for r in jsonl(f / "eval" / name / "items.jsonl")]
+            for f in folders
+        ]
+        accuracy = [statistics.fmean(r["score"] for r in rows) for rows in runs]
+        pooled = [r["score"] for rows in runs for r in rows]
+        per_type_runs = [by_type(rows) for rows in runs]
+        shares = [constant_share(rows) for rows in runs]
+        block = {
+            "n": len(runs[0]),
+            "accuracy": statistics.fmean(accuracy),
+            "accuracy_spread": spread(accuracy),
+            "interval_95_seeds_pooled": list(interval(pooled)),
+            "seconds_per_question": statistics.fmean(r["seconds"] for rows in runs for r in rows),
+            "per_type": {
+                kind: spread([run[kind] for run in per_type_runs]) for kind in per_type_runs[0]
+            },
+            "most_common_answer_share": {
+                kind: statistics.fmean(share[kind] for share in shares) for kind in shares[0]
+            },
+        }
+        if name == "validation":
+            summary.update(block)
+        else:
+            summary["dev"] = block
+    summary["confidence"] = confidence(folders)
+    return summary
+
+
+def dev_baseline(work: Path) -> dict[str, Any]:
+    """Each type's most common training answer, scored on the dev set (types the training set
+    lacks score 0: a constant has no answer for them)."""
+    return majority_baseline(work, jsonl(DEV))
+
+
+def plot_curves(variants: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for colour, (name, variant) in enumerate(variants.items()):
+        for seed, curve in zip(variant["seeds"], variant["loss_curves"], strict=True):
+            xs = [e["epoch"] for e in curve]
+            label = name if seed == variant["seeds"][0] else None
+            axes[0].plot(
+                xs, [e["train_loss"] for e in curve], "o-", color=f"C{colour}", label=label
+            )
+            axes[1].plot(
+                xs, [e["validation_loss"] for e in curve], "s-", color=f"C{colour}", label=label
+            )
+    for ax, title in zip(axes, ("train loss (mean of the epoch)", "validation loss"), strict=True):
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.legend()
+    axes[0].set_ylabel("loss (one line per seed)")
+    figure.tight_layout()
+    figure.savefig(CURVES_PLOT, dpi=100)
+    plt.close(figure)
+
+
+def report(work: Path, seeds: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    budget = budget_name(args)
+    done = {
+        variant: [seed for seed in seeds if finished(work, variant, seed, budget)]
+        for variant in VARIANTS
+    }
+    common = [seed for seed in seeds if all(seed in found for found in done.values())]
+    if not common:
+        sys.exit(f"no seed has finished students of every variant yet: {done}")
+    items = jsonl(validation_items(work))
+    variants = {name: variant_summary(work, name, common, budget) for name in VARIANTS}
+    from vpagent.evaluation.stats import interval
+
+    teacher_rows = jsonl(traced_teacher(work))
+    teacher_scores = [r["score"] for r in teacher_rows]
+    result = {
+        "machine": f"{cpu_model()}, 2 cores shared with five other engineers' jobs "
+        "(load average 15-20); every job here ran under nice -n 10",
+        "n_validation": len(items),
+        "n_dev": len(jsonl(DEV)),
+        "training": {
+            "records": "answer records of the vpd-augmented export, a seeded subset",
+            "max_records": args.max_records,
+            "max_validation_records": args.max_validation_records,
+            "max_epochs": args.epochs,
+            "patience": 1,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "lora_layers": args.lora_layers,
+            "seeds": common,
+        },
+        "teacher_traced": {
+            "n": len(teacher_rows),
+            "accuracy": statistics.fmean(teacher_scores),
+            "interval_95": list(interval(teacher_scores)),
+            "per_type": by_type(teacher_rows),
+            "note": "the trace run's temperature-0 program (after repairs) per validation item",
+        },
+        "constant_answer_baseline": majority_baseline(work, items),
+        "constant_answer_baseline_dev": dev_baseline(work),
+        "variants": variants,
+        "best_variant": max(variants, key=lambda name: variants[name]["accuracy"]),
+    }
+    plot_curves(variants)
+    (RESULTS / "student-ablation-epochs.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "student-ablation-epochs.md").write_text(markdown(result))
+    merge_into_ablation(result)
+    return result
+
+
+def merge_into_ablation(result: dict[str, Any]) -> None:
+    """The new variants into student-ablation.json (same keys; the 80-step ones kept aside)."""
+    path = RESULTS / "student-ablation.json"
+    ablation = json.loads(path.read_text())
+    if "variants_80_steps" not in ablation:
+        ablation["variants_80_steps"] = ablation["variants"]
+        ablation["training_80_steps"] = ablation["training"]
+    trimmed = {
+        name: {k: v for k, v in variant.items() if k != "loss_curves"}
+        for name, variant in result["variants"].items()
+    }
+    ablation.update(
+        {
+            "variants": trimmed,
+            "best_variant": result["best_variant"],
+            "training": result["training"],
+            "constant_answer_baseline_dev": result["constant_answer_baseline_dev"],
+            "teacher_traced": result["teacher_traced"],
+        }
+    )
+    path.write_text(json.dumps(ablation, indent=2) + "\n")
+
+
+def markdown(result: dict[str, Any]) -> str:
+    base, dev_base = result["constant_answer_baseline"], result["constant_answer_baseline_dev"]
+    teacher = result["teacher_traced"]
+    types = list(base["per_type"])
+    t = result["training"]
+    lines = [
+        "# Student ablation in epochs: grid vs scene-text eyes (`bench_student_epochs.py`)",
+        "",
+        f"Machine: {result['machine']}. Training: {t['max_records']} answer records "
+        f"(vpd-augmented, one seeded subset), at most {t['max_epochs']} epochs with patience 1 on "
+        f"the validation loss of {t['max_validation_records']} records, batch {t['batch_size']}, "
+        f"lr {t['lr']}, LoRA on the top {t['lora_layers']} layers, seeds {t['seeds']}. "
+        f"Accuracy: mean over seeds (std); interval: 95% bootstrap over the seeds' items pooled.",
+        "",
+        f"| answerer | validation (n={result['n_validation']}) | 95% interval | "
+        f"dev (n={result['n_dev']}) | epochs run | s/epoch | tokens/s | AUROC | "
+        "ECE raw -> calibrated | " + " | ".join(types) + " |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(types),
+        f"| teacher (trace run) | {teacher['accuracy']:.1%} | {teacher['interval_95'][0]:.1%}-"
+        f"{teacher['interval_95'][1]:.1%} | | | | | | | "
+        + " | ".join(f"{teacher['per_type'].get(k, 0):.0%}" for k in types)
+        + " |",
+        f"| each type's commonest training answer | {base['accuracy']:.1%} | | "
+        f"{dev_base['accuracy']:.1%} | | | | | | "
+        + " | ".join(f"{base['per_type'].get(k, 0):.0%}" for k in types)
+        + " |",
+    ]
+    for name, v in result["variants"].items():
+        c = v["confidence"]
+        auroc = f"{c['auroc']:.2f}" if c["auroc"] is not None else "-"
+        cells = [
+            f"{v['per_type'][k]['mean']:.0%} (commonest {v['most_common_answer_share'][k]:.0%})"
+            if k in v["per_type"]
+            else "-"
+            for k in types
+        ]
+        lines.append(
+            f"| student: {name} | {v['accuracy']:.1%} ({v['accuracy_spread']['std']:.1%}) | "
+            f"{v['interval_95_seeds_pooled'][0]:.1%}-{v['interval_95_seeds_pooled'][1]:.1%} | "
+            f"{v['dev']['accuracy']:.1%} ({v['dev']['accuracy_spread']['std']:.1%}) | "
+            f"{v['epochs']} | {v['seconds_per_epoch']:.0f} | {v['tokens_per_second']:.0f} | "
+            f"{auroc} | {c['ece_raw']:.2f} -> {c['ece']:.2f} | " + " | ".join(cells) + " |"
+        )
+    lines += ["", "Loss curves: docs/student-epochs.png.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=ROOT.parent / "runs" / "student-ablation")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--max-records", type=int, default=64)
+    parser.add_argument("--max-validation-records", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lora-layers", type=int, default=8)
+    parser.add_argument("--until", choices=STAGES, default="report")
+    args = parser.parse_args()
+    if not (args.work / "exports" / "vpd-augmented" / "card.json").is_file():
+        sys.exit("no exports: run bench_student_ablation.py --until exports first")
+    for stage in STAGES[: STAGES.index(args.until) + 1]:
+        print(f"== {stage}", flush=True)
+        if stage == "teacher":
+            traced_teacher(args.work)
+        elif stage == "students":
+            for seed in args.seeds:
+                for variant in ("vpd-augmented+scene", "vpd-augmented"):
+                    train_and_evaluate(args.work, variant, seed, args)
+        else:
+            print(markdown(report(args.work, args.seeds, args)))
+
+
+if __name__ == "__main__":
+    main()
