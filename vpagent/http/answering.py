@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
+import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +32,10 @@ from vpagent.events import Cancelled, Event
 from vpagent.http.admission import Admission
 from vpagent.http.metrics import ServerMetrics
 from vpagent.images import load_image
+from vpagent.logs import log_context
 from vpagent.result import Result, validate_choices, validate_question
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.25  # how often a waiting request checks its client and its deadline
 
@@ -202,13 +207,19 @@ class Answerer:
 
         if flight.cancel.is_set():
             raise Cancelled
-        result = self.agent.ask(
-            question.pixels,
-            question.text,
-            choices=list(question.choices) or None,
-            on_event=notify,
-            mode=question.mode,
-        )
+        with log_context(request_id=secrets.token_hex(6)):  # on every record of this answer
+            log.info("answering %r", question.text[:200])
+            result = self.agent.ask(
+                question.pixels,
+                question.text,
+                choices=list(question.choices) or None,
+                on_event=notify,
+                mode=question.mode,
+            )
+            log.info(
+                "answered %r (%s) after %d attempts",
+                result.answer, result.error_kind or "ok", len(result.attempts),
+            )  # fmt: skip
         if self.on_answer is not None:
             self.on_answer(result, question.pixels)
         return result
