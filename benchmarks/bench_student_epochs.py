@@ -12,7 +12,9 @@ Stages, each skipped where its output is whole, so a killed run continues where 
                  (benchmarks/results/coco128-traces.jsonl.gz: its temperature-0 program after
                  run-time repairs, as `vpagent eval` would answer; seconds = its plan + execute
                  time) into ``teacher/validation-traced.jsonl``, for `distill calibrate`.
-2. ``students``  per seed, per variant (interleaved, so a comparison exists whenever it stops):
+2. ``students``  per seed, per variant (interleaved, so a comparison exists whenever it stops;
+                 the scene text of the photos is computed on first use and cached, see
+                 ``vpagent/student/scene_text.py``):
                  `vpagent distill train` on the vpd-augmented export's answer records (a seeded
                  subset of ``--max-records``, the same for every variant and seed), validation
                  loss on ``--max-validation-records`` each epoch, ``--patience 1`` keeping the
@@ -376,7 +378,7 @@ def main() -> None:
             traced_teacher(args.work)
         elif stage == "students":
             for seed in args.seeds:
-                for variant in ("vpd-augmented+scene", "vpd-augmented"):
+                for variant in VARIANTS:
                     train_and_evaluate(args.work, variant, seed, args)
         else:
             print(markdown(report(args.work, args.seeds, args)))
