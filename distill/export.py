@@ -24,7 +24,7 @@ import json
 import random
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,3 +350,27 @@ def _notes(card: dict[str, Any]) -> str:
             "photos only."
         )
     return "".join(f"\n{line}\n" for line in lines)
+
+
+def add_scene_text(
+    export_dir: Path, describe: Callable[[Path], str], splits: Sequence[str] = SPLITS
+) -> int:
+    """Write each record's photo's scene text (``describe``: the offline pack's, see
+    ``vpagent.student.scene_text``) into its ``scene`` field, JSONL and parquet, so a student
+    trained elsewhere reads the same objects; the number of records written."""
+    written = 0
+    for name in splits:
+        path = export_dir / f"{name}.jsonl"
+        if not path.is_file():
+            continue
+        rows = [
+            SFTRecord.model_validate_json(line)
+            for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+        rows = [row.model_copy(update={"scene": describe(export_dir / row.image)}) for row in rows]
+        write_atomic(path, _jsonl([r.model_dump() for r in rows]))
+        if rows:
+            _write_parquet(rows, export_dir / "data" / f"{name}.parquet")
+        written += len(rows)
+    return written

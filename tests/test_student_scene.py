@@ -144,3 +144,72 @@ def test_feature_eyes_read_no_scene_text(eyes: str, lm_folder: Path, images_dir:
     student = EmbeddedStudent.build(str(lm_folder), eyes=eyes)
     assert student.processor.scene is None
     assert student.processor.scene_of(images_dir / "two_dogs.jpg") is None
+
+
+def test_an_image_text_to_text_student_reads_the_scene_text_and_keeps_it(
+    tmp_path: Path, images_dir: Path
+) -> None:
+    from tests.fixtures.student_tiny import build_tiny_llava
+    from vpagent.student.students import HFStudent, new_student
+
+    student = new_student(str(build_tiny_llava(tmp_path / "llava")))
+    assert isinstance(student, HFStudent) and student.scene is None
+    student.scene = _fixed(SCENE_EYES)
+    photo = images_dir / "two_dogs.jpg"
+    example = student.training_example(photo, PROMPT, "2")
+    assert "Scene:\nObjects: 2 dog." in example["text"]
+    inputs = student._prompt_inputs([np.asarray(student_photo(photo))], [PROMPT])
+    without = HFStudent(student.model, student.processor, "x")._prompt_inputs(
+        [np.asarray(student_photo(photo))], [PROMPT]
+    )
+    assert inputs["input_ids"].shape[1] > without["input_ids"].shape[1]  # the text went in
+    student.save(tmp_path / "saved")
+    loaded = load_student(tmp_path / "saved")
+    assert isinstance(loaded, HFStudent) and loaded.scene is not None
+
+
+def student_photo(path: Path) -> np.ndarray:
+    from vpagent.images import load_image
+
+    return load_image(path)
+
+
+def test_scene_text_option_is_refused_for_the_embedded_student(
+    tmp_path: Path, lm_folder: Path, export: Path
+) -> None:
+    from vpagent.distill.student.train import TrainOptions, train
+    from vpagent.student.base import StudentError
+
+    options = TrainOptions(data=export, out=tmp_path / "o", student=str(lm_folder), scene_text=True)
+    with pytest.raises(StudentError, match="--eyes scene"):
+        train(options, progress=False)
+
+
+def test_export_records_carry_the_scene_text(tmp_path: Path, export: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from vpagent.cli import app
+    from vpagent.distill.export import add_scene_text
+    from vpagent.student.records import SFTRecord
+
+    folder = tmp_path / "export"
+    shutil.copytree(export, folder)
+    seen: list[str] = []
+
+    def describe(photo: Path) -> str:
+        seen.append(photo.name)
+        return f"Objects: 1 {photo.stem}."
+
+    written = add_scene_text(folder, describe)
+    rows = [
+        SFTRecord.model_validate_json(line)
+        for split in ("train", "validation")
+        for line in (folder / f"{split}.jsonl").read_text().splitlines()
+    ]
+    assert written == len(rows) == 10
+    assert all(r.scene == f"Objects: 1 {Path(r.image).stem}." for r in rows)
+    assert (folder / "data" / "train.parquet").is_file()
+    refused = CliRunner().invoke(app, ["distill", "scene-text", str(tmp_path / "nothing")])
+    assert refused.exit_code == 2 and "not an export folder" in refused.output

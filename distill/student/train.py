@@ -42,7 +42,7 @@ from vpagent.distill.student.epochs import (
     write_curve,
 )
 from vpagent.student.base import StudentError
-from vpagent.student.students import STUDENT_FILE, Student, new_student
+from vpagent.student.students import STUDENT_FILE, HFStudent, Student, new_student
 
 CHECKPOINTS = "checkpoints"
 RUN_FILE = "run.json"
@@ -67,6 +67,7 @@ class TrainOptions(BaseModel):
     max_validation_records: int | None = Field(None, ge=1)
     lora_layers: int | None = Field(None, ge=1)  # LoRA on the top N layers only
     threads: int | None = Field(None, ge=1)  # torch's intra-op threads
+    scene_text: bool = False  # an image-text-to-text student also reads the scene text
     lr: float = Field(2e-4, gt=0)
     batch_size: int = Field(4, ge=1)
     grad_accum: int = Field(1, ge=1)
@@ -322,6 +323,13 @@ def train(
         torch.set_num_threads(options.threads)
     set_seed(options.seed)
     student = student or new_student(options.student, options.eyes)
+    if options.scene_text:
+        if not isinstance(student, HFStudent):
+            raise StudentError(
+                "--scene-text is for image-text-to-text students; the embedded student reads "
+                "the scene text with --eyes scene or --eyes grid+scene"
+            )
+        student.read_scene_text()
     identity = _run_identity(options, student)
     if options.resume:
         _check_resume(options, identity)

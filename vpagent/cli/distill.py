@@ -60,6 +60,31 @@ def questions_command(
         Console(stderr=True).print(f"left out: {left_out}", highlight=False, markup=False)
 
 
+@distill_app.command("scene-text")
+def scene_text_command(
+    export: Annotated[Path, typer.Argument(help="An export folder (`distill export`).")],
+) -> None:
+    """Write the offline pack's scene text of each record's photo (objects with place, size
+    and colour, their counts, classifier labels, OCR) into the records' ``scene`` field, so a
+    student trained elsewhere can read the objects the scene eyes read."""
+    from rich.console import Console
+
+    from vpagent.distill.export import add_scene_text
+    from vpagent.student.base import StudentError
+    from vpagent.student.eyes import SCENE_EYES, require_models
+    from vpagent.student.scene_text import SceneText, default_cache_dir
+
+    if not (export / "train.jsonl").is_file():
+        raise fail(f"{export} is not an export folder (no train.jsonl)")
+    try:
+        require_models(SCENE_EYES)
+        scene = SceneText(SCENE_EYES, cache_dir=default_cache_dir())
+        written = add_scene_text(export, scene.describe)
+    except (StudentError, OSError, ValueError) as error:
+        raise fail(str(error)) from None
+    Console().print(f"scene text written into {written} records of {export}", highlight=False)
+
+
 for commands in (distill_data.COMMANDS, student.COMMANDS):
     for name, command in commands.items():
         distill_app.command(name)(command)

@@ -51,6 +51,14 @@ def train_command(
         int | None, typer.Option(help="LoRA on the language model's top N layers only.")
     ] = None,
     threads: Annotated[int | None, typer.Option(help="torch's CPU threads.")] = None,
+    scene_text: Annotated[
+        bool,
+        typer.Option(
+            "--scene-text",
+            help="An image-text-to-text student also reads the offline pack's scene text "
+            "(objects, counts, labels, OCR) before each prompt, in training and answering.",
+        ),
+    ] = False,
     lr: Annotated[float, typer.Option(help="Learning rate.")] = 2e-4,
     batch_size: Annotated[int, typer.Option(help="Records per step and device.")] = 4,
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.")] = 1,
@@ -89,7 +97,7 @@ def train_command(
             lora_alpha=2 * lora_rank, save_steps=save_steps, tasks=tasks or ["rationale", "answer"],
             resume=resume, device=device, seed=seed, patience=patience, max_records=max_records,
             max_validation_records=max_validation_records, lora_layers=lora_layers,
-            threads=threads,
+            threads=threads, scene_text=scene_text,
         )  # fmt: skip
         bad = set(options.tasks) - {"rationale", "answer"}
         if bad:

@@ -38,6 +38,7 @@ class SFTRecord(BaseModel):
     rationale: str | None = None
     license: str | None = None
     source: str | None = None
+    scene: str | None = None  # the photo's scene text (`distill scene-text`), for other trainers
 
     def messages(self) -> list[dict[str, Any]]:
         """The user turn (image + prompt) and the assistant turn (the target)."""

@@ -44,10 +44,11 @@ from vpagent.student.eyes import (
 from vpagent.student.model import MODEL_TYPE, StudentConfig, StudentForConditionalGeneration
 from vpagent.student.processor import IGNORE_INDEX, StudentProcessor
 from vpagent.student.regions import RegionDetector
-from vpagent.student.scene_text import SceneText, default_cache_dir
+from vpagent.student.scene_text import SceneText, default_cache_dir, with_scene
 
 EMBEDDED = "embedded"
 NO_ENCODER = "none"  # image_encoder of a student that reads the scene text alone
+HF_SCENE = "scene"  # an image-text-to-text student's scene text: the same as the scene eyes'
 STUDENT_FILE = "vpagent_student.json"  # what a saved student is: kind and base model
 ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
@@ -266,10 +267,13 @@ class HFStudent(Student):
 
     kind = "hf"
 
-    def __init__(self, model: Any, processor: Any, base: str) -> None:
+    def __init__(
+        self, model: Any, processor: Any, base: str, scene: SceneText | None = None
+    ) -> None:
         self.model = model
         self.processor = processor
         self.base = base
+        self.scene = scene  # the scene text before every prompt (``--scene-text``), or None
         self.tokenizer = processor.tokenizer
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -279,6 +283,8 @@ class HFStudent(Student):
 
     @classmethod
     def load(cls, spec: str, **kwargs: Any) -> HFStudent:
+        """A VLM from a hub id or folder; a saved student that read the scene text reads it
+        again (``vpagent_student.json``: ``scene_text``)."""
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         try:
@@ -286,7 +292,24 @@ class HFStudent(Student):
             model = AutoModelForImageTextToText.from_pretrained(spec, **kwargs)
         except (OSError, ValueError) as error:
             raise StudentError(f"cannot load the student {spec!r}: {error}") from error
-        return cls(model, processor, spec)
+        reads_scene = Path(spec).is_dir() and _read_meta(Path(spec)).get("scene_text", False)
+        return cls(model, processor, spec, scene_reader(HF_SCENE) if reads_scene else None)
+
+    def read_scene_text(self) -> None:
+        """From now on, put the offline pack's scene text before every prompt (training and
+        answering alike); saved with the student."""
+        require_models(HF_SCENE)
+        self.scene = scene_reader(HF_SCENE)
+
+    def save(self, folder: Path) -> None:
+        super().save(folder)
+        if self.scene is not None:
+            path = Path(folder) / STUDENT_FILE
+            meta = json.loads(path.read_text(encoding="utf-8"))
+            path.write_text(json.dumps({**meta, "scene_text": True}, indent=2), encoding="utf-8")
+
+    def _with_scene(self, image: np.ndarray | Path, prompt: str) -> str:
+        return with_scene(prompt, self.scene.describe(image) if self.scene else None)
 
     @property
     def _image_prefix(self) -> str:
@@ -313,6 +336,7 @@ class HFStudent(Student):
     def training_example(
         self, image: np.ndarray | Path, prompt: str, target: str
     ) -> dict[str, Any]:
+        prompt = self._with_scene(image, prompt)
         image = _pil(image)
         if self.uses_suffix:
             return {"image": image, "prompt": prompt, "target": target}
@@ -350,6 +374,7 @@ class HFStudent(Student):
 
     def _prompt_inputs(self, images: list[np.ndarray], prompts: list[str]) -> dict[str, Any]:
         self.tokenizer.padding_side = "left"
+        prompts = [self._with_scene(i, p) for i, p in zip(images, prompts, strict=True)]
         texts = (
             [self._image_prefix + p for p in prompts]
             if self.uses_suffix
