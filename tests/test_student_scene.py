@@ -15,7 +15,7 @@ import torch
 
 from vpagent.student.eyes import GRID_EYES, GRID_SCENE_EYES, SCENE_EYES
 from vpagent.student.scene_text import SceneText, facts_text, settings_digest
-from vpagent.student.students import EmbeddedStudent, load_student
+from vpagent.student.students import EmbeddedStudent, feature_cache_dir, load_student
 from vpagent.tools.offline.scene import SceneFacts, SceneObject
 from vpagent.tools.types import Box
 
@@ -144,6 +144,7 @@ def test_feature_eyes_read_no_scene_text(eyes: str, lm_folder: Path, images_dir:
     student = EmbeddedStudent.build(str(lm_folder), eyes=eyes)
     assert student.processor.scene is None
     assert student.processor.scene_of(images_dir / "two_dogs.jpg") is None
+    assert student.processor.encoder.cache_dir == feature_cache_dir()  # features kept on disk
 
 
 def test_an_image_text_to_text_student_reads_the_scene_text_and_keeps_it(

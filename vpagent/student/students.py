@@ -182,7 +182,7 @@ class EmbeddedStudent(Student):
         """A new student on a causal LM (pack name, hub id or folder), projector untrained."""
         require_models(eyes)
         lm, tokenizer = load_language_model(language_model)
-        encoder = encoder_for(eyes)
+        encoder = encoder_for(eyes, cache_dir=feature_cache_dir())
         processor = StudentProcessor(tokenizer, encoder, scene=scene_reader(eyes))
         if len(tokenizer) > lm.get_input_embeddings().weight.shape[0]:
             lm.resize_token_embeddings(len(tokenizer))
@@ -237,6 +237,15 @@ def region_detector(config: StudentConfig) -> RegionDetector | None:
     return RegionDetector(config.num_regions, config.region_score_threshold)
 
 
+def feature_cache_dir() -> Path:
+    """``<cache>/students/features``: frozen image features shared by every run on this
+    machine (keyed by the photo's content and the encoder's name), so an epoch or a second
+    run does not compute them again."""
+    from vpagent.offline_env import cache_root
+
+    return cache_root() / "students" / "features"
+
+
 def scene_reader(eyes: str) -> SceneText | None:
     """The scene text of the scene eyes (cached on disk under the vpagent cache); else None."""
     return SceneText(eyes, cache_dir=default_cache_dir()) if reads_scene_text(eyes) else None
@@ -245,7 +254,7 @@ def scene_reader(eyes: str) -> SceneText | None:
 def saved_processor(tokenizer: Any, config: StudentConfig) -> StudentProcessor:
     """The processor of a saved student: the encoder, detector and scene text its config names."""
     require_models(config.eyes)
-    encoder = encoder_for(config.eyes)
+    encoder = encoder_for(config.eyes, cache_dir=feature_cache_dir())
     scene = scene_reader(config.eyes)
     if encoder is None:
         return StudentProcessor(tokenizer, None, scene=scene)
