@@ -16,6 +16,7 @@ import numpy as np
 
 from vpagent.agent import Agent
 from vpagent.apps.inputs import image_problem, image_source
+from vpagent.apps.marks_input import parse_marks
 from vpagent.apps.render import (
     BUSY,
     DONE,
@@ -170,14 +171,17 @@ class AppController:
         question: str | None,
         history: list[HistoryEntry] | None,
         mode: str | None = None,
+        marks: str | None = None,
         request: gr.Request | None = None,
     ) -> Iterator[dict[Any, Any]]:
         """Plan, run and explain: streams progress, then the answer, program and rationale.
 
-        ``mode`` is who answers (``agent.mode`` for this question; None: the configured one).
+        ``mode`` is who answers (``agent.mode`` for this question; None: the configured one);
+        ``marks`` the points and boxes the person put on the photo (apps/marks_input.py).
         """
         try:
             pixels, question = self._inputs(image, question)
+            given = parse_marks(marks)
         except ValueError as error:
             yield self._cleared(f"{PROBLEM} {error}")
             return
@@ -186,7 +190,9 @@ class AppController:
         done: Done | None = None
         for progress, outcome in self.runs.stream(
             _session(request),
-            lambda on_event: self.agent.ask(pixels, question, on_event=on_event, mode=mode or None),
+            lambda on_event: self.agent.ask(
+                pixels, question, marks=given, on_event=on_event, mode=mode or None
+            ),
         ):
             if progress is not None:
                 yield self._message(progress)

@@ -15,6 +15,7 @@ import gradio as gr
 from vpagent.agent import Agent
 from vpagent.apps.controller import AppController, Outputs
 from vpagent.apps.inputs import data_dir, find_examples
+from vpagent.apps.marks_input import add_click
 from vpagent.apps.render import BACKEND_HEADERS, HISTORY_HEADERS, MODE_LABELS, STEP_HEADERS
 from vpagent.config import Settings
 from vpagent.student_mode import MODES
@@ -35,6 +36,9 @@ class Inputs:
     image: gr.Image
     question: gr.Textbox
     mode: gr.Radio
+    marks: gr.Textbox
+    box_mode: gr.Checkbox
+    corner: gr.State
     ask: gr.Button
     cancel: gr.Button
     program: gr.Code
@@ -100,6 +104,16 @@ def _input_column(agent: Agent, settings: Settings, examples: list[tuple[str, st
             elem_id="no-examples",
         )
     question.render()
+    with gr.Row():
+        marks = gr.Textbox(
+            label="Marks: click the photo for points A, B, ... (or type 'A: x, y')",
+            info="A box: tick 'Clicks draw a box', click two corners (or '1: x0, y0, x1, y1').",
+            placeholder="A: 120, 200",
+            lines=2,
+            elem_id="marks",
+        )
+        box_mode = gr.Checkbox(label="Clicks draw a box (two corners)", elem_id="box-mode")
+    corner = gr.State(None)
     mode = gr.Radio(
         choices=[(MODE_LABELS[name], name) for name in MODES],
         value=settings.agent.mode,
@@ -124,7 +138,7 @@ def _input_column(agent: Agent, settings: Settings, examples: list[tuple[str, st
         elem_id="program",
     )
     run = gr.Button("Run edited program", elem_id="run-program")
-    return Inputs(image, question, mode, ask, cancel, program, run)
+    return Inputs(image, question, mode, marks, box_mode, corner, ask, cancel, program, run)
 
 
 def _output_column(program: gr.Code) -> Outputs:
@@ -186,13 +200,27 @@ def _output_column(program: gr.Code) -> Outputs:
     )
 
 
+def _click_mark(
+    text: str, box_mode: bool, corner: list[float] | None, event: gr.SelectData
+) -> tuple[str, list[float] | None]:
+    """A click on the photo adds a point mark, or a box corner in box mode."""
+    x, y = event.index
+    return add_click(text, float(x), float(y), box_mode, corner)
+
+
 def _wire(demo: gr.Blocks, controller: AppController, inputs: Inputs, outputs: Outputs) -> None:
     """What each button, row click and page load runs (one run at a time on the agent)."""
+    inputs.image.select(
+        _click_mark,
+        inputs=[inputs.marks, inputs.box_mode, inputs.corner],
+        outputs=[inputs.marks, inputs.corner],
+        api_name=False,
+    )
     shown = outputs.run_outputs()
     ask_event = gr.on(
         [inputs.ask.click, inputs.question.submit],
         controller.ask,
-        inputs=[inputs.image, inputs.question, outputs.history_state, inputs.mode],
+        inputs=[inputs.image, inputs.question, outputs.history_state, inputs.mode, inputs.marks],
         outputs=shown,
         api_name="ask",
         concurrency_id="agent",

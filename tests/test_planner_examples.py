@@ -30,6 +30,14 @@ def stub_tools(tool: str, args: dict[str, Any]) -> Any:
         "compute_depth": 3.5,
         "segment": 0.4,
         "llm_query": "Spain",
+        "marks": [
+            {"box": [100, 100, 140, 140], "label": "A", "score": 1.0, "kind": "circle"},
+            {"box": [400, 300, 412, 312], "label": "B", "score": 1.0, "kind": "point"},
+            {"box": [200, 50, 260, 120], "label": "1", "score": 1.0, "kind": "box"},
+            {"box": [300, 200, 340, 260], "label": "2", "score": 1.0, "kind": "box"},
+        ],
+        "object_at": {"box": [40, 60, 200, 400], "score": 0.9, "label": "dog"},
+        "point_depth": 0.4,
     }
     if tool == "best_text_match":
         return args["options"][0]

@@ -132,6 +132,42 @@ class ImagePatch:
         """Return the median depth of this patch; smaller means closer to the camera."""
         return float(self._request("compute_depth"))
 
+    def marks(self) -> list[ImagePatch]:
+        """Return the marks in this patch: circles, boxes and dots drawn on the image in a vivid
+        colour, and marks given with the question. Each is the marked region with `label` its
+        letter or number ("A", "1"; "" if none); a point mark is a small box around the point.
+
+        >>> [m.label for m in image.marks()]
+        """
+        return [self._child(hit) for hit in self._request("marks")]
+
+    def mark(self, label: str) -> ImagePatch:
+        """Return the mark labelled `label` ("A", "1"): "What is at A?", "the point B".
+
+        >>> a = image.mark("A")
+        """
+        wanted = str(label).strip().upper()
+        for hit in self._request("marks"):
+            if str(hit.get("label", "")).upper() == wanted:
+                return self._child(hit)
+        raise ValueError(f"no mark labelled {label!r} on the image")
+
+    def object_at(self) -> ImagePatch:
+        """Return the detected object under this patch's centre (a mark's point), labelled
+        with its name; the one in front where objects overlap.
+
+        >>> image.mark("A").object_at().label
+        """
+        return self._child(self._request("object_at"))
+
+    def point_depth(self) -> float:
+        """Depth at this patch's centre, for marked points; smaller means closer. A point on
+        an object counts as where that object stands (an occluder is closer).
+
+        >>> image.mark("A").point_depth() < image.mark("B").point_depth()
+        """
+        return float(self._request("point_depth"))
+
     def segment(self) -> float:
         """Segment the main object of this patch; return the fraction of the patch it covers."""
         return float(self._request("segment"))

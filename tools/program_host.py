@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import numpy as np
@@ -22,7 +22,7 @@ from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.referring import Reference, split_reference
 from vpagent.tools.roles import Detector
 from vpagent.tools.server import ToolServer
-from vpagent.tools.types import Box, Detection, PropertyEvidence, StepArtifacts
+from vpagent.tools.types import Box, Detection, Mark, PropertyEvidence, StepArtifacts
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
 
@@ -83,13 +83,21 @@ Operation = Callable[[Any], tuple[Any, StepArtifacts]]
 class ProgramHost:
     """Answers the tool calls of programs that look at one image. Callable as a ToolHandler."""
 
-    def __init__(self, server: ToolServer, pixels: np.ndarray, image_id: str | None = None) -> None:
+    def __init__(
+        self,
+        server: ToolServer,
+        pixels: np.ndarray,
+        image_id: str | None = None,
+        *,
+        marks: Sequence[Mark] = (),
+    ) -> None:
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ValueError("ProgramHost needs an RGB uint8 image of shape (H, W, 3)")
         self.server = server
         self.pixels = pixels
         self.sha256 = image_sha256(pixels)
         self.image_id = image_id or self.sha256[:16]
+        self.given_marks = list(marks)  # marks given with the question (ask(..., marks=...))
         self.artifacts: dict[int, StepArtifacts] = {}
         self._calls = 0
         self._lock = threading.Lock()
@@ -103,6 +111,9 @@ class ProgramHost:
             "compute_depth": (RegionArgs, self._compute_depth),
             "segment": (RegionArgs, self._segment),
             "llm_query": (LLMArgs, self._llm_query),
+            "marks": (RegionArgs, self._marks),
+            "object_at": (RegionArgs, self._object_at),
+            "point_depth": (RegionArgs, self._point_depth),
         }
 
     @property
@@ -138,7 +149,10 @@ class ProgramHost:
         return value
 
     def _key(self, tool: str, args: _Args) -> str:
-        return cache_key(self.sha256, tool, args.model_dump(mode="json"))
+        arguments = args.model_dump(mode="json")
+        if tool == "marks" and self.given_marks:  # the answer also depends on the given marks
+            arguments["given"] = [mark.model_dump(mode="json") for mark in self.given_marks]
+        return cache_key(self.sha256, tool, arguments)
 
     # Regions.
 
@@ -310,6 +324,66 @@ class ProgramHost:
         mask = self.server.segment(self.pixels, region)
         fraction = mask.area / max(region.area, 1.0)
         return min(fraction, 1.0), StepArtifacts(region=region.as_list(), mask=mask.to_rle())
+
+    def _marks(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
+        """The marks given with the question, then those drawn on the image (labels not given),
+        whose point lies in the region."""
+        from vpagent.tools.offline.marks import shared_mark_finder
+
+        _, region = self._region(args)
+        given = {mark.label for mark in self.given_marks if mark.label}
+        drawn = [m for m in shared_mark_finder().find(self.pixels) if m.label not in given]
+        inside = [
+            mark
+            for mark in [*self.given_marks, *drawn]
+            if region.x0 <= mark.point[0] <= region.x1 and region.y0 <= mark.point[1] <= region.y1
+        ]
+        hits = [
+            {"box": mark.box.as_list(), "label": mark.label, "score": 1.0, "kind": mark.kind}
+            for mark in inside
+        ]
+        return hits, StepArtifacts(region=region.as_list(), boxes=hits)
+
+    def _objects(self) -> list[Detection]:
+        """Every object the detector finds in the whole image (its classes, or COCO's)."""
+        detector = self.server.specialist("detector")
+        detect_all = getattr(detector, "detect_all", None)
+        if callable(detect_all):
+            return list(detect_all(self.pixels))
+        from vpagent.tools.offline.coco_names import COCO_CLASSES
+
+        return self.server.detect(self.pixels, list(COCO_CLASSES))
+
+    def _object_at(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
+        from vpagent.tools.offline.depth import front_object
+
+        _, region = self._region(args)
+        point = ((region.x0 + region.x1) / 2, (region.y0 + region.y1) / 2)
+        found = front_object(point, self._objects())
+        if found is None:
+            raise CannotAnswer(
+                f"no detected object under the point ({point[0]:.0f}, {point[1]:.0f}): the "
+                "detector finds none whose box holds it"
+            )
+        hit = {"box": found.box.as_list(), "label": found.label, "score": found.score}
+        return hit, StepArtifacts(region=region.as_list(), boxes=[hit])
+
+    def _point_depth(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
+        """Depth at the region's centre; with the ground-plane stand-in, at the ground contact
+        of the object under it (see vpagent.tools.offline.depth)."""
+        from vpagent.tools.offline.depth import ground_contact
+
+        _, region = self._region(args)
+        point = ((region.x0 + region.x1) / 2, (region.y0 + region.y1) / 2)
+        boxes = []
+        if self.server.specialist("depth").info().stand_in:
+            point, found = ground_contact(point, self._objects())
+            if found is not None:
+                boxes.append({"box": found.box.as_list(), "label": found.label})
+        depth = self.server.depth(self.pixels)
+        row = min(max(int(point[1]), 0), depth.shape[0] - 1)
+        column = min(max(int(point[0]), 0), depth.shape[1] - 1)
+        return float(depth[row, column]), StepArtifacts(region=region.as_list(), boxes=boxes)
 
     def _llm_query(self, args: LLMArgs) -> tuple[Any, StepArtifacts]:
         return self.server.llm_query(args.question), StepArtifacts()

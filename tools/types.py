@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -55,6 +55,56 @@ class PropertyEvidence(BaseModel):
 
     score: float
     holds: bool
+
+
+class Mark(BaseModel):
+    """A mark on the image: drawn on it (found by the marks finder) or given with the question.
+
+    ``point`` is where the mark points (a circle's or box's centre, a dot); ``box`` the region
+    it marks (a point's is a small square around it). ``label`` is its letter or number ("" if
+    none was read)."""
+
+    label: str = ""
+    kind: Literal["point", "circle", "box"]
+    point: tuple[float, float]
+    box: Box
+    color: str | None = None
+    source: Literal["drawn", "given"] = "drawn"
+
+    @classmethod
+    def given(cls, label: str, point: Any = None, box: Any = None) -> Mark:
+        """A mark given as data: ``{"label": "A", "point": [x, y]}`` or ``{"box": [x0, y0, x1,
+        y1]}`` (exactly one of the two)."""
+        if (point is None) == (box is None):
+            raise ValueError("a mark has exactly one of 'point' [x, y] or 'box' [x0, y0, x1, y1]")
+        if box is not None:
+            region = Box.of(box)
+            if region.x1 <= region.x0 or region.y1 <= region.y0:
+                raise ValueError(f"mark box {list(box)} is empty: x1 > x0 and y1 > y0 needed")
+            centre = ((region.x0 + region.x1) / 2, (region.y0 + region.y1) / 2)
+            return cls(label=str(label), kind="box", point=centre, box=region, source="given")
+        x, y = (float(v) for v in point)
+        square = Box.of([x - POINT_RADIUS, y - POINT_RADIUS, x + POINT_RADIUS, y + POINT_RADIUS])
+        return cls(label=str(label), kind="point", point=(x, y), box=square, source="given")
+
+
+POINT_RADIUS = 6.0  # a point mark's box: this many pixels around the point
+
+
+class GivenMark(BaseModel):
+    """A mark as a request gives it: a label and a point [x, y] or a box [x0, y0, x1, y1]."""
+
+    model_config = {"extra": "forbid"}
+
+    label: str = Field("", max_length=16, description='Its letter or number ("A", "1").')
+    point: tuple[float, float] | None = Field(None, description="[x, y] in pixels.")
+    box: tuple[float, float, float, float] | None = Field(
+        None, description="[x0, y0, x1, y1] in pixels."
+    )
+
+    def mark(self) -> Mark:
+        """The checked Mark (ValueError: neither or both of point and box, an empty box)."""
+        return Mark.given(self.label, self.point, self.box)
 
 
 class TextLine(BaseModel):

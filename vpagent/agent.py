@@ -6,12 +6,14 @@ import logging
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from langchain_core.language_models import BaseChatModel
+from pydantic import ValidationError
 
 from vpagent.answers import normalize_answer, with_choices
 from vpagent.attempts import Attempt, FailureReason, bounded_traceback, describe_error
@@ -32,6 +34,7 @@ from vpagent.result import Result, validate_question
 from vpagent.runner import ProgramRunner
 from vpagent.student_mode import STUDENT, StudentAnswerer, student_first
 from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.types import Mark
 from vpagent.trace.store import save_trace
 
 LLM_QUERY_SYSTEM = "Answer in a few words, without explanation."
@@ -141,19 +144,23 @@ class Agent:
         question: str,
         *,
         choices: list[str] | None = None,
+        marks: Sequence[Mark | dict[str, Any]] | None = None,
         on_event: EventCallback | None = None,
         mode: str | None = None,
     ) -> Result:
         """Answer ``question`` about ``image`` (a path, bytes, PIL image or numpy array).
 
         ``choices``: the options of a multiple-choice question; the answer is one of them.
-        Bad input (an unreadable image, an empty question) raises ValueError; everything that
-        goes wrong after that is reported in the Result, every attempt in ``Result.attempts``.
-        ``on_event`` hears progress messages; it may raise :class:`vpagent.events.Cancelled` to
-        stop the question at that step.
+        ``marks``: places the question names, as data: ``{"label": "A", "point": [x, y]}`` or
+        ``{"label": "1", "box": [x0, y0, x1, y1]}`` in pixels ("What is at A?"); programs get
+        them from ``image.marks()``. Bad input (an unreadable image, an empty question, a bad
+        mark) raises ValueError; everything that goes wrong after that is reported in the
+        Result, every attempt in ``Result.attempts``. ``on_event`` hears progress messages; it
+        may raise :class:`vpagent.events.Cancelled` to stop the question at that step.
         """
         question = validate_question(question)
-        asked = with_choices(question, choices)
+        given = given_marks(marks)
+        asked = with_marks(with_choices(question, choices), given)
         pixels = load_image(image)
         started = time.perf_counter()
         notify = on_event or ignore
@@ -163,7 +170,7 @@ class Agent:
             return early
         on_tokens = _token_events(on_event) if on_event else None  # streams only when heard
         outcomes = [
-            self._solve(pixels, asked, sample, notify, on_tokens, choices)
+            self._solve(pixels, asked, sample, notify, on_tokens, choices, given)
             for sample in range(self.samples)
         ]
         result = _vote(outcomes)
@@ -206,6 +213,7 @@ class Agent:
         on_tokens: Callable[[int], None] | None = None,
         *,
         choices: list[str] | None = None,
+        marks: Sequence[Mark] = (),
     ) -> Iterator[ProgramRun]:
         """The plan -> run -> repair loop of one sample: each program as it is run.
 
@@ -231,8 +239,9 @@ class Agent:
             notify(RunningProgram(repair + 1))
             started = time.perf_counter()
             execution, trace = self.runner.run(
-                plan.program, pixels, question=question, choices=choices, on_event=notify
-            )
+                plan.program, pixels, question=question, choices=choices, marks=marks,
+                on_event=notify,
+            )  # fmt: skip
             run = ProgramRun(sample, repair, plan_s, plan, execution, trace)
             run.execute_s = time.perf_counter() - started
             yield run
@@ -263,10 +272,15 @@ class Agent:
         notify: EventCallback,
         on_tokens: Callable[[int], None] | None,
         choices: list[str] | None = None,
+        marks: Sequence[Mark] = (),
     ) -> Result:
         """One sample's Result: its last program that ran, and every attempt; plan_s counts
         retrieval and LLM."""
-        runs = list(self.program_runs(pixels, question, sample, notify, on_tokens, choices=choices))
+        runs = list(
+            self.program_runs(
+                pixels, question, sample, notify, on_tokens, choices=choices, marks=marks
+            )
+        )
         timings = {
             "plan_s": sum(run.plan_s for run in runs),
             "execute_s": sum(run.execute_s for run in runs),
@@ -333,6 +347,33 @@ def _result(question: str, run: ProgramRun, timings: dict[str, float], tried: in
         verified=execution.ok and not guesses,
         unverified_reason="; ".join(guesses) or None,
     )
+
+
+def given_marks(marks: Sequence[Mark | dict[str, Any]] | None) -> list[Mark]:
+    """Marks given as data, checked (ValueError names the bad one)."""
+    found = []
+    for index, mark in enumerate(marks or []):
+        if isinstance(mark, Mark):
+            found.append(mark)
+            continue
+        unknown = set(mark) - {"label", "point", "box"}
+        if unknown:
+            raise ValueError(f"mark {index}: unknown keys {sorted(unknown)}")
+        try:
+            found.append(Mark.given(str(mark.get("label", "")), mark.get("point"), mark.get("box")))
+        except (TypeError, ValueError, ValidationError) as error:
+            raise ValueError(f"mark {index}: {error}") from None
+    return found
+
+
+def with_marks(question: str, marks: Sequence[Mark]) -> str:
+    """The question as the planner reads it: the given marks listed after it."""
+    if not marks:
+        return question
+    listed = ", ".join(
+        f"{m.label or 'unlabelled'} ({m.kind} at {m.point[0]:.0f}, {m.point[1]:.0f})" for m in marks
+    )
+    return f"{question} Marks on the image: {listed}."
 
 
 def _token_events(notify: EventCallback) -> Callable[[int], None]:

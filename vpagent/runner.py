@@ -17,7 +17,7 @@ from vpagent.sandbox.result import ExecutionResult
 from vpagent.student.backend import register_student_backends
 from vpagent.tools.program_host import ProgramHost
 from vpagent.tools.server import LLM, ToolServer
-from vpagent.tools.types import StepArtifacts
+from vpagent.tools.types import Mark, StepArtifacts
 from vpagent.trace.records import ImageInfo, Trace
 
 
@@ -47,6 +47,7 @@ class ProgramRunner:
         *,
         question: str | None = None,
         choices: Sequence[str] | None = None,
+        marks: Sequence[Mark] = (),
         on_event: EventCallback | None = None,
     ) -> tuple[ExecutionResult, Trace]:
         """Run ``program`` (defining ``execute_command(image)``) on ``image``.
@@ -54,10 +55,11 @@ class ProgramRunner:
         ``on_event`` hears a :class:`ToolStep` as each tool call starts. With the ``question``, an
         answer not of the kind it asks for (not one of its options, not yes/no, not a number
         for "how many", ...) is a failed run (:mod:`vpagent.answer_form`); a multiple-choice
-        question (``choices``) is answered in whatever form its options take.
+        question (``choices``) is answered in whatever form its options take. ``marks``: marks
+        given with the question; the program's ``image.marks()`` returns them.
         """
         pixels = load_image(image)
-        host = ProgramHost(self.server, pixels)
+        host = ProgramHost(self.server, pixels, marks=marks)
         handler: ToolHandler = host
         if on_event is not None:
             calls = itertools.count(1)

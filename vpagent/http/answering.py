@@ -34,6 +34,7 @@ from vpagent.http.metrics import ServerMetrics
 from vpagent.images import load_image
 from vpagent.logs import log_context
 from vpagent.result import Result, validate_choices, validate_question
+from vpagent.tools.types import GivenMark, Mark
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +62,21 @@ class Question:
     text: str
     mode: str | None = None
     choices: tuple[str, ...] = ()  # a multiple-choice question's options
+    marks: tuple[Mark, ...] = ()  # marks given with the question
 
     def key(self) -> str:
-        return _key(self.digest, self.mode, self.text, self.choices)
+        return _key(self.digest, self.mode, self.text, self.choices, self.marks)
 
 
-def _key(digest: str, mode: str | None, text: str, choices: tuple[str, ...] = ()) -> str:
-    return f"{digest}:{mode}:{text}:{json.dumps(choices)}"
+def _key(
+    digest: str,
+    mode: str | None,
+    text: str,
+    choices: tuple[str, ...] = (),
+    marks: tuple[Mark, ...] = (),
+) -> str:
+    given = [mark.model_dump(mode="json") for mark in marks]
+    return f"{digest}:{mode}:{text}:{json.dumps(choices)}:{json.dumps(given)}"
 
 
 @dataclass
@@ -110,18 +119,25 @@ class Answerer:
         self._flights: dict[str, Flight] = {}
 
     async def read(
-        self, image: bytes, text: str, mode: str | None = None, choices: list[str] | None = None
+        self,
+        image: bytes,
+        text: str,
+        mode: str | None = None,
+        choices: list[str] | None = None,
+        *,
+        marks: list[GivenMark] | None = None,
     ) -> Question:
         """The checked question, its image decoded in a thread; ValueError (ImageError) for an
         empty question or a bad image, :class:`Refused` for a new question the server cannot
         take now (before the decode is paid for)."""
         checked = validate_question(text)
         options = tuple(validate_choices(choices) or ())
+        given = tuple(mark.mark() for mark in marks or [])
         digest = await asyncio.to_thread(lambda: hashlib.sha256(image).hexdigest())
-        if _key(digest, mode, checked, options) not in self._flights:
+        if _key(digest, mode, checked, options, given) not in self._flights:
             self.admission.check()
         pixels = await asyncio.to_thread(load_image, image)
-        return Question(pixels, digest, checked, mode, options)
+        return Question(pixels, digest, checked, mode, options, given)
 
     async def answer(
         self,
@@ -213,6 +229,7 @@ class Answerer:
                 question.pixels,
                 question.text,
                 choices=list(question.choices) or None,
+                marks=list(question.marks),
                 on_event=notify,
                 mode=question.mode,
             )

@@ -22,7 +22,7 @@ import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 from starlette.datastructures import UploadFile
 
 import vpagent
@@ -37,9 +37,14 @@ from vpagent.http.openai_api import openai_router
 from vpagent.http.outcomes import add_outcome_handlers
 from vpagent.result import MAX_CHOICES, MAX_QUESTION_CHARS, Result, ResultSummary
 from vpagent.student_mode import MODES
+from vpagent.tools.types import GivenMark
 from vpagent.trace.render import render_html
 
 TRACES_KEPT = 256
+
+
+MAX_MARKS = 26
+MARKS = TypeAdapter(list[GivenMark])
 
 
 class AskJSON(BaseModel):
@@ -55,6 +60,10 @@ class AskJSON(BaseModel):
         None, max_length=MAX_CHOICES,
         description="A multiple-choice question's options; the answer is one of them.",
     )  # fmt: skip
+    marks: list[GivenMark] | None = Field(
+        None, max_length=MAX_MARKS,
+        description="Places the question names ('What is at A?'): label and point or box.",
+    )  # fmt: skip
 
 
 ASK_REQUEST_BODY: dict[str, Any] = {
@@ -69,6 +78,10 @@ ASK_REQUEST_BODY: dict[str, Any] = {
                     "question": {"type": "string", "maxLength": MAX_QUESTION_CHARS},
                     "mode": {"type": "string", "enum": list(MODES)},
                     "choices": {"type": "array", "items": {"type": "string"}},
+                    "marks": {
+                        "type": "string",
+                        "description": "JSON list of marks: [{label, point | box}]",
+                    },
                 },
             }
         },
@@ -170,17 +183,19 @@ def create_app(
             except (ValueError, binascii.Error) as error:
                 raise HTTPException(422, f"bad JSON body: {error}") from None
             question, mode, choices = body.question, body.mode, body.choices
+            marks = body.marks
         elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             image_bytes, question = await _read_form(request)
             mode = (await request.form()).get("mode")  # parsed once; Starlette caches it
             mode = mode if isinstance(mode, str) and mode else None
             listed = (await request.form()).getlist("choices")
             choices = [c for c in listed if isinstance(c, str)] or None
+            marks = _form_marks((await request.form()).get("marks"))
         else:
             raise HTTPException(415, "send multipart/form-data (image, question) or JSON")
         try:
-            asked = await answerer.read(image_bytes, question, mode, choices)
-        except ValueError as error:  # an empty question, an unreadable image (ImageError)
+            asked = await answerer.read(image_bytes, question, mode, choices, marks=marks)
+        except ValueError as error:  # an empty question, a bad mark, an unreadable image
             raise HTTPException(422, str(error)) from None
         return await answer(request, asked)
 
@@ -207,13 +222,23 @@ def role_seconds(agent: Agent) -> dict[str, float]:
     return dict(agent.runner.server.role_seconds)
 
 
+def _form_marks(raw: object) -> list[GivenMark] | None:
+    """The multipart ``marks`` field: a JSON list of marks (422 when it is not one)."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    try:
+        return MARKS.validate_json(raw)
+    except ValueError as error:
+        raise HTTPException(422, f"bad marks: {error}") from None
+
+
 def _read_json(raw: bytes) -> tuple[AskJSON, bytes]:
     body = AskJSON.model_validate_json(raw)
     return body, base64.b64decode(body.image_base64, validate=True)
 
 
 async def _read_form(request: Request) -> tuple[bytes, str]:
-    form = await request.form(max_files=1, max_fields=4 + MAX_CHOICES)
+    form = await request.form(max_files=1, max_fields=5 + MAX_CHOICES)
     image = form.get("image")
     question = form.get("question")
     if not isinstance(image, UploadFile):

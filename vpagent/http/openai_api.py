@@ -29,6 +29,7 @@ from vpagent.agent import Agent
 from vpagent.events import Event
 from vpagent.http.answering import Answerer, Question
 from vpagent.result import Result, ResultSummary
+from vpagent.tools.types import GivenMark
 
 MODELS = {
     "vpagent": "program",
@@ -47,6 +48,7 @@ class ChatRequest(BaseModel):
     messages: list[dict[str, Any]]
     stream: bool = False
     choices: list[str] | None = None  # vpagent's own: a multiple-choice question's options
+    marks: list[GivenMark] | None = None  # vpagent's own: places the question names, as data
 
 
 def bad_request(message: str, status: int = 400) -> HTTPException:
@@ -168,8 +170,8 @@ def openai_router(answerer: Answerer, agent: Agent, check_key: Callable[..., Non
             ) from None
         image_bytes, text, mode = await asyncio.to_thread(parse_question, body, agent)
         try:
-            question = await answerer.read(image_bytes, text, mode, body.choices)
-        except ValueError as error:  # an empty question, an unreadable image (ImageError)
+            question = await answerer.read(image_bytes, text, mode, body.choices, marks=body.marks)
+        except ValueError as error:  # an empty question, a bad mark, an unreadable image
             raise bad_request(str(error)) from None
         completion_id = f"chatcmpl-{secrets.token_hex(12)}"
         if not body.stream:
