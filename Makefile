@@ -25,6 +25,8 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PYTHON=$(BIN)/python bash scripts/check-imports.sh
+	# types: mypy on the package as installed, strict on the contracts, sandbox and agent loop
+	PYTHON=$(BIN)/python bash scripts/typecheck.sh
 	# the documentation site (mkdocs.yml): a broken link or API reference fails the build
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site  # not --quiet: it hides the warnings --strict counts
 

@@ -188,7 +188,7 @@ class AppController:
         yield {**self._cleared(f"{BUSY} **Starting…**"), self.out.program: ""}
         started = time.perf_counter()
         done: Done | None = None
-        for progress, outcome in self.runs.stream(
+        for progress, finished in self.runs.stream(
             _session(request),
             lambda on_event: self.agent.ask(
                 pixels, question, marks=given, on_event=on_event, mode=mode or None
@@ -196,7 +196,7 @@ class AppController:
         ):
             if progress is not None:
                 yield self._message(progress)
-            done = outcome
+            done = finished
         assert done is not None
         seconds = time.perf_counter() - started
         if done.error is not None or not isinstance(done.value, Result):
@@ -221,8 +221,7 @@ class AppController:
             )
             outcome = "answered"
         else:
-            error = short(result.error or "", 600)
-            headline = f"{PROBLEM} No answer after {tries}. {error}"
+            headline = f"{PROBLEM} No answer after {tries}. {short(result.error or '', 600)}"
             outcome = f"failed: {result.error_kind}"
         if result.answer is not None and not result.verified:
             reason = short(result.unverified_reason or "", 600)
@@ -291,10 +290,10 @@ class AppController:
             return self.agent.runner.run(program, pixels, question=asked or None, on_event=on_event)
 
         done: Done | None = None
-        for progress, outcome in self.runs.stream(_session(request), work):
+        for progress, finished in self.runs.stream(_session(request), work):
             if progress is not None:
                 yield self._message(progress)
-            done = outcome
+            done = finished
         assert done is not None
         seconds = time.perf_counter() - started
         label = f"{asked} (edited program)" if asked else "(edited program)"

@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,16 +71,17 @@ def build_agent(
         )
         return planner, runner
 
-    options = {
-        "max_repairs": settings.agent.max_repairs,
-        "samples": settings.agent.samples,
-        "trace_dir": settings.trace_dir,
-        "student": student,
-        "parallel": settings.llm.parallel,
-    }
+    configured = partial(
+        Agent,
+        max_repairs=settings.agent.max_repairs,
+        samples=settings.agent.samples,
+        trace_dir=settings.trace_dir,
+        student=student,
+        parallel=settings.llm.parallel,
+    )
     if settings.agent.mode == STUDENT:  # the planner and tools start with the first program
-        return Agent(program_path=program_path, **options)
-    return Agent(*program_path(), **options)
+        return configured(program_path=program_path)
+    return configured(*program_path())
 
 
 class Agent:

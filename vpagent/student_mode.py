@@ -19,12 +19,13 @@ from typing import Any
 import numpy as np
 
 from vpagent.attempts import Attempt, FailureReason
-from vpagent.config import ANSWER_MODES as MODES
+from vpagent.config import ANSWER_MODES
 from vpagent.events import AskingStudent, EventCallback, StudentUnsure, ignore
 from vpagent.result import Result
 
 STUDENT = "student"
 PROGRAM = "program"
+MODES = ANSWER_MODES  # who may answer, for the front ends
 
 
 @dataclass

@@ -51,7 +51,7 @@ def exist_questions(scene: Scene, rng: random.Random) -> list[list[Question]]:
     present = set(scene.names)
     absent = [name for name in scene.all_names if name not in present]
     seen = [name for name in scene.names if any(t.clear for t in scene.instances(name))]
-    groups = []
+    groups: list[list[Question]] = []
     for name, missing in zip(seen, rng.sample(absent, min(len(absent), len(seen))), strict=False):
         groups.append(
             [
@@ -178,7 +178,7 @@ def exist_both_questions(scene: Scene, rng: random.Random) -> list[list[Question
     present = set(scene.names)
     absent = [name for name in scene.all_names if name not in present]
     seen = [name for name in scene.names if any(t.clear for t in scene.instances(name))]
-    groups = []
+    groups: list[list[Question]] = []
     for i, first in enumerate(seen):
         for second in seen[i + 1 :]:
             if not absent:

@@ -7,7 +7,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import click
 import typer
 from rich.table import Table
 from typer.core import TyperGroup
@@ -28,6 +27,8 @@ from vpagent.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from typer._click.core import Command, Context  # the click TyperGroup's signature names
+
     from vpagent.evaluation.run import Report
 
 
@@ -35,8 +36,8 @@ class _RunUnlessCommand(TyperGroup):
     """``vpagent eval DATASET ...`` means ``vpagent eval run DATASET ...``."""
 
     def resolve_command(
-        self, ctx: click.Context, args: list[str]
-    ) -> tuple[str | None, click.Command | None, list[str]]:
+        self, ctx: Context, args: list[str]
+    ) -> tuple[str | None, Command | None, list[str]]:
         if args and args[0] not in self.commands:
             args = ["run", *args]
         return super().resolve_command(ctx, args)
@@ -162,7 +163,7 @@ def run_command(
                 if predictions_format
                 else default_format(loaded.layout, results)
             )
-            write_predictions(predictions, results, form)  # type: ignore[arg-type]
+            write_predictions(predictions, results, form)
         except PredictionsError as error:
             raise fail(str(error)) from None
         errors.print(f"wrote {len(results)} {form} predictions to {predictions}", highlight=False)

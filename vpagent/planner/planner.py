@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +39,7 @@ class Usage:
     generated_tokens: int = 0
 
     def add(self, message: AIMessage) -> None:
-        meta = message.usage_metadata or {}
+        meta: Mapping[str, Any] = message.usage_metadata or {}
         self.prompt_tokens += int(meta.get("input_tokens", 0) or 0)
         self.generated_tokens += int(meta.get("output_tokens", 0) or 0)
         details = meta.get("input_token_details") or {}

@@ -419,7 +419,7 @@ def _result_from_done(message: dict[str, Any]) -> ExecutionResult:
     if message.get("ok"):
         return ExecutionResult(ok=True, answer=str(message.get("answer")), stdout=stdout)
     try:
-        kind = FailureReason(message.get("kind"))
+        kind = FailureReason(str(message.get("kind")))
     except ValueError:
         log.warning("the worker reported an unknown failure kind %r", message.get("kind"))
         kind = FailureReason.CRASHED

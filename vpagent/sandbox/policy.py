@@ -291,5 +291,5 @@ def check_program(source: str) -> CheckedProgram:
 def harden(program: CheckedProgram) -> ast.Module:
     """Return a copy of the checked tree with big-arithmetic guards inserted."""
     tree = ast.parse(program.source, filename="<program>", mode="exec")
-    guarded = _ArithmeticGuard().visit(tree)
+    guarded: ast.Module = _ArithmeticGuard().visit(tree)  # visit() returns Any
     return ast.fix_missing_locations(guarded)

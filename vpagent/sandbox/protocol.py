@@ -34,7 +34,7 @@ class DeadlineExceeded(TimeoutError):
 
 def encode(message: dict[str, Any]) -> bytes:
     """One frame: a 4-byte big-endian length, then the msgpack payload."""
-    payload = msgpack.packb(message, use_bin_type=True)
+    payload: bytes = msgpack.packb(message, use_bin_type=True)  # msgpack is untyped
     if len(payload) > MAX_FRAME_BYTES:
         raise ProtocolError(f"message of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
     return _HEADER.pack(len(payload)) + payload

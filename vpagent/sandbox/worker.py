@@ -372,7 +372,10 @@ def run_program(
 
 def _load_factory(spec: str) -> Callable[..., tuple[Any, dict[str, Any]]]:
     module_name, _, attribute = spec.partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    factory: Callable[..., tuple[Any, dict[str, Any]]] = getattr(
+        importlib.import_module(module_name), attribute
+    )
+    return factory
 
 
 def _parse_options(argv: list[str] | None = None) -> argparse.Namespace:
@@ -400,7 +403,7 @@ def _send_report(message: dict[str, Any]) -> None:
 
 def start(
     options: argparse.Namespace,
-) -> tuple[Callable[..., Any], OutputBuffer, dict, HostChannel]:
+) -> tuple[Callable[..., Any], OutputBuffer, dict[str, Any], HostChannel]:
     """Everything before the program arrives: imports, then isolation; report ready."""
     if options.api_dir is not None:  # before isolation: the jail has no files
         sys.path.insert(0, options.api_dir)
