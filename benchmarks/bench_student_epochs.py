@@ -3,7 +3,7 @@
 Run (after `bench_student_ablation.py --until exports` has built the work folder):
 
     nice -n 10 .venv/bin/python benchmarks/bench_student_epochs.py [--work DIR] [--seeds 0 1 2]
-        [--max-records 64] [--epochs 3] [--until STAGE]
+        [--max-records 32] [--epochs 3] [--variants ...] [--until STAGE]
 
 Stages, each skipped where its output is whole, so a killed run continues where it stopped
 (per variant and seed; a training run killed mid-way resumes from its last epoch checkpoint):
@@ -362,13 +362,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=ROOT.parent / "runs" / "student-ablation")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--max-records", type=int, default=64)
-    parser.add_argument("--max-validation-records", type=int, default=32)
+    parser.add_argument("--max-records", type=int, default=32)
+    parser.add_argument("--max-validation-records", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--lora-layers", type=int, default=8)
     parser.add_argument("--until", choices=STAGES, default="report")
+    parser.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+        help="train only these (e.g. one per process, to run variants side by side)",
+    )  # fmt: skip
     args = parser.parse_args()
     if not (args.work / "exports" / "vpd-augmented" / "card.json").is_file():
         sys.exit("no exports: run bench_student_ablation.py --until exports first")
@@ -378,7 +382,7 @@ def main() -> None:
             traced_teacher(args.work)
         elif stage == "students":
             for seed in args.seeds:
-                for variant in VARIANTS:
+                for variant in args.variants:
                     train_and_evaluate(args.work, variant, seed, args)
         else:
             print(markdown(report(args.work, args.seeds, args)))
