@@ -35,7 +35,7 @@ class SlowStepAgent:
 
     def ask(
         self, image: Any, question: str, *, on_event: EventCallback | None = None,
-        mode: str | None = None,
+        mode: str | None = None, **_given: Any,  # choices, marks: as Agent.ask takes them
     ) -> Result:  # fmt: skip
         notify = on_event or ignore
         with self._lock:
