@@ -202,7 +202,8 @@ class SandboxExecutor:
         worker: _Worker | None = None
         try:
             worker = self._start_ready_worker()
-        except (WorkerStartError, OSError):
+        except (WorkerStartError, OSError) as error:
+            log.info("a spare sandbox worker did not start: %s", error)
             worker = None  # a run that needs a worker starts its own and reports why
         with self._pool:
             self._starting -= 1
