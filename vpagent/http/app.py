@@ -28,12 +28,13 @@ from starlette.datastructures import UploadFile
 import vpagent
 from vpagent.agent import Agent
 from vpagent.config import AnswerMode, ServerConfig
+from vpagent.http import contract
 from vpagent.http.admission import Admission
 from vpagent.http.answering import Answerer, Question
 from vpagent.http.auth import key_checker
 from vpagent.http.limits import BodySizeLimit
 from vpagent.http.metrics import ServerMetrics
-from vpagent.http.openai_api import openai_router
+from vpagent.http.openai_api import available_models, openai_router
 from vpagent.http.outcomes import add_outcome_handlers
 from vpagent.result import MAX_CHOICES, MAX_QUESTION_CHARS, Result, ResultSummary
 from vpagent.student_mode import MODES
@@ -211,8 +212,15 @@ def create_app(
 
     app.include_router(openai_router(answerer, agent, check_key))
     add_outcome_handlers(app, metrics)
+    contract.install(app, secured=bool(api_key), modes=available_modes(agent),
+                     models=available_models(agent))  # fmt: skip
     app.add_middleware(BodySizeLimit, max_bytes=config.max_upload_mb * 1024 * 1024)
     return app
+
+
+def available_modes(agent: Agent) -> list[str]:
+    """The answer modes this agent has: the student modes need agent.student."""
+    return [mode for mode in MODES if mode == "program" or agent.student is not None]
 
 
 def role_seconds(agent: Agent) -> dict[str, float]:
@@ -239,6 +247,10 @@ def _read_json(raw: bytes) -> tuple[AskJSON, bytes]:
 
 async def _read_form(request: Request) -> tuple[bytes, str]:
     form = await request.form(max_files=1, max_fields=5 + MAX_CHOICES)
+    unknown = sorted(set(form.keys()) - set(ASK_REQUEST_BODY["content"]["multipart/form-data"]
+                                            ["schema"]["properties"]))  # fmt: skip
+    if unknown:  # a misspelt field is an error, not silently ignored
+        raise HTTPException(422, f"unknown form field(s): {', '.join(unknown)}")
     image = form.get("image")
     question = form.get("question")
     if not isinstance(image, UploadFile):

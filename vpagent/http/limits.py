@@ -1,9 +1,15 @@
-"""ASGI middleware that refuses request bodies over a size limit, before they are buffered."""
+"""ASGI middleware that refuses request bodies over a size limit, before they are buffered.
+
+The 413 body is the route's error model: ``{"detail": ...}``, or OpenAI's ``{"error": ...}`` on
+the OpenAI routes (:func:`vpagent.http.outcomes.error_body`).
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from vpagent.http.outcomes import error_body
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -27,7 +33,7 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(send)
+            await self._refuse(scope, send)
             return
         received = 0
         started = False
@@ -50,12 +56,11 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await self._refuse(send)
+                await self._refuse(scope, send)
 
-    async def _refuse(self, send: Any) -> None:
-        body = json.dumps(
-            {"detail": f"the request body is larger than {self.max_bytes // (1024 * 1024)} MB"}
-        ).encode()
+    async def _refuse(self, scope: Scope, send: Any) -> None:
+        message = f"the request body is larger than {self.max_bytes // (1024 * 1024)} MB"
+        body = json.dumps(error_body(scope.get("path", ""), 413, message)).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -23,11 +23,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from vpagent.agent import Agent
 from vpagent.events import Event
 from vpagent.http.answering import Answerer, Question
+from vpagent.http.chat_schema import ChatMessage
 from vpagent.result import Result, ResultSummary
 from vpagent.tools.types import GivenMark
 
@@ -45,7 +46,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: str
-    messages: list[dict[str, Any]]
+    messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     choices: list[str] | None = None  # vpagent's own: a multiple-choice question's options
     marks: list[GivenMark] | None = None  # vpagent's own: places the question names, as data
@@ -85,7 +86,8 @@ def parse_question(body: ChatRequest, agent: Agent) -> tuple[bytes, str, str]:
             f"{', '.join(available_models(agent))}",
             404,
         )
-    users = [message for message in body.messages if message.get("role") == "user"]
+    messages = [message.model_dump() for message in body.messages]
+    users = [message for message in messages if message.get("role") == "user"]
     if not users:
         raise bad_request("the messages hold no user message")
     content = users[-1].get("content")

@@ -8,6 +8,7 @@ Routes under ``/v1/chat`` and ``/v1/models`` answer in OpenAI's error format.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -23,15 +24,19 @@ OPENAI_TYPES = {401: "authentication_error", 404: "not_found_error", 429: "rate_
                 503: "server_unavailable", 504: "timeout"}  # fmt: skip
 
 
+def error_body(path: str, status: int, message: str) -> dict[str, Any]:
+    """``{"detail": ...}``, or OpenAI's ``{"error": {...}}`` on the OpenAI routes."""
+    if path.startswith(OPENAI_PREFIXES):
+        kind = OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+        return {"error": {"message": message, "type": kind, "param": None, "code": None}}
+    return {"detail": message}
+
+
 def error_response(
     request: Request, status: int, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    """``{"detail": ...}``, or OpenAI's ``{"error": {...}}`` on the OpenAI routes."""
-    if request.url.path.startswith(OPENAI_PREFIXES):
-        kind = OPENAI_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
-        body = {"error": {"message": message, "type": kind, "param": None, "code": None}}
-        return JSONResponse(body, status, headers=headers)
-    return JSONResponse({"detail": message}, status, headers=headers)
+    """The route's error body (:func:`error_body`) as a response."""
+    return JSONResponse(error_body(request.url.path, status, message), status, headers=headers)
 
 
 def add_outcome_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
