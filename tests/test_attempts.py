@@ -98,8 +98,11 @@ def test_http_returns_the_attempts_in_the_answer_and_the_trace() -> None:
         files = {"image": ("spots.png", buffer.getvalue(), "image/png")}
         body = client.post("/v1/ask", files=files, data={"question": QUESTION}).json()
         trace = client.get(f"/v1/traces/{body['trace_id']}").json()
+        page = client.get(f"/v1/traces/{body['trace_id']}?format=html").text
     assert_three_attempts([Attempt.model_validate(a) for a in body["attempts"]])
     assert_three_attempts([Attempt.model_validate(a) for a in trace["attempts"]])
+    listed = page.split("Every attempt at the question (3)")[1]  # the visual rationale's list
+    assert listed.index("1 / 0") < listed.index("2 / 0") < listed.index("probably two")
 
 
 def test_the_app_shows_the_failed_programs_and_the_fallback() -> None:
