@@ -279,7 +279,8 @@ def _chat(operation: dict[str, Any], _modes: list[str]) -> None:
         "content": {"application/json": {"schema": {"$ref": SCHEMAS + "ChatCompletion"}},
                     "text/event-stream": {"schema": SSE_EVENT}},
         "links": {"trace": {"operationId": "get_trace",
-                            "parameters": {"trace_id": "$response.body#/vpagent/trace_id"}}},
+                            "parameters": {"trace_id": "$response.body#/vpagent/trace_id"},
+                            "description": "The answer's trace (a JSON answer's, not a stream's)."}},
     }  # fmt: skip
 
 
