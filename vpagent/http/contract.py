@@ -280,7 +280,7 @@ def _chat(operation: dict[str, Any], _modes: list[str]) -> None:
                     "text/event-stream": {"schema": SSE_EVENT}},
         "links": {"trace": {"operationId": "get_trace",
                             "parameters": {"trace_id": "$response.body#/vpagent/trace_id"},
-                            "description": "The answer's trace (a JSON answer's, not a stream's)."}},
+                            "description": "A JSON answer's trace (not a stream's)."}},
     }  # fmt: skip
 
 
