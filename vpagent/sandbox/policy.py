@@ -8,6 +8,7 @@ contains whatever this check misses.
 from __future__ import annotations
 
 import ast
+import warnings
 from typing import NamedTuple
 
 from vpagent.sandbox.limits import (
@@ -269,7 +270,9 @@ def check_program(source: str) -> CheckedProgram:
     if "\x00" in source:
         raise ProgramRejected("the program contains a NUL character")
     try:
-        tree = ast.parse(source, filename="<program>", mode="exec")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escapes warn; they are no error here
+            tree = ast.parse(source, filename="<program>", mode="exec")
     except SyntaxError as error:
         raise ProgramRejected(f"syntax error: {error.msg}", error.lineno) from None
     except (ValueError, RecursionError, MemoryError) as error:
@@ -285,7 +288,21 @@ def check_program(source: str) -> CheckedProgram:
         raise ProgramRejected(f"the program must define 'def {ENTRY_POINT}(image):'")
     if len(entry[0].args.args) != 1:
         raise ProgramRejected(f"'{ENTRY_POINT}' must take exactly one argument (the image)")
+    _check_compiles(tree)
     return CheckedProgram(source=source, tree=tree)
+
+
+def _check_compiles(tree: ast.Module) -> None:
+    """Reject what parses but does not compile ('break' outside a loop, a repeated argument
+    name): the worker would otherwise die compiling it, with no report."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarning ("is" with a literal) is no error
+            compile(tree, "<program>", "exec", dont_inherit=True)
+    except SyntaxError as error:
+        raise ProgramRejected(f"syntax error: {error.msg}", error.lineno) from None
+    except (ValueError, RecursionError, MemoryError) as error:
+        raise ProgramRejected(f"the program cannot be compiled: {error}") from None
 
 
 def harden(program: CheckedProgram) -> ast.Module:
