@@ -109,6 +109,10 @@ def test_paths_need_an_allowed_folder_and_errors_reach_the_model(
     assert refused.status == "error" and "file paths are not allowed" in refused.content
     allowed = AskImageTool.around(agent, allow_dirs=[tmp_path]).invoke(call)
     assert allowed.content == "2" and allowed.status == "success"
+    call["args"]["choices"] = ["2", "9"]
+    assert AskImageTool.around(agent, allow_dirs=[tmp_path]).invoke(call).content == "2"
+    prompt = str(agent.planner.chat_model.last_prompt[-1].content)  # type: ignore[attr-defined]
+    assert "Choose one of: 2, 9." in prompt
 
 
 def test_async_invocation(agent: Agent) -> None:

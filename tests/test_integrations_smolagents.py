@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from PIL import Image
 from smolagents import CodeAgent, ToolCallingAgent
@@ -120,6 +121,11 @@ def test_code_agent_asks_a_running_server_by_url(agent: Agent, tmp_path: Path) -
         code_agent = CodeAgent(tools=[tool], model=ScriptedCode(str(picture)), max_steps=2)
         assert code_agent.run("How many spots?") == "2 spots"
         assert tool.last is not None and tool.last["trace_id"]
+        assert tool.forward(spots_base64(), "How many?", choices=["2", "9"]) == "2"
+        trace = httpx.get(
+            f"{base}/v1/traces/{tool.last['trace_id']}", headers={"X-API-Key": API_KEY}
+        )
+        assert trace.json()["question"] == "How many? Choose one of: 2, 9."
         with pytest.raises(VpagentError, match="401"):
             AskImageTool(url=base, api_key="wrong").forward(spots_base64(), "How many?")
 

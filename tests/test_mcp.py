@@ -194,6 +194,19 @@ def test_refused_images_get_a_clear_error_and_are_never_read(
     assert not any(name.endswith(("secret.png", "notes.txt", "big.png")) for name in opened)
 
 
+def test_choices_reach_the_planner(front: McpFrontEnd) -> None:
+    async def check(session: ClientSession) -> None:
+        arguments = {"image": b64(png_bytes()), "question": "How many?", "choices": ["2", "9"]}
+        result = await session.call_tool("ask_image", arguments)
+        answer = result.structuredContent or {}
+        assert answer.get("answer") == "2", result
+        trace = await session.read_resource(f"vpagent://traces/{answer['trace_id']}")
+        asked = json.loads(trace.contents[0].text)["question"]  # type: ignore[union-attr]
+        assert asked == "How many? Choose one of: 2, 9."
+
+    in_memory(front, check)
+
+
 def test_paths_are_refused_without_allowed_folders(photos: Path) -> None:
     agent = make_agent([COUNT])
     front = McpFrontEnd(agent, ImagePolicy())
@@ -252,11 +265,12 @@ def test_admission_limits_and_deadline_as_for_serve() -> None:
                 "ask_image", {"image": image, "question": question}
             )
 
-        async with anyio.create_task_group() as group:
-            group.start_soon(ask, "first?")
-            while gated.asked == 0:
-                await anyio.sleep(0.01)
-            group.start_soon(ask, "second?")
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                group.start_soon(ask, "first?")
+                while gated.asked == 0 and "first?" not in results:
+                    await anyio.sleep(0.01)
+                group.start_soon(ask, "second?")
         assert "busy" in error_text(results["second?"])
         assert "retry after" in error_text(results["second?"])
         assert "no answer within 1 s" in error_text(results["first?"])

@@ -51,6 +51,9 @@ class AskImageInput(BaseModel):
         description="A question about the image, e.g. 'How many dogs are there?'",
         max_length=MAX_QUESTION_CHARS,
     )
+    choices: list[str] | None = Field(
+        None, description="The options of a multiple-choice question; the answer is one of them."
+    )
 
 
 class AskImageTool(BaseTool):
@@ -76,9 +79,11 @@ class AskImageTool(BaseTool):
         """The tool answering with ``agent``; paths only inside ``allow_dirs``."""
         return cls(agent=agent, policy=ImagePolicy.of(allow_dirs, max_bytes))
 
-    def _run(self, image: str, question: str, **_: Any) -> tuple[str, dict[str, Any]]:
+    def _run(
+        self, image: str, question: str, choices: list[str] | None = None, **_: Any
+    ) -> tuple[str, dict[str, Any]]:
         try:
-            result = self.agent.ask(self.policy.read(image), question)
+            result = self.agent.ask(self.policy.read(image), question, choices=choices)
         except ValueError as error:  # a refused or unreadable image, an empty question
             raise ToolException(str(error)) from None
         artifact = ResultSummary.of(result).model_dump(mode="json")

@@ -36,7 +36,7 @@ class VpagentError(RuntimeError):
     """vpagent could not answer: a refused image, a busy server, or no answer found."""
 
 
-class AskImageTool(Tool):
+class AskImageTool(Tool):  # type: ignore[misc]  # smolagents ships no type hints
     """Ask vpagent a question about an image; returns the answer as text."""
 
     name = "ask_image"
@@ -55,6 +55,11 @@ class AskImageTool(Tool):
         "question": {
             "type": "string",
             "description": "A question about the image, e.g. 'How many dogs are there?'",
+        },
+        "choices": {
+            "type": "array",
+            "description": "The options of a multiple-choice question; the answer is one.",
+            "nullable": True,
         },
     }
     output_type = "string"
@@ -81,20 +86,29 @@ class AskImageTool(Tool):
         self.timeout_s = timeout_s
         self.last: dict[str, Any] | None = None
 
-    def forward(self, image: str, question: str) -> str:  # type: ignore[override]
+    def forward(self, image: str, question: str, choices: list[str] | None = None) -> str:
         data = self.policy.read(image)
-        summary = self._ask_here(data, question) if self.agent else self._ask_server(data, question)
+        if self.agent is not None:
+            summary = self._ask_here(data, question, choices)
+        else:
+            summary = self._ask_server(data, question, choices)
         self.last = summary
         if summary.get("answer") is None:
             raise VpagentError(f"vpagent found no answer: {summary.get('error')}")
         return str(summary["answer"])
 
-    def _ask_here(self, data: bytes, question: str) -> dict[str, Any]:
+    def _ask_here(self, data: bytes, question: str, choices: list[str] | None) -> dict[str, Any]:
         assert self.agent is not None
-        return ResultSummary.of(self.agent.ask(data, question)).model_dump(mode="json")
+        result = self.agent.ask(data, question, choices=choices)
+        return ResultSummary.of(result).model_dump(mode="json")
 
-    def _ask_server(self, data: bytes, question: str) -> dict[str, Any]:
-        body = {"image_base64": base64.b64encode(data).decode(), "question": question}
+    def _ask_server(self, data: bytes, question: str, choices: list[str] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "image_base64": base64.b64encode(data).decode(),
+            "question": question,
+        }
+        if choices:
+            body["choices"] = choices
         headers = {"X-API-Key": self.api_key} if self.api_key else {}
         try:
             response = httpx.post(

@@ -101,7 +101,7 @@ class TraceShelf:
 
     def trace(self, trace_id: str) -> Trace:
         with self._lock:
-            kept = self._entries.get(trace_id)
+            kept: tuple[Trace, bytes] | None = self._entries.get(trace_id)
         if kept is not None:
             return kept[0]
         path = self.trace_dir / f"{trace_id}.json" if self.trace_dir else None
@@ -111,7 +111,7 @@ class TraceShelf:
 
     def png(self, trace_id: str) -> bytes:
         with self._lock:
-            kept = self._entries.get(trace_id)
+            kept: tuple[Trace, bytes] | None = self._entries.get(trace_id)
         if kept is None:
             raise ValueError(f"no rationale for trace {trace_id!r} (only recent ones are kept)")
         return kept[1]
@@ -191,6 +191,10 @@ class McpFrontEnd:
             AnswerMode | None,
             Field(description="Who answers: program (default), student, student-then-program."),
         ] = None,
+        choices: Annotated[
+            list[str] | None,
+            Field(description="The options of a multiple-choice question; the answer is one."),
+        ] = None,
     ) -> Annotated[CallToolResult, ResultSummary]:
         """Answer a question about an image: vpagent writes a Python program over vision tools,
         runs it in a sandbox and returns the answer, who answered (`answered_by`), whether the
@@ -200,7 +204,7 @@ class McpFrontEnd:
         relay = asyncio.create_task(_relay_progress(events, ctx))
         try:
             data = await anyio.to_thread.run_sync(self.policy.read, image)
-            asked = await self.answerer.read(data, question, mode)
+            asked = await self.answerer.read(data, question, mode, choices)
             result = await self.answerer.answer(asked, _never_gone, events)
         except Refused as error:
             raise ToolError(f"{error.detail}; retry after {error.retry_after} s") from None
