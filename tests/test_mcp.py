@@ -207,6 +207,33 @@ def test_choices_reach_the_planner(front: McpFrontEnd) -> None:
     in_memory(front, check)
 
 
+def test_traces_saved_to_trace_dir_outlive_the_server(tmp_path: Path) -> None:
+    agent = make_agent([COUNT], trace_dir=tmp_path)
+    image = b64(png_bytes())
+
+    async def ask(session: ClientSession) -> None:
+        result = await session.call_tool("ask_image", {"image": image, "question": "How many?"})
+        (tmp_path / "asked").write_text((result.structuredContent or {})["trace_id"])
+
+    async def read(session: ClientSession) -> None:
+        trace_id = (tmp_path / "asked").read_text()
+        trace = await session.read_resource(f"vpagent://traces/{trace_id}")
+        assert json.loads(trace.contents[0].text)["id"] == trace_id  # type: ignore[union-attr]
+        with pytest.raises(McpError, match="no rationale"):  # pictures are kept in memory only
+            await session.read_resource(f"vpagent://traces/{trace_id}/rationale.png")
+        with pytest.raises(McpError, match="no trace"):  # an id is never a path
+            await session.read_resource("vpagent://traces/..%2Fasked")
+
+    first, second = McpFrontEnd(agent, ImagePolicy()), McpFrontEnd(agent, ImagePolicy())
+    try:
+        in_memory(first, ask)
+        in_memory(second, read)
+    finally:
+        first.close()
+        second.close()
+        agent.close()
+
+
 def test_paths_are_refused_without_allowed_folders(photos: Path) -> None:
     agent = make_agent([COUNT])
     front = McpFrontEnd(agent, ImagePolicy())
