@@ -4,17 +4,20 @@ threads giving the same answers, pair accuracy, official prediction formats."""
 from __future__ import annotations
 
 import json
+import logging
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from tests.fixtures.agents import fake_agent, spots_png, write_dataset
+from tests.fixtures.agents import fake_agent, slow_agent, spots_png, write_dataset
 from vpagent.cli import app
 from vpagent.config import load_settings
 from vpagent.evaluation.datasets import EvalItem, load_dataset, read_dataset
@@ -152,6 +155,32 @@ def test_two_worker_processes_give_the_serial_answers(dataset: Path, tmp_path: P
     )  # fmt: skip
     assert _answers(pooled) == _answers(serial)
     assert len(read_run(tmp_path / "r.jsonl", ItemResult)[1]) == 4
+
+
+@pytest.mark.slow  # two spawned workers import the stack, one is killed and replaced: ~40 s
+def test_a_worker_killed_during_eval_is_named_and_its_item_run_again(
+    dataset: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out, killed = tmp_path / "r.jsonl", []
+
+    def kill_a_worker() -> None:  # once the first record is in: both workers are busy
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            workers = multiprocessing.active_children()
+            if workers and out.is_file() and out.read_bytes().count(b"\n") >= 2:
+                killed.append(workers[0].pid)
+                os.kill(workers[0].pid, signal.SIGKILL)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_worker, daemon=True)
+    killer.start()
+    with caplog.at_level(logging.WARNING, logger="vpagent.pool.local"):
+        report, _ = evaluate(load_dataset(dataset), slow_agent, out=out, backend=Backend(2),
+                             progress=False)  # fmt: skip
+    killer.join(10)
+    assert killed, "no worker was killed"
+    assert f"worker process {killed[0]} killed by SIGKILL while running q" in caplog.text
+    assert sorted(read_run(out, ItemResult)[1]) == [f"q{i}" for i in range(8)] and report.n == 8
 
 
 def _result(
