@@ -43,7 +43,7 @@ def mcp_command(
         raise fail(str(error)) from None
     protocol = None if http else protocol_stdout()  # before anything can print
     with agent_or_fail(settings) as agent:
-        front = McpFrontEnd(agent, policy, settings.server, port=port)
+        front = McpFrontEnd(agent, policy, settings.server)
         if protocol is None:
             errors.print(f"MCP over streamable HTTP on http://127.0.0.1:{port}/mcp", markup=False)
             run_http(front, port, settings.server.request_timeout_s)

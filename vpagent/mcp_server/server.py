@@ -133,8 +133,6 @@ class McpFrontEnd:
         agent: Agent,
         policy: ImagePolicy,
         config: ServerConfig | None = None,
-        *,
-        port: int = 8765,
     ) -> None:
         config = config or ServerConfig()
         self.agent = agent
@@ -147,8 +145,8 @@ class McpFrontEnd:
         self.answerer = Answerer(
             agent, self.admission, metrics, config.request_timeout_s, on_answer=self.traces.keep
         )
-        self.server = FastMCP(
-            "vpagent", instructions=INSTRUCTIONS, host="127.0.0.1", port=port, log_level="WARNING"
+        self.server = FastMCP(  # host: DNS-rebinding protection for loopback names only
+            "vpagent", instructions=INSTRUCTIONS, host="127.0.0.1", log_level="WARNING"
         )
         self._register()
 
