@@ -61,42 +61,59 @@ STAGES = ("teacher", "students", "report")
 
 
 def traced_teacher(work: Path) -> Path:
-    """The teacher's answers to the validation items from the trace run, as `vpagent eval`
-    results rows (id, prediction, score, total_s)."""
-    from vpagent.evaluation.datasets.items import EvalItem
-    from vpagent.evaluation.run import score_item
+    """The teacher's answers to the validation items from the trace run, written as a
+    `vpagent eval --out` results file (header line, then one ``ItemResult`` per item with the
+    temperature-0 program's attempts), so `distill eval --teacher-results` reads it as it would
+    the output of `vpagent eval`. A file of an older form is written again."""
+    from vpagent.distill.student.evaluate import read_teacher_results
+    from vpagent.student.base import StudentError
 
     out = work / "teacher" / "validation-traced.jsonl"
     if out.is_file():
-        return out
+        try:
+            read_teacher_results(out)
+            return out
+        except StudentError as error:
+            print(f"writing the teacher's answers again: {error}", flush=True)
+    write_traced_teacher(validation_items(work), COMMITTED_TRACES, out)
+    return out
+
+
+def write_traced_teacher(dataset: Path, traces: Path, out: Path) -> None:
+    """``out``: the eval results of the trace run's temperature-0 programs (after run-time
+    repairs) on the items of ``dataset``; seconds = their plan + execute time."""
+    from vpagent.attempts import Attempt
+    from vpagent.evaluation.datasets import read_dataset
+    from vpagent.evaluation.run import ItemResult, score_item
+    from vpagent.evaluation.run_header import run_header
+    from vpagent.pool.jsonl import write_atomic
+
+    loaded = read_dataset(dataset)
     traced = {
         row["item_id"]: row
-        for row in map(json.loads, gzip.decompress(COMMITTED_TRACES.read_bytes()).splitlines())
+        for row in map(json.loads, gzip.decompress(traces.read_bytes()).splitlines())
         if "item_id" in row
     }
-    rows = []
-    for item in jsonl(validation_items(work)):
-        record = traced.get(item["id"])
+    lines = [run_header("eval", loaded.items, dataset=str(dataset), layout=loaded.layout).line()]
+    for item in loaded.items:
+        record = traced.get(item.id)
         if record is None:
-            sys.exit(f"the trace run has no item {item['id']}: another question set")
-        first = [a for a in record["attempts"] if not a["sample"]]  # temperature 0 (+ repairs)
-        answer = first[-1]["answer"] if first else None
-        parsed = EvalItem(
-            id=item["id"], image=Path("x"), question=item["question"],
-            answers=[item["answer"], *item.get("accept", [])],
+            sys.exit(f"the trace run has no item {item.id}: another question set")
+        attempts = [Attempt.model_validate(a) for a in record["attempts"] if not a["sample"]]
+        last = attempts[-1] if attempts else None
+        answer = last.answer if last else None
+        result = ItemResult(
+            id=item.id, type=item.type, pair=item.pair, question=item.question,
+            prediction=answer, expected=item.answers, choices=item.choices,
+            program=last.program if last else None, score=score_item(item, answer),
+            error_kind=last.reason if last else None, error=last.message if last else None,
+            answered_by="program" if answer is not None else None,
+            verified=answer is not None and not last.unverified if last else False,
+            plan_s=sum(a.plan_s for a in attempts), execute_s=sum(a.execute_s for a in attempts),
+            total_s=sum(a.plan_s + a.execute_s for a in attempts), attempts=attempts,
         )  # fmt: skip
-        rows.append(
-            {
-                "id": item["id"],
-                "type": item["type"],
-                "prediction": answer,
-                "score": score_item(parsed, answer),
-                "total_s": sum(a.get("plan_s", 0.0) + a.get("execute_s", 0.0) for a in first),
-            }
-        )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return out
+        lines.append(result.model_dump(mode="json"))
+    write_atomic(out, "".join(json.dumps(line) + "\n" for line in lines))
 
 
 def student_dir(work: Path, variant: str, seed: int, budget: str) -> Path:
