@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vpagent.tools.cache import cache_key
 from vpagent.tools.errors import CannotAnswer
@@ -34,6 +34,14 @@ class _Args(BaseModel):
 class RegionArgs(_Args):
     image: str
     box: tuple[float, float, float, float]
+
+    @field_validator("box")
+    @classmethod
+    def _no_nan(cls, box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """A NaN coordinate has no place to clip to (infinities clip to the image's edge)."""
+        if any(math.isnan(value) for value in box):
+            raise ValueError("a box coordinate is NaN")
+        return box
 
 
 class FindArgs(RegionArgs):

@@ -425,10 +425,11 @@ def _result_from_done(message: dict[str, Any]) -> ExecutionResult:
         log.warning("the worker reported an unknown failure kind %r", message.get("kind"))
         kind = FailureReason.CRASHED
     line = message.get("line")
+    text = str(message.get("message") or "")
     return ExecutionResult(
         ok=False,
         error_kind=kind,
-        error=str(message.get("message", "")),
+        error=text or f"the worker reported a {kind.value} failure without a message",
         line=line if isinstance(line, int) else None,
         stdout=stdout,
     )
