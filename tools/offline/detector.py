@@ -16,9 +16,13 @@ the detector does a few cheap things (batched):
   cow); each animal box is cropped and classified by the ImageNet classifier, whose fine-grained
   labels (118 dog breeds, 5 house cats, ...) relabel the box when they clearly disagree.
 
-Then per-class NMS, removal of "group" boxes covered by two or more boxes of the same class,
-cross-class suppression of near-identical boxes, and the score threshold, chosen on coco128
-(``benchmarks/bench_recall.py``). ``search`` looks harder for an object a question presupposes
+Then per-class NMS (which also merges the duplicates the zoom and tile passes find again),
+removal of "group" boxes covered by two or more boxes of the same class, cross-class suppression
+of near-identical boxes, and the score thresholds. The tile grid, the mirrored pass, the NMS
+overlap, one score threshold and per-class thresholds come from :data:`CALIBRATION_FILE`, chosen
+by exact count accuracy on the coco128 training photos (`vpagent distill calibrate-counts`,
+never the validation photos); an explicit ``score_threshold`` applies to every class instead.
+``search`` looks harder for an object a question presupposes
 (tiles, flip, SEARCH_THRESHOLD) and says so through its low scores.
 """
 
@@ -26,10 +30,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from vpagent.tools import weights
 from vpagent.tools.offline._image import as_rgb, box_iou
@@ -47,12 +53,8 @@ from vpagent.tools.types import Box, Detection, ToolInfo
 INPUT_SIDE = 300
 MODEL_NAME = "SSD-MobileNet-v2 COCO 2018-03-29 (TensorFlow frozen graph, 80 classes)"
 
-SCORE_THRESHOLD = 0.5  # on coco128 with 2x2 tiles (benchmarks/bench_recall.py) F1 is nearly flat
-# from 0.4 to 0.5 (0.52 / 0.51); the precise end is kept because counts and "is there" answers
-# pay for every false box: recall 38% at precision 75%, against 30% at 82% without tiles
-TILES = 2  # grid of the tiled pass for small objects (0 = off)
+CALIBRATION_FILE = Path(__file__).with_name("count_calibration.json")
 CANDIDATE_THRESHOLD = 0.3  # boxes kept from the network for the zoom region and merging
-NMS_IOU = 0.5
 CROSS_CLASS_IOU = 0.7  # near-identical boxes of two classes: keep the higher score
 ZOOM_MAX_AREA = 0.5  # zoom only when the region is at most this fraction of the image
 ZOOM_PAD = 0.15  # padding around the zoom region, as a fraction of its size
@@ -70,6 +72,29 @@ TILE_MAX_AREA = 0.25  # ... keeping boxes under this fraction of the tile: tiles
 # objects; a big object is cut by tile edges, and its pieces would out-vote the whole-image box
 PIECE_AREA = 0.2  # a tile box inside a whole-image box is a piece of it from this share on
 SEARCH_THRESHOLD = 0.15  # search(): the presupposed object's best box may score this low
+
+
+class Calibration(BaseModel):
+    """The detector's counting settings (see :data:`CALIBRATION_FILE`)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    score_threshold: float = Field(gt=0, lt=1)
+    nms_iou: float = Field(gt=0, le=1)
+    tiles: int = Field(ge=0)
+    flip: bool
+    class_thresholds: dict[str, float] = Field(default_factory=dict)
+
+
+def load_calibration(path: Path = CALIBRATION_FILE) -> Calibration:
+    """The committed calibration (`vpagent distill calibrate-counts` writes it)."""
+    return Calibration.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+CALIBRATION = load_calibration()
+SCORE_THRESHOLD = CALIBRATION.score_threshold
+NMS_IOU = CALIBRATION.nms_iou
+TILES = CALIBRATION.tiles
 
 
 @dataclass
@@ -113,23 +138,33 @@ class SSDCocoDetector(Detector):
 
     def __init__(
         self,
-        score_threshold: float = SCORE_THRESHOLD,
-        nms_iou: float = NMS_IOU,
+        score_threshold: float | None = None,
+        nms_iou: float | None = None,
         zoom: bool = True,
         check_animals: bool = True,
         classifier: EfficientNetClassifier | None = None,
         name_mapper: CocoNameMapper | None = None,
-        tiles: int = TILES,
-        flip: bool = False,
+        tiles: int | None = None,
+        flip: bool | None = None,
+        calibration: Calibration = CALIBRATION,
     ) -> None:
+        tiles = calibration.tiles if tiles is None else tiles
         if tiles < 0 or tiles == 1:
             raise ValueError(f"tiles must be 0 (off) or a grid size >= 2, not {tiles}")
-        self.score_threshold = score_threshold
-        self.nms_iou = nms_iou
+        # an explicit threshold is one threshold for every class: the calibrated ones are dropped
+        self.calibration = (
+            calibration
+            if score_threshold is None
+            else calibration.model_copy(
+                update={"score_threshold": score_threshold, "class_thresholds": {}}
+            )
+        )
+        self.score_threshold = self.calibration.score_threshold
+        self.nms_iou = calibration.nms_iou if nms_iou is None else nms_iou
         self.zoom = zoom
         self.check_animals = check_animals
         self.tiles = tiles
-        self.flip = flip
+        self.flip = calibration.flip if flip is None else flip
         self._classifier = classifier
         self._names = name_mapper
         self._net: Lazy[Any] = Lazy(self._load)
@@ -210,6 +245,10 @@ class SSDCocoDetector(Detector):
                 f"{'on' if self.zoom else 'off'}, ImageNet animal check "
                 f"{'on' if self.check_animals else 'off'}, tiles {self.tiles or 'off'}, flip "
                 f"{'on' if self.flip else 'off'}, score >= {self.score_threshold}"
+                + "".join(
+                    f", {name} >= {value}"
+                    for name, value in sorted(self.calibration.class_thresholds.items())
+                )
             ),
         )
 
@@ -225,9 +264,9 @@ class SSDCocoDetector(Detector):
     ) -> list[list[Candidate]]:
         if not images:
             return []
-        threshold = self.score_threshold if threshold is None else threshold
         tiles = self.tiles if tiles is None else tiles
-        floor = min(CANDIDATE_THRESHOLD, threshold)
+        lowest = min([self.score_threshold, *self.calibration.class_thresholds.values()])
+        floor = min(CANDIDATE_THRESHOLD, lowest if threshold is None else threshold)
         rgbs = [as_rgb(image) for image in images]
         first = self.forward(rgbs, floor)
         if self.flip if flip is None else flip:
@@ -267,7 +306,17 @@ class SSDCocoDetector(Detector):
                 if job >= zoom_count:
                     kept = [c for c in kept if not _piece_of(c, first[index])]
                 merged[index].extend(self._check_animals(rgb, kept, wanted[index]))
-        return [[c for c in self._suppress(cands) if c.score >= threshold] for cands in merged]
+        return [
+            [c for c in self._suppress(cands) if c.score >= self._bar(c.cls, threshold)]
+            for cands in merged
+        ]
+
+    def _bar(self, cls: str, threshold: float | None) -> float:
+        return self.threshold_of(cls) if threshold is None else threshold
+
+    def threshold_of(self, cls: str) -> float:
+        """The score a box of COCO class ``cls`` needs to be reported."""
+        return self.calibration.class_thresholds.get(cls, self.score_threshold)
 
     def forward(
         self, images: list[np.ndarray], min_score: float = CANDIDATE_THRESHOLD
@@ -338,7 +387,7 @@ class SSDCocoDetector(Detector):
 
     def _suppress(self, candidates: list[Candidate]) -> list[Candidate]:
         kept = self._nms(candidates)
-        confident = [c for c in kept if c.score >= self.score_threshold]
+        confident = [c for c in kept if c.score >= self.threshold_of(c.cls)]
         kept = [c for c in kept if not _is_group_box(c, confident)]
         final: list[Candidate] = []
         for cand in kept:  # cross-class: one object, two labels

@@ -1,4 +1,5 @@
-"""`vpagent distill traces | rationales | augment | export | examples`: labels to training data."""
+"""`vpagent distill traces | rationales | augment | export | examples | calibrate-counts`: labels to
+training data, and the detector's counting calibration."""
 
 from __future__ import annotations
 
@@ -254,7 +255,42 @@ def examples_command(
     console.print(f"{out}: {len(summary.kept)} examples; left out: {dropped}", highlight=False)
 
 
+def calibrate_counts_command(
+    data: Annotated[Path, typer.Argument(help="COCO folder: images/ and instances.json.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Calibration JSON (default: the one the detector reads)."),
+    ] = None,
+    val_fraction: Annotated[
+        float, typer.Option(help="Share of photos held out, as `distill export` splits.")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option(help="Seed of the split by photo.")] = 0,
+) -> None:
+    """Choose the offline detector's tiles, NMS and score thresholds by exact count accuracy on
+    the training photos (the validation photos are never used)."""
+    from vpagent.distill.coco import CocoError
+    from vpagent.distill.count_calibration import run
+    from vpagent.tools.offline.detector import CALIBRATION_FILE
+
+    target = out or CALIBRATION_FILE
+    try:
+        record = run(data, target, val_fraction, seed, progress=console.print)
+    except (CocoError, OSError) as error:
+        raise fail(str(error)) from None
+    train = record["train"]
+    console.print(
+        f"{target}: tiles {record['tiles']}, flip {record['flip']}, NMS IoU {record['nms_iou']}, "
+        f"score >= {record['score_threshold']}, per class {record['class_thresholds']}; "
+        f"training photos {record['split']['train_photos']}: {train['correct']}/{train['n']} "
+        f"counts exact, MAE {train['mae']:.2f}; absent categories counted 0: "
+        f"{record['train_absent']['correct']}/{record['train_absent']['n']}",
+        highlight=False,
+        markup=False,
+    )
+
+
 COMMANDS = {
+    "calibrate-counts": calibrate_counts_command,
     "traces": traces_command,
     "rationales": rationales_command,
     "augment": augment_command,
