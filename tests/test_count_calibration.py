@@ -151,3 +151,15 @@ def test_calibrate_counts_writes_a_calibration_the_detector_reads(
     found = record["train"]["correct"] + record["train_absent"]["correct"]
     assert found >= best["correct"]  # per-class thresholds, chosen after, only add
     assert "counts exact" in result.output
+
+
+def test_a_recalibration_starts_a_fresh_tool_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpagent.config import load_settings
+    from vpagent.tools import server
+    from vpagent.tools.offline import detector
+
+    config = load_settings().tool_server_config()
+    before = server.results_namespace(config)
+    recalibrated = detector.CALIBRATION.model_copy(update={"score_threshold": 0.42})
+    monkeypatch.setattr(detector, "CALIBRATION", recalibrated)
+    assert server.results_namespace(config) != before

@@ -50,7 +50,8 @@ RESULTS_REVISION = 3  # bump when a tool's result changes for the same inputs an
 
 def results_namespace(config: ToolServerConfig) -> str:
     """A digest of what tool results depend on besides their inputs: every role's backend, model
-    and options, the LLM the stand-in tools ask, and the vpagent version."""
+    and options, the offline detector's calibration, the LLM the stand-in tools ask, and the
+    vpagent version."""
     from vpagent import __version__
 
     payload = {
@@ -58,8 +59,18 @@ def results_namespace(config: ToolServerConfig) -> str:
         "llm": config.llm_identity,
         "version": __version__,
         "revision": RESULTS_REVISION,
+        "detector_calibration": _detector_calibration(config),
     }
     return json_digest(payload)[:16]
+
+
+def _detector_calibration(config: ToolServerConfig) -> dict[str, Any] | None:
+    """The offline detector's counting calibration (a recalibration changes its boxes)."""
+    if config.tools.detector.backend != "ssd-coco":
+        return None
+    from vpagent.tools.offline.detector import CALIBRATION
+
+    return CALIBRATION.model_dump(mode="json")
 
 
 class ToolServer:
