@@ -1,0 +1,169 @@
+"""Where a question's time goes, per path, from `vpagent eval` results files (issue 33).
+
+Run: .venv/bin/python benchmarks/bench_tail.py RESULTS.jsonl [RESULTS.jsonl ...] [--name NAME]
+     [--label LABEL ...]
+
+Each item's path is read from its attempt record (``attempts`` in the results file): the first
+program answered; a program failed and a repair answered; programs failed and the fallback
+answered; planning gave no program. A failed program's kind is its reason, with ``cannot_answer``
+where a tool refused (a step's reason) even though the program ended as a ``tool_error``. For each
+path: items, accuracy, seconds (median, p90, max of ``total_s``), and the mean time of the first
+planning round, of the repair rounds, of execution and of the fallback (``total_s`` less planning
+and execution where the fallback's own time was not kept).
+
+Writes benchmarks/results/tail[-NAME].md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from vpagent.evaluation.compare import read_results
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def failure_kind(attempt: dict[str, Any]) -> str:
+    """Why one program gave no answer: a tool's refusal, else the program's own reason."""
+    if any(step.get("error_kind") == "cannot_answer" for step in attempt.get("steps") or []):
+        return "cannot_answer"
+    return str(attempt.get("reason"))
+
+
+def path_of(item: dict[str, Any]) -> str:
+    """How the item was answered: ok, repaired, fallback or planning, with the first failure."""
+    attempts = item.get("attempts") or []
+    programs = [a for a in attempts if a.get("kind", "program") == "program"]
+    if not programs:
+        return "no attempt record"
+    first = programs[0]
+    if first.get("reason") is None:
+        return "first program ok"
+    if first.get("reason") == "planning":
+        return "planning failed"
+    kind = failure_kind(first)
+    answered = [a for a in programs[1:] if a.get("reason") is None]
+    if answered:
+        return f"{kind}, then repaired"
+    if any(a.get("kind") == "fallback" for a in attempts):
+        return f"{kind}, then fallback"
+    return f"{kind}, no answer"
+
+
+def timings(item: dict[str, Any]) -> dict[str, float]:
+    """First planning round, repair rounds, execution and fallback seconds of one item."""
+    attempts = item.get("attempts") or []
+    programs = [a for a in attempts if a.get("kind", "program") == "program"]
+    fallback = [a for a in attempts if a.get("kind") == "fallback"]
+    plan = [float(a.get("plan_s") or 0.0) for a in programs]
+    execute = sum(float(a.get("execute_s") or 0.0) for a in programs)
+    kept = sum(float(a.get("execute_s") or 0.0) for a in fallback)
+    total = float(item.get("total_s") or 0.0)
+    return {
+        "total_s": total,
+        "first_plan_s": plan[0] if plan else 0.0,
+        "repair_plan_s": sum(plan[1:]),
+        "execute_s": execute,
+        "fallback_s": kept
+        if kept
+        else (max(total - sum(plan) - execute, 0.0) if fallback else 0.0),
+        "rounds": float(len([a for a in programs if a.get("reason") != "deadline"])),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (nearest rank, as the issue's tables use)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
+
+
+def table(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per path (and one for all items), slowest paths last."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in items:
+        groups[path_of(item)].append(item)
+    rows = []
+    for path, group in [*sorted(groups.items()), ("all", items)]:
+        times = [timings(item) for item in group]
+        totals = [t["total_s"] for t in times]
+        rows.append(
+            {
+                "path": path,
+                "n": len(group),
+                "accuracy": statistics.fmean(float(i.get("score") or 0.0) for i in group),
+                "median_s": statistics.median(totals),
+                "p90_s": percentile(totals, 0.9),
+                "max_s": max(totals),
+                "share_of_time": sum(totals) / max(sum(timings(i)["total_s"] for i in items), 1e-9),
+                **{
+                    f"mean_{key}": statistics.fmean(t[key] for t in times)
+                    for key in (
+                        "first_plan_s",
+                        "repair_plan_s",
+                        "execute_s",
+                        "fallback_s",
+                        "rounds",
+                    )
+                },
+            }
+        )
+    rows.sort(key=lambda row: (row["path"] == "all", row["median_s"]))
+    return rows
+
+
+def markdown(label: str, rows: list[dict[str, Any]]) -> str:
+    """One table: the paths of one results file."""
+    lines = [
+        f"### {label}",
+        "",
+        "| path | n | acc | median s | p90 s | max s | share of time | first plan s "
+        "| repair plans s | execute s | fallback s | programs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['path']} | {row['n']} | {row['accuracy']:.2f} | {row['median_s']:.1f} | "
+            f"{row['p90_s']:.1f} | {row['max_s']:.1f} | {row['share_of_time']:.0%} | "
+            f"{row['mean_first_plan_s']:.1f} | {row['mean_repair_plan_s']:.1f} | "
+            f"{row['mean_execute_s']:.1f} | {row['mean_fallback_s']:.1f} | "
+            f"{row['mean_rounds']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="+", type=Path, help="eval results files (JSONL)")
+    parser.add_argument("--label", nargs="*", default=[], help="a label per results file")
+    parser.add_argument("--name", default="", help="suffix of the output files")
+    parser.add_argument("--note", default="", help="a line about the machine and the run")
+    args = parser.parse_args()
+    labels = args.label + [path.name for path in args.results[len(args.label) :]]
+    report: dict[str, Any] = {"note": args.note, "files": {}}
+    sections = [
+        "# Where the time goes (issue 33)",
+        "",
+        "Means are per item of the path; `fallback s` is the fallback answer's own time; "
+        "`programs` counts the programs run. Percentiles are nearest-rank.",
+    ]
+    if args.note:
+        sections += ["", args.note]
+    for label, path in zip(labels, args.results, strict=True):
+        items = [item.model_dump(mode="json") for item in read_results(path).results.values()]
+        rows = table(items)
+        report["files"][label] = {"path": str(path), "rows": rows}
+        sections += ["", markdown(f"{label} (n={len(items)})", rows)]
+    stem = "tail" + (f"-{args.name}" if args.name else "")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(sections) + "\n")
+    print("\n".join(sections))
+
+
+if __name__ == "__main__":
+    main()
