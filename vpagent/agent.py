@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,33 @@ def build_agent(
         trace_dir=settings.trace_dir,
         student=student,
         parallel=settings.llm.parallel,
+        deadline_s=settings.agent.deadline_s,
     )
     if settings.agent.mode == STUDENT:  # the planner and tools start with the first program
         return configured(program_path=program_path)
     return configured(*program_path())
+
+
+@dataclass
+class Budget:
+    """One question's time budget (``agent.deadline_s``): a round starts only if, taking as
+    long as the last one did, it ends within the budget. ``stopped`` says why one did not."""
+
+    seconds: float | None
+    started: float = field(default_factory=time.perf_counter)
+    stopped: str | None = None
+
+    def allows(self, round_s: float) -> bool:
+        """Whether a round of ``round_s`` seconds, started now, ends within the budget."""
+        if self.seconds is None:
+            return True
+        return time.perf_counter() - self.started + round_s <= self.seconds
+
+    def stop(self, what: str) -> None:
+        """Record that ``what`` was not started for lack of time."""
+        spent = time.perf_counter() - self.started
+        self.stopped = f"the {self.seconds:g} s budget allowed no {what} ({spent:.1f} s spent)"
+        log.info("deadline: %s", self.stopped)
 
 
 class Agent:
@@ -102,10 +126,12 @@ class Agent:
         trace_dir: Path | None = None,
         student: StudentAnswerer | None = None,
         parallel: int = 1,
+        deadline_s: float | None = None,
     ) -> None:
         """Give ``planner`` and ``runner``, or ``program_path`` to build both on first use.
 
         ``parallel``: questions :meth:`ask_batch` asks at once (``llm.parallel``).
+        ``deadline_s``: each question's time budget (:class:`Budget`); None: none.
         """
         if (planner is None or runner is None) == (program_path is None):
             raise ValueError("give the agent a planner and a runner, or a program_path")
@@ -117,6 +143,7 @@ class Agent:
         self.samples = samples
         self.trace_dir = trace_dir
         self.parallel = parallel
+        self.deadline_s = deadline_s
 
     @property
     def program_path_started(self) -> bool:
@@ -149,6 +176,7 @@ class Agent:
         marks: Sequence[Mark | dict[str, Any]] | None = None,
         on_event: EventCallback | None = None,
         mode: str | None = None,
+        deadline_s: float | None = None,
     ) -> Result:
         """Answer ``question`` about ``image`` (a path, bytes, PIL image or numpy array).
 
@@ -159,26 +187,42 @@ class Agent:
         mark) raises ValueError; everything that goes wrong after that is reported in the
         Result, every attempt in ``Result.attempts``. ``on_event`` hears progress messages; it
         may raise :class:`vpagent.events.Cancelled` to stop the question at that step.
+        ``deadline_s`` (default: the agent's): no repair round or further sample starts that
+        would end past it; the answer so far (or the fallback's) returns unverified, and a
+        ``deadline`` attempt says what was not tried.
         """
         question = validate_question(question)
         given = given_marks(marks)
         asked = with_marks(with_choices(question, choices), given)
         pixels = load_image(image)
         started = time.perf_counter()
+        budget = Budget(deadline_s if deadline_s is not None else self.deadline_s, started)
         notify = on_event or ignore
         early = student_first(self.student, pixels, asked, notify, mode)  # agent.mode
         if early is not None:
             early.question, early.choices = question, choices
             return early
         on_tokens = _token_events(on_event) if on_event else None  # streams only when heard
-        outcomes = [
-            self._solve(pixels, asked, sample, notify, on_tokens, choices, given)
-            for sample in range(self.samples)
-        ]
+        outcomes = [self._solve(pixels, asked, 0, notify, on_tokens, budget, choices, given)]
+        for sample in range(1, self.samples):
+            if budget.stopped is not None:  # a repair was cut short: no time for more samples
+                break
+            if not budget.allows(_seconds(outcomes[0])):
+                budget.stop(f"sample {sample + 1} of {self.samples}")
+                outcomes[-1].attempts.append(_deadline_attempt(budget, sample, 0))
+                break
+            outcomes.append(
+                self._solve(pixels, asked, sample, notify, on_tokens, budget, choices, given)
+            )
         result = _vote(outcomes)
         result.attempts = [attempt for outcome in outcomes for attempt in outcome.attempts]
+        if budget.stopped is not None and result.ok:
+            result.verified = False
+            result.unverified_reason = "; ".join(
+                filter(None, [result.unverified_reason, budget.stopped])
+            )
         if not result.ok:
-            self._answer_anyway(pixels, asked, result, notify)
+            self._answer_anyway(pixels, asked, result, notify, budget.stopped)
         result.question, result.choices = question, choices
         result.timings["total_s"] = time.perf_counter() - started
         result.programs_tried = sum(o.programs_tried for o in outcomes)
@@ -216,6 +260,7 @@ class Agent:
         *,
         choices: list[str] | None = None,
         marks: Sequence[Mark] = (),
+        budget: Budget | None = None,
     ) -> Iterator[ProgramRun]:
         """The plan -> run -> repair loop of one sample: each program as it is run.
 
@@ -223,10 +268,12 @@ class Agent:
         ``choices`` its options, so that the answer's form is not checked against the text.
 
         Stops at the first program that runs, after ``max_repairs`` repairs, when a tool says
-        it cannot answer (no new program changes what the tools see), or when planning fails
-        (that run has ``failure`` set and no execution). ``Agent.ask`` and ``distill traces``
-        both consume it.
+        it cannot answer (no new program changes what the tools see), when planning fails
+        (that run has ``failure`` set and no execution), or when ``budget`` has no time for
+        another round (``budget.stopped`` says so). ``Agent.ask`` and ``distill traces`` both
+        consume it.
         """
+        budget = budget or Budget(None)
         notify = notify or ignore
         notify(Planning(sample))
         started = time.perf_counter()
@@ -254,6 +301,9 @@ class Agent:
                 )  # fmt: skip
             if execution.ok or repair == self.max_repairs or run.unfixable:
                 return
+            if not budget.allows(run.plan_s + run.execute_s):
+                budget.stop(f"repair of program {repair + 1} ({execution.error_kind})")
+                return
             notify(Repairing(str(execution.error_kind)))
             started = time.perf_counter()
             try:
@@ -273,14 +323,22 @@ class Agent:
         sample: int,
         notify: EventCallback,
         on_tokens: Callable[[int], None] | None,
+        budget: Budget,
         choices: list[str] | None = None,
         marks: Sequence[Mark] = (),
     ) -> Result:
-        """One sample's Result: its last program that ran, and every attempt; plan_s counts
-        retrieval and LLM."""
+        """One sample's Result: its last program that ran, and every attempt (a ``deadline``
+        one when the budget cut its repairs short); plan_s counts retrieval and LLM."""
         runs = list(
             self.program_runs(
-                pixels, question, sample, notify, on_tokens, choices=choices, marks=marks
+                pixels,
+                question,
+                sample,
+                notify,
+                on_tokens,
+                choices=choices,
+                marks=marks,
+                budget=budget,
             )
         )
         timings = {
@@ -288,6 +346,8 @@ class Agent:
             "execute_s": sum(run.execute_s for run in runs),
         }
         attempts = [run.attempt() for run in runs]
+        if budget.stopped is not None:
+            attempts.append(_deadline_attempt(budget, sample, runs[-1].repair + 1))
         executed = [run for run in runs if run.execution is not None]
         if not executed:
             failure = runs[0].failure
@@ -300,16 +360,23 @@ class Agent:
         return result
 
     def _answer_anyway(
-        self, pixels: np.ndarray, question: str, result: Result, notify: EventCallback
+        self,
+        pixels: np.ndarray,
+        question: str,
+        result: Result,
+        notify: EventCallback,
+        stopped: str | None = None,
     ) -> None:
         """No program answered: ask the VQA role about the whole image; mark it unverified.
-        The fallback is the last of ``result.attempts``."""
+        The fallback is the last of ``result.attempts``; ``stopped``: why the budget cut the
+        repairs short, if it did."""
         notify(AnsweringWithoutProgram())
         started = time.perf_counter()
         fallback = Attempt(kind="fallback")
+        failed = f"{result.error_kind}; {stopped}" if stopped else str(result.error_kind)
         try:
             result.answer, how = self.runner.answer_directly(pixels, question)
-            result.unverified_reason = f"no program succeeded ({result.error_kind}); {how}"
+            result.unverified_reason = f"no program succeeded ({failed}); {how}"
             fallback.answer, fallback.message = result.answer, how
         except CannotAnswer as error:  # the VQA role has no answer: reported, not a fault
             result.unverified_reason = f"no program succeeded and no fallback answer: {error}"
@@ -331,6 +398,18 @@ class Agent:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _seconds(outcome: Result) -> float:
+    """The planning and running time of one sample."""
+    return outcome.timings.get("plan_s", 0.0) + outcome.timings.get("execute_s", 0.0)
+
+
+def _deadline_attempt(budget: Budget, sample: int, repair: int) -> Attempt:
+    """The record of a round the budget did not start."""
+    return Attempt(
+        sample=sample, repair=repair, reason=FailureReason.DEADLINE, message=budget.stopped
+    )
 
 
 def _result(question: str, run: ProgramRun, timings: dict[str, float], tried: int) -> Result:

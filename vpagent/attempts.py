@@ -31,6 +31,7 @@ class FailureReason(StrEnum):
     INPUT = "input"  # the image or question could not be read
     WORKER_ERROR = "worker_error"  # an unexpected exception outside the sandbox (a bug)
     STUDENT = "student"  # the distilled student gave no answer
+    DEADLINE = "deadline"  # the question's time budget (agent.deadline_s) allowed no further round
 
     @classmethod
     def _missing_(cls, value: object) -> FailureReason | None:

@@ -97,6 +97,14 @@ class AgentConfig(_Strict):
     max_fixes: int = Field(2, ge=0, description="Replies sent back for holding no valid program.")
     max_repairs: int = Field(2, ge=0, description="New programs after one fails at run time.")
     samples: int = Field(1, ge=1, le=9, description="Programs voted on (self-consistency).")
+    deadline_s: float | None = Field(
+        12.0,  # the 20 s ceiling of issue 33 less one fallback call (benchmarks/results/tail.md)
+        gt=0,
+        description=(
+            "A question's time budget: no repair round or further sample starts that would end "
+            "past it; the best answer so far returns, unverified, with the reason. None: no budget."
+        ),
+    )
     plan_cache_dir: Path | None = None
     mode: AnswerMode = Field(
         "program", description="Who answers: a program, a trained student, or the student first."

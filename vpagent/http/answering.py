@@ -63,9 +63,10 @@ class Question:
     mode: str | None = None
     choices: tuple[str, ...] = ()  # a multiple-choice question's options
     marks: tuple[Mark, ...] = ()  # marks given with the question
+    deadline_s: float | None = None  # this request's time budget (default: agent.deadline_s)
 
     def key(self) -> str:
-        return _key(self.digest, self.mode, self.text, self.choices, self.marks)
+        return _key(self.digest, self.mode, self.text, self.choices, self.marks, self.deadline_s)
 
 
 def _key(
@@ -74,9 +75,10 @@ def _key(
     text: str,
     choices: tuple[str, ...] = (),
     marks: tuple[Mark, ...] = (),
+    deadline_s: float | None = None,
 ) -> str:
     given = [mark.model_dump(mode="json") for mark in marks]
-    return f"{digest}:{mode}:{text}:{json.dumps(choices)}:{json.dumps(given)}"
+    return f"{digest}:{mode}:{text}:{json.dumps(choices)}:{json.dumps(given)}:{deadline_s}"
 
 
 @dataclass
@@ -126,18 +128,25 @@ class Answerer:
         choices: list[str] | None = None,
         *,
         marks: list[GivenMark] | None = None,
+        deadline_s: float | None = None,
     ) -> Question:
         """The checked question, its image decoded in a thread; ValueError (ImageError) for an
         empty question or a bad image, :class:`Refused` for a new question the server cannot
-        take now (before the decode is paid for)."""
+        take now (before the decode is paid for). ``deadline_s``: the question's time budget
+        (Agent.ask's), within the request's own deadline (``timeout_s``), else ValueError."""
         checked = validate_question(text)
+        if deadline_s is not None and not 0 < deadline_s <= self.timeout_s:
+            raise ValueError(
+                f"deadline_s must be above 0 and at most this server's request deadline, "
+                f"{self.timeout_s:g} s"
+            )
         options = tuple(validate_choices(choices) or ())
         given = tuple(mark.mark() for mark in marks or [])
         digest = await asyncio.to_thread(lambda: hashlib.sha256(image).hexdigest())
-        if _key(digest, mode, checked, options, given) not in self._flights:
+        if _key(digest, mode, checked, options, given, deadline_s) not in self._flights:
             self.admission.check()
         pixels = await asyncio.to_thread(load_image, image)
-        return Question(pixels, digest, checked, mode, options, given)
+        return Question(pixels, digest, checked, mode, options, given, deadline_s)
 
     async def answer(
         self,
@@ -232,6 +241,7 @@ class Answerer:
                 marks=list(question.marks),
                 on_event=notify,
                 mode=question.mode,
+                deadline_s=question.deadline_s,
             )
             log.info(
                 "answered %r (%s) after %d attempts",

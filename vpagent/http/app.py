@@ -48,6 +48,13 @@ MAX_MARKS = 26
 MARKS = TypeAdapter(list[GivenMark])
 
 
+DEADLINE_DESCRIPTION = (
+    "This question's time budget in seconds (default: agent.deadline_s), at most "
+    "server.request_timeout_s: no repair round starts that would end past it; the best answer "
+    "so far returns with verified false and the reason."
+)
+
+
 class AskJSON(BaseModel):
     """`POST /v1/ask` with a JSON body."""
 
@@ -65,6 +72,7 @@ class AskJSON(BaseModel):
         None, max_length=MAX_MARKS,
         description="Places the question names ('What is at A?'): label and point or box.",
     )  # fmt: skip
+    deadline_s: float | None = Field(None, gt=0, description=DEADLINE_DESCRIPTION)
 
 
 ASK_REQUEST_BODY: dict[str, Any] = {
@@ -82,6 +90,11 @@ ASK_REQUEST_BODY: dict[str, Any] = {
                     "marks": {
                         "type": "string",
                         "description": "JSON list of marks: [{label, point | box}]",
+                    },
+                    "deadline_s": {
+                        "type": "number",
+                        "exclusiveMinimum": 0,
+                        "description": DEADLINE_DESCRIPTION,
                     },
                 },
             }
@@ -184,7 +197,7 @@ def create_app(
             except (ValueError, binascii.Error) as error:
                 raise HTTPException(422, f"bad JSON body: {error}") from None
             question, mode, choices = body.question, body.mode, body.choices
-            marks = body.marks
+            marks, deadline_s = body.marks, body.deadline_s
         elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             image_bytes, question = await _read_form(request)
             mode = (await request.form()).get("mode")  # parsed once; Starlette caches it
@@ -192,10 +205,13 @@ def create_app(
             listed = (await request.form()).getlist("choices")
             choices = [c for c in listed if isinstance(c, str)] or None
             marks = _form_marks((await request.form()).get("marks"))
+            deadline_s = _form_deadline((await request.form()).get("deadline_s"))
         else:
             raise HTTPException(415, "send multipart/form-data (image, question) or JSON")
         try:
-            asked = await answerer.read(image_bytes, question, mode, choices, marks=marks)
+            asked = await answerer.read(
+                image_bytes, question, mode, choices, marks=marks, deadline_s=deadline_s
+            )
         except ValueError as error:  # an empty question, a bad mark, an unreadable image
             raise HTTPException(422, str(error)) from None
         return await answer(request, asked)
@@ -240,13 +256,23 @@ def _form_marks(raw: object) -> list[GivenMark] | None:
         raise HTTPException(422, f"bad marks: {error}") from None
 
 
+def _form_deadline(raw: object) -> float | None:
+    """The multipart ``deadline_s`` field: seconds (422 when it is not a number)."""
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(str(raw))
+    except ValueError:
+        raise HTTPException(422, f"bad deadline_s: {raw!r} is not a number") from None
+
+
 def _read_json(raw: bytes) -> tuple[AskJSON, bytes]:
     body = AskJSON.model_validate_json(raw)
     return body, base64.b64decode(body.image_base64, validate=True)
 
 
 async def _read_form(request: Request) -> tuple[bytes, str]:
-    form = await request.form(max_files=1, max_fields=5 + MAX_CHOICES)
+    form = await request.form(max_files=1, max_fields=6 + MAX_CHOICES)
     unknown = sorted(set(form.keys()) - set(ASK_REQUEST_BODY["content"]["multipart/form-data"]
                                             ["schema"]["properties"]))  # fmt: skip
     if unknown:  # a misspelt field is an error, not silently ignored

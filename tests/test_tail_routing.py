@@ -1,0 +1,159 @@
+"""The tail (issue 33): a failure no new program can fix goes to the fallback without another
+planning round, one a new program can fix is repaired, and a question's time budget
+(``agent.deadline_s``, or per request over HTTP) returns the best answer so far, unverified,
+with its reason."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import pytest
+from fastapi.testclient import TestClient
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from PIL import Image
+
+from tests.fixtures.agents import KeywordEmbed
+from tests.fixtures.fakes import BrightSpotDetector, EchoVQA, spots_image
+from vpagent.agent import Agent
+from vpagent.attempts import FailureReason
+from vpagent.config import ServerConfig, load_settings
+from vpagent.http import create_app
+from vpagent.planner import ExampleRetriever, Planner, load_examples
+from vpagent.runner import ProgramRunner
+from vpagent.tools.server import ToolServer
+
+
+def program(body: str) -> str:
+    return f"```python\ndef execute_command(image):\n    {body}\n```"
+
+
+COUNT = program("return str(len(image.find('spot')))")
+TREE = program("return 'yes' if image.exists('tree') else 'no'")  # not in the vocabulary
+CRASH = program("return str(1 / 0)")
+
+
+class CountingChat(FakeListChatModel):
+    """Scripted replies; counts the planning rounds (one call each here: replies are valid)."""
+
+    calls: int = 0
+
+    def _call(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return super()._call(messages, stop, run_manager, **kwargs)
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1  # the HTTP API streams (it reports tokens as progress)
+        return super()._stream(messages, stop, run_manager, **kwargs)
+
+
+def make_agent(replies: list[str], **options: object) -> tuple[Agent, CountingChat]:
+    settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
+    specialists = {"detector": BrightSpotDetector(), "vqa": EchoVQA()}
+    server = ToolServer(settings.tool_server_config(), specialists=specialists)
+    chat = CountingChat(responses=replies)
+    retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
+    planner = Planner(chat, retriever, model_id="fake")
+    runner = ProgramRunner(settings, server=server, pool_size=1)
+    return Agent(planner, runner, max_repairs=2, **options), chat  # type: ignore[arg-type]
+
+
+def test_a_vocabulary_miss_goes_to_the_fallback_without_a_repair_round() -> None:
+    agent, chat = make_agent([TREE, COUNT, COUNT])
+    with agent:
+        result = agent.ask(spots_image(), "Is there a tree?")
+    assert chat.calls == 1  # the only planning round: no repair prompt was sent
+    assert result.programs_tried == 1
+    program_attempt, fallback = result.attempts
+    assert program_attempt.steps[0].error_kind == FailureReason.CANNOT_ANSWER
+    assert fallback.kind == "fallback" and fallback.answer == result.answer
+    assert result.answer is not None and result.answer.startswith("Is there a tree?")
+    assert not result.verified
+
+
+def test_a_runtime_error_is_repaired() -> None:
+    agent, chat = make_agent([CRASH, COUNT])
+    with agent:
+        result = agent.ask(spots_image(), "How many spots are there?")
+    assert chat.calls == 2  # the plan and one repair
+    assert result.answer == "2" and result.verified
+    assert [a.reason for a in result.attempts] == [FailureReason.RUNTIME, None]
+
+
+def test_the_deadline_returns_an_unverified_answer_with_its_reason() -> None:
+    agent, chat = make_agent([CRASH, COUNT], deadline_s=1e-6)
+    with agent:
+        result = agent.ask(spots_image(), "How many spots are there?")
+    assert chat.calls == 1  # the repair round would have ended past the budget
+    assert result.answer is not None and not result.verified  # the fallback's answer
+    reasons = [a.reason for a in result.attempts]
+    assert reasons == [FailureReason.RUNTIME, FailureReason.DEADLINE, None]
+    assert result.attempts[-1].kind == "fallback"
+    deadline = result.attempts[1]
+    assert deadline.program is None and "budget allowed no repair of program 1" in (
+        deadline.message or ""
+    )
+    assert "budget" in (result.unverified_reason or "")
+
+
+def test_a_per_question_deadline_overrides_the_agents() -> None:
+    agent, chat = make_agent([CRASH, COUNT], deadline_s=1e-6)
+    with agent:
+        result = agent.ask(spots_image(), "How many spots are there?", deadline_s=60)
+    assert chat.calls == 2 and result.answer == "2" and result.verified
+
+
+def test_a_deadline_stops_further_samples_and_marks_the_vote_unverified() -> None:
+    agent, chat = make_agent([COUNT, COUNT, COUNT], deadline_s=1e-6)
+    agent.samples = 3
+    with agent:
+        result = agent.ask(spots_image(), "How many spots are there?")
+    assert chat.calls == 1 and result.answer == "2" and not result.verified
+    assert result.attempts[-1].reason == FailureReason.DEADLINE
+    assert "no sample 2 of 3" in (result.unverified_reason or "")
+
+
+def test_the_setting_is_checked() -> None:
+    assert load_settings(agent={"deadline_s": 12}).agent.deadline_s == 12
+    assert load_settings().agent.deadline_s is not None  # a default chosen from measurements
+    with pytest.raises(ValueError):
+        load_settings(agent={"deadline_s": 0})
+
+
+def png() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(spots_image()).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_http_passes_a_per_request_deadline() -> None:
+    agent, chat = make_agent([CRASH, COUNT])
+    with agent:
+        client = TestClient(create_app(agent, config=ServerConfig(request_timeout_s=30)))
+        files = {"image": ("spots.png", png(), "image/png")}
+        question = {"question": "How many spots are there?"}
+        tight = client.post("/v1/ask", files=files, data={**question, "deadline_s": "0.000001"})
+        assert tight.status_code == 200, tight.text
+        assert tight.json()["verified"] is False and "budget" in tight.json()["unverified_reason"]
+        assert chat.calls == 1  # no repair round under the tight budget
+        roomy = client.post("/v1/ask", files=files, data={**question, "deadline_s": "20"})
+        assert roomy.json()["answer"] == "2" and roomy.json()["verified"] is True
+        assert chat.calls == 2  # the repair (the first program's reply is the planner's cache's)
+
+
+def test_http_refuses_a_deadline_past_the_requests_own() -> None:
+    agent, _ = make_agent([COUNT])
+    with agent:
+        client = TestClient(create_app(agent, config=ServerConfig(request_timeout_s=30)))
+        files = {"image": ("spots.png", png(), "image/png")}
+        data = {"question": "How many spots are there?"}
+        assert (
+            client.post("/v1/ask", files=files, data={**data, "deadline_s": "31"}).status_code
+            == 422
+        )
+        assert (
+            client.post("/v1/ask", files=files, data={**data, "deadline_s": "soon"}).status_code
+            == 422
+        )
+        body = {"image_base64": base64.b64encode(png()).decode(), **data}
+        assert client.post("/v1/ask", json={**body, "deadline_s": 0}).status_code == 422
