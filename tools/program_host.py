@@ -285,14 +285,18 @@ class ProgramHost:
             raise refusal from None
 
     def best_guess(self, question: str) -> tuple[str, str]:
-        """Answer ``question`` about the whole image without a program: (answer, how)."""
+        """Answer ``question`` about the whole image without a program: (answer, how).
+
+        The fallback's answer is unverified whatever it is, so a VQA role that offers guesses
+        is asked for its best guess at once (one model call, not an answer refused and then
+        a guess); one that offers none answers directly.
+        """
         vqa = self.server.specialist("vqa")
         backend = f"the {vqa.info().backend} VQA backend"
         try:
+            return str(vqa.guess(self.pixels, question)), f"a best guess by {backend}"
+        except CannotAnswer:  # it offers no guesses (or had none): its direct answer
             return self.server.answer(self.pixels, question), f"answered directly by {backend}"
-        except CannotAnswer as refusal:
-            reply = self._guess(self.pixels, question, refusal)
-            return reply, f"a best guess by {backend} ({refusal})"
 
     def _best_text_match(self, args: OptionsArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
