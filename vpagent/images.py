@@ -21,7 +21,27 @@ class ImageError(ValueError):
 
 def _from_pil(image: Image.Image) -> np.ndarray:
     image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":
+        return _from_deep_grey(image)
     return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+
+
+def _from_deep_grey(image: Image.Image) -> np.ndarray:
+    """A 16-bit (or 32-bit integer or float) grey image scaled to 8 bits. PIL's own conversion
+    clips every value above 255, so a 16-bit photo would become white."""
+    values = np.asarray(image, dtype=np.float64)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if not (np.isfinite(low) and np.isfinite(high)) or low < 0 or high > 65535:
+        raise ImageError(
+            f"a grey image of mode {image.mode} with values from {low} to {high} "
+            "has no 8-bit reading"
+        )
+    if image.mode.startswith("I;16") or high > 255:
+        values = values * (255 / 65535)
+    elif image.mode == "F" and high <= 1.0:
+        values = values * 255
+    grey = np.rint(values).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 def _open(data: Any, name: str) -> np.ndarray:
