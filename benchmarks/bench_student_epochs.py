@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -133,9 +134,11 @@ def train_and_evaluate(work: Path, variant: str, seed: int, args: argparse.Names
             "--out", str(folder), "--task", "answer", "--max-records", str(args.max_records),
             "--max-validation-records", str(args.max_validation_records),
             "--epochs", str(args.epochs), "--patience", "1", "--batch-size", str(args.batch_size),
-            "--lr", str(args.lr), "--lora-layers", str(args.lora_layers), "--threads", "2",
-            "--seed", str(seed), *(["--resume"] * (folder / "checkpoints").is_dir()),
+            "--lr", str(args.lr), "--lora-layers", str(args.lora_layers),
+            "--threads", str(args.threads), "--seed", str(seed),
+            *(["--resume"] * (folder / "checkpoints").is_dir()),
         )  # fmt: skip
+        (folder / "load.json").write_text(json.dumps({"load_average_1_5_15": os.getloadavg()}))
     for name, dataset in (("validation", validation_items(work)), ("dev", DEV)):
         out = folder / "eval" / name
         if (out / "report.json").is_file():
@@ -149,6 +152,17 @@ def train_and_evaluate(work: Path, variant: str, seed: int, args: argparse.Names
             "distill", "eval", str(dataset), "--student", str(folder), *teacher,
             "--out", str(out), "--max-new-tokens", "12", "--json",
         )  # fmt: skip
+
+
+def load_range(work: Path, seeds: list[int], budget: str) -> str:
+    """The machine's 15-minute load average when each student finished training (low-high)."""
+    loads = [
+        json.loads(path.read_text())["load_average_1_5_15"][2]
+        for variant in VARIANTS
+        for seed in seeds
+        if (path := student_dir(work, variant, seed, budget) / "load.json").is_file()
+    ]
+    return f"{min(loads):.0f}-{max(loads):.0f}" if loads else "not recorded"
 
 
 def finished(work: Path, variant: str, seed: int, budget: str) -> bool:
@@ -271,8 +285,9 @@ def report(work: Path, seeds: list[int], args: argparse.Namespace) -> dict[str, 
     teacher_rows = jsonl(traced_teacher(work))
     teacher_scores = [r["score"] for r in teacher_rows]
     result = {
-        "machine": f"{cpu_model()}, 2 cores shared with five other engineers' jobs "
-        "(load average 15-20); every job here ran under nice -n 10",
+        "machine": f"{cpu_model()}, {os.cpu_count()} cores shared with other engineers' jobs "
+        f"(15-minute load average {load_range(work, common, budget)} as each student finished "
+        "training); every job here ran under nice -n 10",
         "n_validation": len(items),
         "n_dev": len(jsonl(DEV)),
         "training": {
@@ -385,6 +400,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--lora-layers", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=1, help="torch's CPU threads per trainer")
     parser.add_argument("--until", choices=STAGES, default="report")
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
