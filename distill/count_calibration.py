@@ -1,15 +1,17 @@
 """Counting calibration of the offline detector on the training photos of a COCO folder.
 
-`vpagent distill calibrate-counts DATA` asks "How many X are there?" of every category on each
-*training* photo whose instances are all clear (the question generator's rules: no crowd, none
-faint, at most ``max_count``) and, paired with each, of one category absent from the photo (drawn
-as the generator draws its "no" existence questions; the answer is 0, so a threshold low enough
-to invent boxes pays for them), counts the detector's boxes of X, and chooses the detector's
-settings by exact count accuracy (ties: mean absolute error): the tiled pass (grid), the mirrored
-pass, the NMS overlap that merges duplicates across the whole-image, zoom and tile passes, one
-score threshold, then per-class thresholds for the classes with enough training questions. The
-photos are split as `vpagent distill export` splits them (a seeded shuffle of the photos' sha256,
-``val_fraction`` to validation); the validation photos are never looked at here.
+`vpagent distill calibrate-counts DATA` asks "How many X are there?" on each *training* photo of
+every category whose instances are all clear (the question generator's rules: no crowd, none
+faint, at most ``max_count``), and of categories absent from the photo (answer 0): as many as
+there are counted ones, drawn as the generator draws its "no" existence questions, plus every
+absent category the search's loosest setting reports there (the boxes a low threshold would
+invent). It counts the detector's boxes of X and chooses the detector's settings by balanced
+exact-count accuracy, half on the counted categories and half on the absent ones (ties: mean
+absolute error): the tiled pass (grid), the mirrored pass, the NMS overlap that merges
+duplicates across the whole-image, zoom and tile passes, one score threshold, then per-class
+thresholds for the classes with enough training questions. The photos are split as `vpagent
+distill export` splits them (a seeded shuffle of the photos' sha256, ``val_fraction`` to
+validation); the validation photos are never looked at here.
 
 Network passes and classifier calls are cached per crop, so the search re-runs only the cheap
 merging steps. The choice is written as JSON (:data:`CALIBRATION_FILE` is the one the detector
@@ -246,36 +248,53 @@ def _scores_by_threshold(
     return out
 
 
-def _key(answers: Sequence[int], truths: Sequence[int]) -> tuple[int, float]:
-    right = sum(a == t for a, t in zip(answers, truths, strict=True))
-    mae = sum(abs(a - t) for a, t in zip(answers, truths, strict=True))
-    return (right, -mae)
+def _key(
+    answers: Sequence[int], truths: Sequence[int], weights: Sequence[float]
+) -> tuple[float, float]:
+    """(weighted exact counts, minus weighted absolute error): higher is better."""
+    rows = list(zip(answers, truths, weights, strict=True))
+    right = sum(w for a, t, w in rows if a == t)
+    error = sum(w * abs(a - t) for a, t, w in rows)
+    return (round(right, 9), -round(error, 9))
+
+
+def balanced_weights(present: int, absent: int) -> list[float]:
+    """Weights that make the counted and the absent categories count half each."""
+    return [0.5 / present] * present + [0.5 / absent] * absent
 
 
 def calibrate(
-    items: Sequence[CountItem],
+    present: Sequence[CountItem],
+    absent: Sequence[CountItem],
     photos: Callable[[str], np.ndarray],
     progress: Callable[[str], None] = lambda _: None,
+    detector: CachedDetector | None = None,
 ) -> tuple[Calibration, list[dict[str, Any]]]:
-    """The settings with the most exact counts on ``items`` (training photos only), and the
-    search's log (every setting tried with its training accuracy and MAE)."""
-    detector = CachedDetector()
+    """The settings with the best balanced exact-count accuracy (ties: MAE) over the counted
+    categories ``present`` and the ``absent`` ones (answer 0), training photos only, and the
+    search's log (every setting tried with its accuracy on each)."""
+    detector = detector or CachedDetector()
+    items = [*present, *absent]
     truths = [item.answer for item in items]
+    weights = balanced_weights(len(present), len(absent))
     log: list[dict[str, Any]] = []
-    best: tuple[tuple[int, float], Calibration, dict[float, list[int]]] | None = None
+    best: tuple[tuple[float, float], Calibration, dict[float, list[int]]] | None = None
     for tiles, flip, nms_iou in itertools.product(TILE_GRIDS, FLIPS, NMS_IOUS):
         base = Calibration(score_threshold=0.5, nms_iou=nms_iou, tiles=tiles, flip=flip)
         by_threshold = _scores_by_threshold(detector, base, items, photos)
         for threshold, answers in by_threshold.items():
-            key = _key(answers, truths)
+            key = _key(answers, truths, weights)
+            right = [a == t for a, t in zip(answers, truths, strict=True)]
             log.append(
                 {
                     "tiles": tiles,
                     "flip": flip,
                     "nms_iou": nms_iou,
                     "score_threshold": threshold,
-                    "correct": key[0],
-                    "mae": -key[1] / len(items),
+                    "present_correct": sum(right[: len(present)]),
+                    "absent_correct": sum(right[len(present) :]),
+                    "balanced_accuracy": key[0],
+                    "balanced_mae": -key[1],
                 }
             )
             if best is None or key > best[0]:
@@ -283,18 +302,22 @@ def calibrate(
                     score_threshold=threshold, nms_iou=nms_iou, tiles=tiles, flip=flip
                 )
                 best = (key, settings, by_threshold)
-        progress(f"tiles {tiles} flip {flip} nms {nms_iou}: best so far {best[0][0]}/{len(items)}")
+        progress(f"tiles {tiles} flip {flip} nms {nms_iou}: best so far {best[0][0]:.3f}")
     assert best is not None
     _, chosen, by_threshold = best
-    chosen.class_thresholds = class_thresholds(items, by_threshold, chosen.score_threshold)
+    chosen.class_thresholds = class_thresholds(items, weights, by_threshold, chosen.score_threshold)
     return chosen, log
 
 
 def class_thresholds(
-    items: Sequence[CountItem], by_threshold: dict[float, list[int]], default: float
+    items: Sequence[CountItem],
+    weights: Sequence[float],
+    by_threshold: dict[float, list[int]],
+    default: float,
 ) -> dict[str, float]:
     """Per-class thresholds where a class has MIN_CLASS_ITEMS training questions and its own
-    threshold answers at least MIN_CLASS_GAIN more of them right than ``default``.
+    threshold answers at least MIN_CLASS_GAIN more of them right than ``default`` (and the
+    weighted score is not lower).
 
     Each class's count depends only on its own threshold, so classes are chosen one by one."""
     by_class: dict[str, list[int]] = defaultdict(list)
@@ -305,14 +328,50 @@ def class_thresholds(
         if len(indices) < MIN_CLASS_ITEMS:
             continue
         truths = [items[i].answer for i in indices]
+        mine = [weights[i] for i in indices]
 
-        def key(threshold: float, indices: list[int] = indices, truths: list[int] = truths) -> Any:
-            return _key([by_threshold[threshold][i] for i in indices], truths)
+        def key(
+            threshold: float,
+            indices: list[int] = indices,
+            truths: list[int] = truths,
+            mine: list[float] = mine,
+        ) -> Any:
+            answers = [by_threshold[threshold][i] for i in indices]
+            right = sum(a == t for a, t in zip(answers, truths, strict=True))
+            return (_key(answers, truths, mine)[0], right)
 
         best = max(THRESHOLDS, key=lambda t: (key(t), -abs(t - default)))
-        if key(best)[0] - key(default)[0] >= MIN_CLASS_GAIN:
+        if key(best)[1] - key(default)[1] >= MIN_CLASS_GAIN and key(best)[0] >= key(default)[0]:
             chosen[name] = best
     return chosen
+
+
+def confusable_items(
+    dataset: CocoDataset,
+    images: Iterable[CocoImage],
+    detector: SSDCocoDetector,
+    photos: Callable[[str], np.ndarray],
+) -> list[CountItem]:
+    """ "How many X are there?" (answer 0) for every category absent from a photo's annotations
+    that the search's most permissive setting (finest tiles, mirrored pass, loosest NMS, lowest
+    threshold) reports on it: the boxes a low threshold would invent."""
+    loosest = Calibration(
+        score_threshold=min(THRESHOLDS),
+        nms_iou=max(NMS_IOUS),
+        tiles=max(TILE_GRIDS),
+        flip=any(FLIPS),
+    )
+    previous = detector.calibration
+    detector.configure(loosest)
+    items = []
+    for image in images:
+        annotated = {dataset.category_name(note) for note in dataset.by_image.get(image.id, [])}
+        found = {d.label for d in detector.detect_all(photos(image.file_name))}
+        for name in sorted(found - annotated):
+            text = f"How many {plural(name)} are there?"
+            items.append(CountItem(image.id, image.file_name, name, text, 0))
+    detector.configure(previous)
+    return items
 
 
 def run(
@@ -325,19 +384,23 @@ def run(
     """Calibrate on the training photos of ``data`` (images/ + instances.json); write ``out``."""
     dataset = load_coco(data / "instances.json")
     split = photo_split(dataset, data / "images", val_fraction, seed)
-    items = count_items(dataset, split.train, Rules())
-    absent = absent_items(dataset, split.train, Rules())
     photos = Photos(data / "images")
-    chosen, log = calibrate(items + absent, photos, progress)
     detector = CachedDetector()
+    present = count_items(dataset, split.train, Rules())
+    drawn = absent_items(dataset, split.train, Rules())
+    confusable = confusable_items(dataset, split.train, detector, photos)
+    asked = {(item.image_id, item.name) for item in drawn}
+    absent = drawn + [item for item in confusable if (item.image_id, item.name) not in asked]
+    progress(f"{len(present)} counted, {len(drawn)} drawn absent, {len(confusable)} confusable")
+    chosen, log = calibrate(present, absent, photos, progress, detector)
     detector.configure(chosen)
-    answers = detector_counts(detector, items, photos)
-    absent_answers = detector_counts(detector, absent, photos)
     record = {
         **chosen.model_dump(),
         "chosen_by": (
-            "exact count accuracy (ties: MAE) of 'How many X are there?' on the training photos, "
-            "X each clearly countable category and as many absent ones (answer 0)"
+            "balanced exact-count accuracy (ties: MAE) of 'How many X are there?' on the "
+            "training photos: half on each clearly countable category, half on absent ones "
+            "(answer 0: as many drawn as the generator draws its 'no' questions, and every one "
+            "the loosest setting reports)"
         ),
         "data": dataset.description,
         "split": {
@@ -346,8 +409,10 @@ def run(
             "train_photos": len(split.train),
             "validation_photos": len(split.validation),
         },
-        "train": score_counts(answers, [item.answer for item in items]),
-        "train_absent": score_counts(absent_answers, [0] * len(absent)),
+        "train": score_counts(
+            detector_counts(detector, present, photos), [item.answer for item in present]
+        ),
+        "train_absent": score_counts(detector_counts(detector, absent, photos), [0] * len(absent)),
         "search": log,
     }
     out.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")

@@ -97,10 +97,21 @@ def test_a_class_gets_its_own_threshold_only_when_it_pays(
     items = [calibration.CountItem(i, "x.jpg", "cup", "q", 2) for i in range(8)]
     items += [calibration.CountItem(8 + i, "x.jpg", "dog", "q", 1) for i in range(8)]
     by_threshold = {0.3: [2] * 8 + [2] * 8, 0.5: [1] * 8 + [1] * 8}
+    ones = [1.0] * 16
     # cups are counted right only at 0.3; dogs only at the default 0.5
-    assert class_thresholds(items, by_threshold, default=0.5) == {"cup": 0.3}
+    assert class_thresholds(items, ones, by_threshold, default=0.5) == {"cup": 0.3}
     few = items[:7] + items[8:]  # 7 cup questions: too few for a threshold of their own
-    assert class_thresholds(few, {t: v[:7] + v[8:] for t, v in by_threshold.items()}, 0.5) == {}
+    fewer = {t: v[:7] + v[8:] for t, v in by_threshold.items()}
+    assert class_thresholds(few, ones[:15], fewer, 0.5) == {}
+
+
+def test_balanced_weights_give_each_side_half() -> None:
+    weights = calibration.balanced_weights(3, 1)
+    assert weights[:3] == [pytest.approx(1 / 6)] * 3 and weights[3] == pytest.approx(0.5)
+    # one wrong absent count costs as much as all three counted ones
+    truths = [1, 2, 1, 0]
+    assert calibration._key([1, 2, 1, 3], truths, weights)[0] == pytest.approx(0.5)
+    assert calibration._key([0, 0, 0, 0], truths, weights)[0] == pytest.approx(0.5)
 
 
 def test_a_class_threshold_decides_which_boxes_count(images_dir: Path) -> None:
@@ -146,10 +157,10 @@ def test_calibrate_counts_writes_a_calibration_the_detector_reads(
     record = json.loads(out.read_text())
     assert record["split"]["train_photos"] + record["split"]["validation_photos"] <= 6
     assert len(record["search"]) == 2  # one line per setting tried
-    best = max(record["search"], key=lambda line: (line["correct"], -line["mae"]))
+    best = max(record["search"], key=lambda line: line["balanced_accuracy"])
     assert best["score_threshold"] == chosen.score_threshold
-    found = record["train"]["correct"] + record["train_absent"]["correct"]
-    assert found >= best["correct"]  # per-class thresholds, chosen after, only add
+    # as many drawn absent categories as counted ones, plus the confusable ones
+    assert record["train_absent"]["n"] >= record["train"]["n"] > 0
     assert "counts exact" in result.output
 
 
