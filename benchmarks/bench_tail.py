@@ -1,7 +1,7 @@
 """Where a question's time goes, per path, from `vpagent eval` results files (issue 33).
 
 Run: .venv/bin/python benchmarks/bench_tail.py RESULTS.jsonl [RESULTS.jsonl ...] [--name NAME]
-     [--label LABEL ...]
+     [--label LABEL ...] [--pair]
 
 Each item's path is read from its attempt record (``attempts`` in the results file): the first
 program answered; a program failed and a repair answered; programs failed and the fallback
@@ -10,6 +10,10 @@ where a tool refused (a step's reason) even though the program ended as a ``tool
 path: items, accuracy, seconds (median, p90, max of ``total_s``), and the mean time of the first
 planning round, of the repair rounds, of execution and of the fallback (``total_s`` less planning
 and execution where the fallback's own time was not kept).
+
+With ``--pair`` the files are before/after pairs (before1 after1 before2 after2 ...): each
+pair also gets accuracy with its 95% interval, latency median/p90/max and their after/before
+ratios, and `vpagent eval compare`'s item-by-item McNemar test.
 
 Writes benchmarks/results/tail[-NAME].md and .json.
 """
@@ -23,9 +27,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from vpagent.evaluation.compare import read_results
+from vpagent.evaluation.compare import compare_results, read_results
+from vpagent.evaluation.stats import interval
 
 RESULTS = Path(__file__).parent / "results"
+LLM_TOOLS = {"simple_query", "llm_query"}  # program steps that ask the language model
 
 
 def failure_kind(attempt: dict[str, Any]) -> str:
@@ -62,6 +68,8 @@ def timings(item: dict[str, Any]) -> dict[str, float]:
     fallback = [a for a in attempts if a.get("kind") == "fallback"]
     plan = [float(a.get("plan_s") or 0.0) for a in programs]
     execute = sum(float(a.get("execute_s") or 0.0) for a in programs)
+    steps = [step for a in programs for step in a.get("steps") or []]
+    llm_tools = sum(float(s.get("duration_s") or 0.0) for s in steps if s.get("tool") in LLM_TOOLS)
     kept = sum(float(a.get("execute_s") or 0.0) for a in fallback)
     total = float(item.get("total_s") or 0.0)
     return {
@@ -69,6 +77,7 @@ def timings(item: dict[str, Any]) -> dict[str, float]:
         "first_plan_s": plan[0] if plan else 0.0,
         "repair_plan_s": sum(plan[1:]),
         "execute_s": execute,
+        "llm_tools_s": llm_tools,
         "fallback_s": kept
         if kept
         else (max(total - sum(plan) - execute, 0.0) if fallback else 0.0),
@@ -106,6 +115,7 @@ def table(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "first_plan_s",
                         "repair_plan_s",
                         "execute_s",
+                        "llm_tools_s",
                         "fallback_s",
                         "rounds",
                     )
@@ -122,18 +132,77 @@ def markdown(label: str, rows: list[dict[str, Any]]) -> str:
         f"### {label}",
         "",
         "| path | n | acc | median s | p90 s | max s | share of time | first plan s "
-        "| repair plans s | execute s | fallback s | programs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| repair plans s | execute s | of which LLM tools s | fallback s | programs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['path']} | {row['n']} | {row['accuracy']:.2f} | {row['median_s']:.1f} | "
             f"{row['p90_s']:.1f} | {row['max_s']:.1f} | {row['share_of_time']:.0%} | "
             f"{row['mean_first_plan_s']:.1f} | {row['mean_repair_plan_s']:.1f} | "
-            f"{row['mean_execute_s']:.1f} | {row['mean_fallback_s']:.1f} | "
+            f"{row['mean_execute_s']:.1f} | {row['mean_llm_tools_s']:.1f} | "
+            f"{row['mean_fallback_s']:.1f} | "
             f"{row['mean_rounds']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def summary(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy (95% bootstrap interval) and latency of one run."""
+    scores = [float(item.get("score") or 0.0) for item in items]
+    totals = [float(item.get("total_s") or 0.0) for item in items]
+    low, high = interval(scores)
+    return {
+        "n": len(items),
+        "accuracy": statistics.fmean(scores),
+        "interval": [low, high],
+        "median_s": statistics.median(totals),
+        "p90_s": percentile(totals, 0.9),
+        "max_s": max(totals),
+        "over_20_s": sum(total > 20 for total in totals),
+        "repair_rounds": sum(timings(item)["rounds"] - 1 for item in items),
+        "deadline_stops": sum(
+            any(a.get("reason") == "deadline" for a in item.get("attempts") or []) for item in items
+        ),
+    }
+
+
+def pair(label: str, before: Path, after: Path) -> tuple[dict[str, Any], str]:
+    """Before and after on one set: summaries, ratios and the item-by-item McNemar test."""
+    first, second = read_results(before), read_results(after)
+    a = summary([i.model_dump(mode="json") for i in first.results.values()])
+    b = summary([i.model_dump(mode="json") for i in second.results.values()])
+    overall = compare_results(first, second).overall
+    ratios = {key: b[key] / a[key] for key in ("median_s", "p90_s", "max_s") if a[key]}
+    report = {"before": a, "after": b, "after_over_before": ratios, "mcnemar": overall.model_dump()}
+    rows = [
+        f"### {label}: before / after",
+        "",
+        "| run | n | accuracy (95% CI) | median s | p90 s | max s | over 20 s | repair rounds "
+        "| deadline stops |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, run in (("before", a), ("after", b)):
+        low, high = run["interval"]
+        rows.append(
+            f"| {name} | {run['n']} | {run['accuracy']:.1%} ({low:.1%}-{high:.1%}) | "
+            f"{run['median_s']:.1f} | {run['p90_s']:.1f} | {run['max_s']:.1f} | "
+            f"{run['over_20_s']} | {run['repair_rounds']:.0f} | {run['deadline_stops']} |"
+        )
+    rows.append(
+        "| after / before | | | "
+        + " | ".join(
+            f"{ratios.get(key, float('nan')):.2f}" for key in ("median_s", "p90_s", "max_s")
+        )
+        + " | | | |"
+    )
+    rows += [
+        "",
+        f"Item by item (n={overall.n}): right before only {len(overall.only_a)} "
+        f"({', '.join(overall.only_a) or '-'}), right after only {len(overall.only_b)} "
+        f"({', '.join(overall.only_b) or '-'}); exact McNemar p = {overall.p_value:.3f}.",
+    ]
+    return report, "\n".join(rows)
 
 
 def main() -> None:
@@ -142,6 +211,7 @@ def main() -> None:
     parser.add_argument("--label", nargs="*", default=[], help="a label per results file")
     parser.add_argument("--name", default="", help="suffix of the output files")
     parser.add_argument("--note", default="", help="a line about the machine and the run")
+    parser.add_argument("--pair", action="store_true", help="the files are before/after pairs")
     args = parser.parse_args()
     labels = args.label + [path.name for path in args.results[len(args.label) :]]
     report: dict[str, Any] = {"note": args.note, "files": {}}
@@ -149,7 +219,9 @@ def main() -> None:
         "# Where the time goes (issue 33)",
         "",
         "Means are per item of the path; `fallback s` is the fallback answer's own time; "
-        "`programs` counts the programs run. Percentiles are nearest-rank.",
+        "`programs` counts the programs run; `of which LLM tools`: the part of execution in "
+        "simple_query and llm_query (the language model over the scene description). "
+        "Percentiles are nearest-rank.",
     ]
     if args.note:
         sections += ["", args.note]
@@ -158,6 +230,13 @@ def main() -> None:
         rows = table(items)
         report["files"][label] = {"path": str(path), "rows": rows}
         sections += ["", markdown(f"{label} (n={len(items)})", rows)]
+    if args.pair:
+        report["pairs"] = {}
+        for index in range(0, len(args.results) - 1, 2):
+            label = labels[index].removesuffix(" before")
+            found, text = pair(label, args.results[index], args.results[index + 1])
+            report["pairs"][label] = found
+            sections += ["", text]
     stem = "tail" + (f"-{args.name}" if args.name else "")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
