@@ -200,6 +200,7 @@ def variant_summary(work: Path, variant: str, seeds: list[int], budget: str) -> 
         "export": VARIANTS[variant][0],
         "eyes": VARIANTS[variant][1],
         "seeds": seeds,
+        "steps": [m["steps"] for m in metrics],
         "epochs": [len(m["epochs"]) for m in metrics],
         "best_epoch": [m["best_epoch"] for m in metrics],
         "seconds_per_epoch": statistics.fmean(m["seconds_per_epoch"] for m in metrics),
@@ -308,6 +309,7 @@ def report(work: Path, seeds: list[int], args: argparse.Namespace) -> dict[str, 
             "per_type": by_type(teacher_rows),
             "note": "the trace run's temperature-0 program (after repairs) per validation item",
         },
+        "teacher_eval": teacher_eval(),
         "constant_answer_baseline": majority_baseline(work, items),
         "constant_answer_baseline_dev": dev_baseline(work),
         "variants": variants,
@@ -318,6 +320,13 @@ def report(work: Path, seeds: list[int], args: argparse.Namespace) -> dict[str, 
     (RESULTS / "student-ablation-epochs.md").write_text(markdown(result))
     merge_into_ablation(result)
     return result
+
+
+def teacher_eval() -> dict[str, Any]:
+    """The teacher as `vpagent eval` ran it on both sets (bench_student_ablation.py's teacher
+    stage, kept in student-ablation.json): the dev set has no trace run to read it from."""
+    ablation = json.loads((RESULTS / "student-ablation.json").read_text())
+    return {"validation": ablation["teacher"], "dev": ablation["teacher_dev"]}
 
 
 def merge_into_ablation(result: dict[str, Any]) -> None:
@@ -345,7 +354,7 @@ def merge_into_ablation(result: dict[str, Any]) -> None:
 
 def markdown(result: dict[str, Any]) -> str:
     base, dev_base = result["constant_answer_baseline"], result["constant_answer_baseline_dev"]
-    teacher = result["teacher_traced"]
+    teacher, t_eval = result["teacher_traced"], result["teacher_eval"]["validation"]
     types = list(base["per_type"])
     t = result["training"]
     lines = [
@@ -364,6 +373,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"| teacher (trace run) | {teacher['accuracy']:.1%} | {teacher['interval_95'][0]:.1%}-"
         f"{teacher['interval_95'][1]:.1%} | | | | | | | "
         + " | ".join(f"{teacher['per_type'].get(k, 0):.0%}" for k in types)
+        + " |",
+        f"| teacher (`vpagent eval`, 2026-12-03) | {t_eval['accuracy']:.1%} | "
+        f"{t_eval['interval_95'][0]:.1%}-{t_eval['interval_95'][1]:.1%} | "
+        f"{result['teacher_eval']['dev']['accuracy']:.1%} | | | | | | "
+        + " | ".join(f"{t_eval['per_type'].get(k, 0):.0%}" for k in types)
         + " |",
         f"| each type's commonest training answer | {base['accuracy']:.1%} | | "
         f"{dev_base['accuracy']:.1%} | | | | | | "
@@ -386,8 +400,40 @@ def markdown(result: dict[str, Any]) -> str:
             f"{v['epochs']} | {v['seconds_per_epoch']:.0f} | {v['tokens_per_second']:.0f} | "
             f"{auroc} | {c['ece_raw']:.2f} -> {c['ece']:.2f} | " + " | ".join(cells) + " |"
         )
-    lines += ["", "Loss curves: docs/student-epochs.png.", ""]
+    lines += ["", *dev_table(result), "", "Loss curves: docs/student-epochs.png.", ""]
     return "\n".join(lines)
+
+
+def dev_table(result: dict[str, Any]) -> list[str]:
+    """The dev set (photos never in coco128) per type: mean over seeds, commonest share."""
+    base, teacher = result["constant_answer_baseline_dev"], result["teacher_eval"]["dev"]
+    types = sorted(teacher["per_type"])
+    lines = [
+        f"Dev set (n={result['n_dev']}), per type: mean over seeds (commonest answer's share)",
+        "",
+        "| answerer | dev | " + " | ".join(types) + " |",
+        "|---|---|" + "---|" * len(types),
+        f"| teacher (`vpagent eval`) | {teacher['accuracy']:.1%} | "
+        + " | ".join(f"{teacher['per_type'].get(k, 0):.0%}" for k in types)
+        + " |",
+        f"| each type's commonest training answer | {base['accuracy']:.1%} | "
+        + " | ".join(f"{base['per_type'].get(k, 0):.0%}" for k in types)
+        + " |",
+    ]
+    for name, v in result["variants"].items():
+        dev = v["dev"]
+        cells = [
+            f"{dev['per_type'][k]['mean']:.0%} ({dev['most_common_answer_share'][k]:.0%})"
+            if k in dev["per_type"]
+            else "-"
+            for k in types
+        ]
+        lines.append(
+            f"| student: {name} | {dev['accuracy']:.1%} ({dev['accuracy_spread']['std']:.1%}) | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return lines
 
 
 def main() -> None:
