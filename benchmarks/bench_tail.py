@@ -85,6 +85,20 @@ def timings(item: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def model_calls(item: dict[str, Any]) -> int:
+    """Language-model calls of one item, a cost that does not depend on the machine's load:
+    one per program planned (fix replies are not recorded), one per simple_query or
+    llm_query step, and the fallback's (two where it was refused and then guessed: its
+    message then names the refusal in brackets, as before issue 33)."""
+    calls = 0
+    for attempt in item.get("attempts") or []:
+        if attempt.get("kind") == "fallback":
+            calls += 2 if "(" in (attempt.get("message") or "") else 1
+        elif attempt.get("reason") != "deadline":
+            calls += 1 + sum(s.get("tool") in LLM_TOOLS for s in attempt.get("steps") or [])
+    return calls
+
+
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (nearest rank, as the issue's tables use)."""
     ordered = sorted(values)
@@ -161,6 +175,7 @@ def summary(items: list[dict[str, Any]]) -> dict[str, Any]:
         "max_s": max(totals),
         "over_20_s": sum(total > 20 for total in totals),
         "repair_rounds": sum(timings(item)["rounds"] - 1 for item in items),
+        "model_calls": sum(model_calls(item) for item in items),
         "deadline_stops": sum(
             any(a.get("reason") == "deadline" for a in item.get("attempts") or []) for item in items
         ),
@@ -179,22 +194,23 @@ def pair(label: str, before: Path, after: Path) -> tuple[dict[str, Any], str]:
         f"### {label}: before / after",
         "",
         "| run | n | accuracy (95% CI) | median s | p90 s | max s | over 20 s | repair rounds "
-        "| deadline stops |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| deadline stops | model calls |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, run in (("before", a), ("after", b)):
         low, high = run["interval"]
         rows.append(
             f"| {name} | {run['n']} | {run['accuracy']:.1%} ({low:.1%}-{high:.1%}) | "
             f"{run['median_s']:.1f} | {run['p90_s']:.1f} | {run['max_s']:.1f} | "
-            f"{run['over_20_s']} | {run['repair_rounds']:.0f} | {run['deadline_stops']} |"
+            f"{run['over_20_s']} | {run['repair_rounds']:.0f} | {run['deadline_stops']} | "
+            f"{run['model_calls']} |"
         )
     rows.append(
         "| after / before | | | "
         + " | ".join(
             f"{ratios.get(key, float('nan')):.2f}" for key in ("median_s", "p90_s", "max_s")
         )
-        + " | | | |"
+        + " | | | | |"
     )
     rows += [
         "",
