@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests.fixtures.agents import KeywordEmbed
 from tests.fixtures.fakes import BrightSpotDetector, EchoVQA, spots_image
-from vpagent.agent import Agent
+from vpagent.agent import Agent, build_agent
 from vpagent.attempts import FailureReason
 from vpagent.config import ServerConfig, load_settings
 from vpagent.http import create_app
@@ -157,3 +157,9 @@ def test_http_refuses_a_deadline_past_the_requests_own() -> None:
         )
         body = {"image_base64": base64.b64encode(png()).decode(), **data}
         assert client.post("/v1/ask", json={**body, "deadline_s": 0}).status_code == 422
+
+
+def test_the_configured_budget_reaches_the_agent() -> None:
+    settings = load_settings(agent={"deadline_s": 7.5}, sandbox={"cpu_seconds": 2})
+    with build_agent(settings, FakeListChatModel(responses=[COUNT])) as agent:
+        assert agent.deadline_s == 7.5
