@@ -3,7 +3,8 @@
 Run (after `bench_student_ablation.py --until exports` has built the work folder):
 
     nice -n 10 .venv/bin/python benchmarks/bench_student_epochs.py [--work DIR] [--seeds 0 1 2]
-        [--max-records 32] [--epochs 3] [--variants ...] [--until STAGE]
+        [--max-records 32] [--epochs 3] [--batch-size 8] [--threads 1] [--variants ...]
+        [--until STAGE] [--name NAME] [--no-merge]
 
 Stages, each skipped where its output is whole, so a killed run continues where it stopped
 (per variant and seed; a training run killed mid-way resumes from its last epoch checkpoint):
@@ -20,11 +21,13 @@ Stages, each skipped where its output is whole, so a killed run continues where 
                  loss on ``--max-validation-records`` each epoch, ``--patience 1`` keeping the
                  best epoch, then `vpagent distill eval` on the 122 validation items (teacher from
                  stage 1) and on the dev set (no teacher).
-3. ``report``    benchmarks/results/student-ablation-epochs.json and .md, the loss curves
-                 (docs/student-epochs.png), each variant's calibrated confidence (`distill
-                 calibrate` over its seeds: AUROC, ECE per type), and the new variants merged
-                 into benchmarks/results/student-ablation.json (the 80-step variants kept under
-                 ``variants_80_steps``; ``teacher`` and ``student_then_program`` untouched).
+3. ``report``    benchmarks/results/student-ablation-epochs.json and .md (``--name NAME-SUFFIX``:
+                 another budget's files; ``--no-merge``: student-ablation.json left alone), the
+                 loss curves (docs/student-epochs[SUFFIX].png), each variant's calibrated
+                 confidence (`distill calibrate` over its seeds: AUROC, ECE per type), and the
+                 new variants merged into benchmarks/results/student-ablation.json (the
+                 80-step variants kept under ``variants_80_steps``; ``teacher`` and
+                 ``student_then_program`` untouched).
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ VARIANTS = {  # name: (export, eyes); today's best first
     "vpd-augmented": ("vpd-augmented", "grid"),
     "vpd-augmented+scene": ("vpd-augmented", "scene"),
 }
-CURVES_PLOT = ROOT / "docs" / "student-epochs.png"
+NAME = "student-ablation-epochs"  # the results files; the loss curves: docs/student-epochs.png
 STAGES = ("teacher", "students", "report")
 
 
@@ -243,7 +246,7 @@ def dev_baseline(work: Path) -> dict[str, Any]:
     return majority_baseline(work, jsonl(DEV))
 
 
-def plot_curves(variants: dict[str, Any]) -> None:
+def plot_curves(variants: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -266,7 +269,7 @@ def plot_curves(variants: dict[str, Any]) -> None:
         ax.legend()
     axes[0].set_ylabel("loss (one line per seed)")
     figure.tight_layout()
-    figure.savefig(CURVES_PLOT, dpi=100)
+    figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
@@ -315,10 +318,14 @@ def report(work: Path, seeds: list[int], args: argparse.Namespace) -> dict[str, 
         "variants": variants,
         "best_variant": max(variants, key=lambda name: variants[name]["accuracy"]),
     }
-    plot_curves(variants)
-    (RESULTS / "student-ablation-epochs.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "student-ablation-epochs.md").write_text(markdown(result))
-    merge_into_ablation(result)
+    suffix = "" if args.name == NAME else args.name.removeprefix(NAME)
+    plot = ROOT / "docs" / f"student-epochs{suffix}.png"
+    result["loss_curves_plot"] = str(plot.relative_to(ROOT))
+    plot_curves(variants, plot)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"{args.name}.md").write_text(markdown(result))
+    if args.merge:
+        merge_into_ablation(result)
     return result
 
 
@@ -400,7 +407,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{v['epochs']} | {v['seconds_per_epoch']:.0f} | {v['tokens_per_second']:.0f} | "
             f"{auroc} | {c['ece_raw']:.2f} -> {c['ece']:.2f} | " + " | ".join(cells) + " |"
         )
-    lines += ["", *dev_table(result), "", "Loss curves: docs/student-epochs.png.", ""]
+    lines += ["", *dev_table(result), "", f"Loss curves: {result['loss_curves_plot']}.", ""]
     return "\n".join(lines)
 
 
@@ -448,6 +455,13 @@ def main() -> None:
     parser.add_argument("--lora-layers", type=int, default=8)
     parser.add_argument("--threads", type=int, default=1, help="torch's CPU threads per trainer")
     parser.add_argument("--until", choices=STAGES, default="report")
+    parser.add_argument(
+        "--name", default=NAME, help=f"results files; another budget's: {NAME}-SUFFIX"
+    )
+    parser.add_argument(
+        "--merge", action=argparse.BooleanOptionalAction, default=True,
+        help="put the variants into student-ablation.json (the budget the docs report)",
+    )  # fmt: skip
     parser.add_argument(
         "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
         help="train only these (e.g. one per process, to run variants side by side)",
