@@ -133,13 +133,10 @@ class Answerer:
         """The checked question, its image decoded in a thread; ValueError (ImageError) for an
         empty question or a bad image, :class:`Refused` for a new question the server cannot
         take now (before the decode is paid for). ``deadline_s``: the question's time budget
-        (Agent.ask's), within the request's own deadline (``timeout_s``), else ValueError."""
+        (Agent.ask's; the request still ends at ``timeout_s``), ValueError unless above 0."""
         checked = validate_question(text)
-        if deadline_s is not None and not 0 < deadline_s <= self.timeout_s:
-            raise ValueError(
-                f"deadline_s must be above 0 and at most this server's request deadline, "
-                f"{self.timeout_s:g} s"
-            )
+        if deadline_s is not None and not deadline_s > 0:  # NaN too
+            raise ValueError("deadline_s must be a number of seconds above 0")
         options = tuple(validate_choices(choices) or ())
         given = tuple(mark.mark() for mark in marks or [])
         digest = await asyncio.to_thread(lambda: hashlib.sha256(image).hexdigest())

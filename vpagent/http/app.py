@@ -49,9 +49,9 @@ MARKS = TypeAdapter(list[GivenMark])
 
 
 DEADLINE_DESCRIPTION = (
-    "This question's time budget in seconds (default: agent.deadline_s), at most "
-    "server.request_timeout_s: no repair round starts that would end past it; the best answer "
-    "so far returns with verified false and the reason."
+    "This question's time budget in seconds (default: agent.deadline_s): no repair round "
+    "starts that would end past it; the best answer so far returns with verified false and the "
+    "reason. The request itself still ends at server.request_timeout_s (504)."
 )
 
 
