@@ -309,6 +309,7 @@ def report(work: Path, seeds: list[int], args: argparse.Namespace) -> dict[str, 
             "n": len(teacher_rows),
             "accuracy": statistics.fmean(teacher_scores),
             "interval_95": list(interval(teacher_scores)),
+            "seconds_per_question": statistics.fmean(r["total_s"] for r in teacher_rows),
             "per_type": by_type(teacher_rows),
             "note": "the trace run's temperature-0 program (after repairs) per validation item",
         },
@@ -374,20 +375,21 @@ def markdown(result: dict[str, Any]) -> str:
         f"Accuracy: mean over seeds (std); interval: 95% bootstrap over the seeds' items pooled.",
         "",
         f"| answerer | validation (n={result['n_validation']}) | 95% interval | "
-        f"dev (n={result['n_dev']}) | epochs run | s/epoch | tokens/s | AUROC | "
+        f"dev (n={result['n_dev']}) | s/question | epochs run | s/epoch | tokens/s | AUROC | "
         "ECE raw -> calibrated | " + " | ".join(types) + " |",
-        "|---|---|---|---|---|---|---|---|---|" + "---|" * len(types),
+        "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(types),
         f"| teacher (trace run) | {teacher['accuracy']:.1%} | {teacher['interval_95'][0]:.1%}-"
-        f"{teacher['interval_95'][1]:.1%} | | | | | | | "
+        f"{teacher['interval_95'][1]:.1%} | | {teacher['seconds_per_question']:.2f} | | | | | | "
         + " | ".join(f"{teacher['per_type'].get(k, 0):.0%}" for k in types)
         + " |",
         f"| teacher (`vpagent eval`, 2026-12-03) | {t_eval['accuracy']:.1%} | "
         f"{t_eval['interval_95'][0]:.1%}-{t_eval['interval_95'][1]:.1%} | "
-        f"{result['teacher_eval']['dev']['accuracy']:.1%} | | | | | | "
+        f"{result['teacher_eval']['dev']['accuracy']:.1%} | "
+        f"{t_eval['seconds_per_question']:.2f} | | | | | | "
         + " | ".join(f"{t_eval['per_type'].get(k, 0):.0%}" for k in types)
         + " |",
         f"| each type's commonest training answer | {base['accuracy']:.1%} | | "
-        f"{dev_base['accuracy']:.1%} | | | | | | "
+        f"{dev_base['accuracy']:.1%} | | | | | | | "
         + " | ".join(f"{base['per_type'].get(k, 0):.0%}" for k in types)
         + " |",
     ]
@@ -404,7 +406,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"| student: {name} | {v['accuracy']:.1%} ({v['accuracy_spread']['std']:.1%}) | "
             f"{v['interval_95_seeds_pooled'][0]:.1%}-{v['interval_95_seeds_pooled'][1]:.1%} | "
             f"{v['dev']['accuracy']:.1%} ({v['dev']['accuracy_spread']['std']:.1%}) | "
-            f"{v['epochs']} | {v['seconds_per_epoch']:.0f} | {v['tokens_per_second']:.0f} | "
+            f"{v['seconds_per_question']:.2f} | {v['epochs']} | {v['seconds_per_epoch']:.0f} | "
+            f"{v['tokens_per_second']:.0f} | "
             f"{auroc} | {c['ece_raw']:.2f} -> {c['ece']:.2f} | " + " | ".join(cells) + " |"
         )
     lines += ["", *dev_table(result), "", f"Loss curves: {result['loss_curves_plot']}.", ""]
