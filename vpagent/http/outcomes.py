@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vpagent.http.admission import Refused
@@ -55,6 +56,12 @@ def add_outcome_handlers(app: FastAPI, metrics: ServerMetrics) -> None:
 
     @app.exception_handler(ClientGone)
     async def gone(_request: Request, _error: ClientGone) -> Response:
+        metrics.refused.labels("client_closed").inc()
+        return Response(status_code=CLIENT_CLOSED)
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone_mid_upload(_request: Request, _error: ClientDisconnect) -> Response:
+        """The client hung up while still sending its request: as above, not a server error."""
         metrics.refused.labels("client_closed").inc()
         return Response(status_code=CLIENT_CLOSED)
 
