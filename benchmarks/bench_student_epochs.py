@@ -344,6 +344,7 @@ def merge_into_ablation(result: dict[str, Any]) -> None:
     if "variants_80_steps" not in ablation:
         ablation["variants_80_steps"] = ablation["variants"]
         ablation["training_80_steps"] = ablation["training"]
+        ablation["best_variant_80_steps"] = ablation["best_variant"]
     trimmed = {
         name: {k: v for k, v in variant.items() if k != "loss_curves"}
         for name, variant in result["variants"].items()
