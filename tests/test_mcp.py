@@ -267,7 +267,12 @@ def test_run_program_and_describe_backends(front: McpFrontEnd) -> None:
             "run_program", {"image": b64(png_bytes()), "program": "def execute_command(image):\n"
                             "    return 1 / 0\n"},
         )  # fmt: skip
-        assert crashed.isError and "ZeroDivisionError" in (crashed.structuredContent or {})["error"]
+        failure = crashed.structuredContent or {}
+        assert crashed.isError and "ZeroDivisionError" in failure["error"]
+        assert failure["error_kind"] == "runtime"  # the FailureReason vocabulary, as in traces
+        schema = (await session.list_tools()).tools
+        outputs = {tool.name: tool.outputSchema for tool in schema}
+        assert "runtime" in json.dumps(outputs["run_program"])  # the schema lists the reasons
         backends = (await session.call_tool("describe_backends", {})).structuredContent or {}
         roles = {role["role"]: role for role in backends["roles"]}
         assert roles["detector"]["backend"] == "fake" and roles["detector"]["stand_in"] is True

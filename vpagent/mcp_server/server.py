@@ -29,6 +29,7 @@ from pydantic import AnyUrl, BaseModel, Field
 
 import vpagent
 from vpagent.agent import Agent
+from vpagent.attempts import FailureReason
 from vpagent.config import AnswerMode, ServerConfig
 from vpagent.events import Event
 from vpagent.http.admission import Admission, Refused
@@ -64,7 +65,7 @@ class ProgramRun(BaseModel):
     ok: bool
     answer: str | None = None
     error: str | None = None
-    error_kind: str | None = None
+    error_kind: FailureReason | None = None
     error_line: int | None = None
     trace_id: str
     trace: dict[str, Any] = Field(description="Every tool call the program made, in order.")
@@ -254,7 +255,7 @@ class McpFrontEnd:
             ok=execution.ok,
             answer=execution.answer,
             error=execution.error,
-            error_kind=str(execution.error_kind) if execution.error_kind else None,
+            error_kind=execution.error_kind,
             error_line=execution.line,
             trace_id=trace.id,
             trace=trace.model_dump(mode="json"),
