@@ -237,12 +237,7 @@ def _scores_by_threshold(
     out: dict[float, list[int]] = {}
     for threshold in THRESHOLDS:
         detector.configure(
-            Calibration(
-                score_threshold=threshold,
-                nms_iou=settings.nms_iou,
-                tiles=settings.tiles,
-                flip=settings.flip,
-            )
+            settings.model_copy(update={"score_threshold": threshold, "class_thresholds": {}})
         )
         out[threshold] = detector_counts(detector, items, photos)
     return out
