@@ -35,7 +35,7 @@ from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 import vpagent  # noqa: F401  (offline environment defaults)
 from vpagent.config import load_settings
-from vpagent.distill.count_calibration import wilson
+from vpagent.evaluation.stats import wilson
 from vpagent.images import load_image
 from vpagent.tools.offline.depth import VerticalPositionDepth
 from vpagent.tools.offline.detector import SSDCocoDetector

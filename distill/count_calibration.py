@@ -35,6 +35,7 @@ import numpy as np
 from vpagent.distill.coco import CocoDataset, CocoImage, load_coco
 from vpagent.distill.export import split_images
 from vpagent.distill.questions import Rules, build_scene, count_questions, plural
+from vpagent.evaluation.stats import wilson
 from vpagent.llm.packs import sha256_file
 from vpagent.tools.offline import detector as ssd
 from vpagent.tools.offline.classifier import EfficientNetClassifier, shared_classifier
@@ -141,16 +142,6 @@ def _score(answers: Sequence[int], truths: Sequence[int]) -> dict[str, Any]:
         "interval_95": list(wilson(right, n)) if n else None,
         "mae": sum(errors) / n if n else None,
     }
-
-
-def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = successes / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5 / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 class _CachedClassifier:

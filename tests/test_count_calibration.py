@@ -18,10 +18,10 @@ from vpagent.distill.count_calibration import (
     count_items,
     photo_split,
     score_counts,
-    wilson,
 )
 from vpagent.distill.export import split_images
 from vpagent.distill.questions import Rules
+from vpagent.evaluation.stats import wilson
 from vpagent.llm.packs import sha256_file
 from vpagent.tools.offline.detector import Calibration, SSDCocoDetector, load_calibration
 

@@ -1,4 +1,5 @@
-"""The statistics an accuracy claim needs: a bootstrap interval and an exact paired test."""
+"""The statistics an accuracy claim needs: a bootstrap interval, a proportion's Wilson interval
+and an exact paired test."""
 
 from __future__ import annotations
 
@@ -27,6 +28,14 @@ def interval(scores: Sequence[float], seed: int = 0) -> tuple[float, float]:
         rng=np.random.default_rng(seed),
     )
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """The Wilson score 95% interval of a proportion ``successes / n`` ((0, 1) when n is 0)."""
+    if n == 0:
+        return (0.0, 1.0)
+    found = stats.binomtest(successes, n).proportion_ci(CONFIDENCE, method="wilson")
+    return float(found.low), float(found.high)
 
 
 def mcnemar_p(only_first: int, only_second: int) -> float:
