@@ -180,14 +180,6 @@ class CachedDetector(SSDCocoDetector):
                 self.cache[keys[i]] = cands
         return [[c for c in self.cache[key] if c.score >= min_score] for key in keys]
 
-    def configure(self, settings: Calibration) -> None:
-        """Use ``settings`` for the next detections (the cache stays)."""
-        self.calibration = settings
-        self.score_threshold = settings.score_threshold
-        self.nms_iou = settings.nms_iou
-        self.tiles = settings.tiles
-        self.flip = settings.flip
-
 
 def _digest(image: np.ndarray) -> str:
     digest = hashlib.sha1(np.ascontiguousarray(image).data, usedforsecurity=False)
@@ -227,8 +219,8 @@ def _scores_by_threshold(
     """Counts per item for every threshold of the grid (the rest of ``settings`` fixed)."""
     out: dict[float, list[int]] = {}
     for threshold in THRESHOLDS:
-        detector.configure(
-            settings.model_copy(update={"score_threshold": threshold, "class_thresholds": {}})
+        detector.calibration = settings.model_copy(
+            update={"score_threshold": threshold, "class_thresholds": {}}
         )
         out[threshold] = detector_counts(detector, items, photos)
     return out
@@ -348,7 +340,7 @@ def confusable_items(
         flip=any(FLIPS),
     )
     previous = detector.calibration
-    detector.configure(loosest)
+    detector.calibration = loosest
     items = []
     for image in images:
         annotated = {dataset.category_name(note) for note in dataset.by_image.get(image.id, [])}
@@ -356,7 +348,7 @@ def confusable_items(
         for name in sorted(found - annotated):
             text = f"How many {plural(name)} are there?"
             items.append(CountItem(image.id, image.file_name, name, text, 0))
-    detector.configure(previous)
+    detector.calibration = previous
     return items
 
 
@@ -379,7 +371,7 @@ def run(
     absent = drawn + [item for item in confusable if (item.image_id, item.name) not in asked]
     progress(f"{len(present)} counted, {len(drawn)} drawn absent, {len(confusable)} confusable")
     chosen, log = calibrate(present, absent, photos, progress, detector)
-    detector.configure(chosen)
+    detector.calibration = chosen
     record = {
         **chosen.model_dump(),
         "chosen_by": (

@@ -148,27 +148,40 @@ class SSDCocoDetector(Detector):
         flip: bool | None = None,
         calibration: Calibration = CALIBRATION,
     ) -> None:
-        tiles = calibration.tiles if tiles is None else tiles
-        if tiles < 0 or tiles == 1:
-            raise ValueError(f"tiles must be 0 (off) or a grid size >= 2, not {tiles}")
-        # an explicit threshold is one threshold for every class: the calibrated ones are dropped
-        self.calibration = (
-            calibration
-            if score_threshold is None
-            else calibration.model_copy(
-                update={"score_threshold": score_threshold, "class_thresholds": {}}
-            )
-        )
-        self.score_threshold = self.calibration.score_threshold
-        self.nms_iou = calibration.nms_iou if nms_iou is None else nms_iou
+        given = {
+            "score_threshold": score_threshold,
+            "nms_iou": nms_iou,
+            "tiles": tiles,
+            "flip": flip,
+        }
+        update: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+        if score_threshold is not None:  # one threshold for every class: the calibrated go
+            update["class_thresholds"] = {}
+        self.calibration = calibration.model_copy(update=update)
+        if self.tiles < 0 or self.tiles == 1:
+            raise ValueError(f"tiles must be 0 (off) or a grid size >= 2, not {self.tiles}")
         self.zoom = zoom
         self.check_animals = check_animals
-        self.tiles = tiles
-        self.flip = calibration.flip if flip is None else flip
         self._classifier = classifier
         self._names = name_mapper
         self._net: Lazy[Any] = Lazy(self._load)
         self._lock = threading.Lock()
+
+    @property
+    def score_threshold(self) -> float:
+        return self.calibration.score_threshold
+
+    @property
+    def nms_iou(self) -> float:
+        return self.calibration.nms_iou
+
+    @property
+    def tiles(self) -> int:
+        return self.calibration.tiles
+
+    @property
+    def flip(self) -> bool:
+        return self.calibration.flip
 
     # Loading.
 
