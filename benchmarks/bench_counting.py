@@ -41,12 +41,11 @@ from vpagent.distill.count_calibration import (
     CachedDetector,
     CountItem,
     Photos,
-    absent_items,
-    confusable_items,
     count_items,
     detector_counts,
     photo_split,
     score_counts,
+    zero_count_items,
 )
 from vpagent.distill.questions import Rules
 from vpagent.evaluation.stats import mcnemar_p
@@ -125,10 +124,7 @@ def main() -> None:
     items = count_items(dataset, split.validation, Rules())
     write_dataset(items, data)
     photos = Photos(data / "images")
-    absent = absent_items(dataset, split.validation, Rules())
-    asked = {(item.image_id, item.name) for item in absent}
-    confusable = confusable_items(dataset, split.validation, CachedDetector(), photos)
-    absent += [item for item in confusable if (item.image_id, item.name) not in asked]
+    absent = zero_count_items(dataset, split.validation, CachedDetector(), photos)
     truths = [item.answer for item in items]
     detectors = {
         "before": SSDCocoDetector(calibration=SHIPPED_BEFORE),

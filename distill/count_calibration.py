@@ -352,6 +352,21 @@ def confusable_items(
     return items
 
 
+def zero_count_items(
+    dataset: CocoDataset,
+    images: Sequence[CocoImage],
+    detector: SSDCocoDetector,
+    photos: Callable[[str], np.ndarray],
+) -> list[CountItem]:
+    """The absent categories asked about ``images`` (answer 0): those drawn as the generator
+    draws (:func:`absent_items`), then the confusable ones (:func:`confusable_items`) not
+    already asked."""
+    drawn = absent_items(dataset, images, Rules())
+    asked = {(item.image_id, item.name) for item in drawn}
+    confusable = confusable_items(dataset, images, detector, photos)
+    return drawn + [item for item in confusable if (item.image_id, item.name) not in asked]
+
+
 def run(
     data: Path,
     out: Path = CALIBRATION_FILE,
@@ -365,11 +380,8 @@ def run(
     photos = Photos(data / "images")
     detector = CachedDetector()
     present = count_items(dataset, split.train, Rules())
-    drawn = absent_items(dataset, split.train, Rules())
-    confusable = confusable_items(dataset, split.train, detector, photos)
-    asked = {(item.image_id, item.name) for item in drawn}
-    absent = drawn + [item for item in confusable if (item.image_id, item.name) not in asked]
-    progress(f"{len(present)} counted, {len(drawn)} drawn absent, {len(confusable)} confusable")
+    absent = zero_count_items(dataset, split.train, detector, photos)
+    progress(f"{len(present)} counted categories, {len(absent)} absent ones")
     chosen, log = calibrate(present, absent, photos, progress, detector)
     detector.calibration = chosen
     record = {
