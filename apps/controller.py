@@ -17,6 +17,7 @@ import numpy as np
 from vpagent.agent import Agent
 from vpagent.apps.inputs import image_problem, image_source
 from vpagent.apps.marks_input import parse_marks
+from vpagent.apps.one_at_a_time import Done, OneRunAtATime, RunCancelled
 from vpagent.apps.render import (
     BUSY,
     DONE,
@@ -35,7 +36,6 @@ from vpagent.apps.render import (
     student_row,
     timings_text,
 )
-from vpagent.apps.runs import Done, OneRunAtATime, RunCancelled
 from vpagent.config import Settings
 from vpagent.events import EventCallback, RunningProgram
 from vpagent.images import ImageError, load_image
@@ -348,7 +348,7 @@ class AppController:
                 "with the first question asked in a program mode."
             )
         try:
-            infos = self.agent.runner.server.describe()
+            infos = self.agent.runner.toolbox.describe()
         except Exception as error:  # a backend that cannot even be built
             log.exception("describing the backends failed")
             return rows, f"Could not describe the backends: {type(error).__name__}: {error}"

@@ -41,7 +41,7 @@ from vpagent.tools.offline.depth import VerticalPositionDepth
 from vpagent.tools.offline.detector import SSDCocoDetector
 from vpagent.tools.offline.marks import HUES, MIN_SATURATION, MIN_VALUE
 from vpagent.tools.program_host import ProgramHost
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 from vpagent.tools.types import Mark
 
 HERE = Path(__file__).parent
@@ -114,7 +114,7 @@ def main() -> None:
     rows = [json.loads(line) for line in DATASET.read_text().splitlines() if line.strip()]
     (args.work / "images").mkdir(parents=True, exist_ok=True)
     specialists = {"detector": SSDCocoDetector(), "depth": VerticalPositionDepth()}
-    server = ToolServer(load_settings().tool_server_config(), specialists=specialists)
+    toolbox = Toolbox(load_settings().toolbox_config(), specialists=specialists)
     answers: dict[str, list[str | None]] = {"drawn": [], "given": [], "row only": []}
     marks_found = 0
     eval_rows = []
@@ -124,10 +124,10 @@ def main() -> None:
         marked = draw_marks(photo, row["marks"])
         path = args.work / "images" / f"{row['id']}.png"
         cv2.imwrite(str(path), cv2.cvtColor(marked, cv2.COLOR_RGB2BGR))
-        drawn, found = closer(ProgramHost(server, marked), marked)
+        drawn, found = closer(ProgramHost(toolbox, marked), marked)
         marks_found += found
         given_marks = [Mark.given(m["label"], point=m["point"]) for m in row["marks"]]
-        given, _ = closer(ProgramHost(server, photo, marks=given_marks), photo)
+        given, _ = closer(ProgramHost(toolbox, photo, marks=given_marks), photo)
         (ya, yb) = (m["point"][1] for m in row["marks"])
         row_only = "A" if ya > yb else "B"
         for name, answer in (("drawn", drawn), ("given", given), ("row only", row_only)):

@@ -30,7 +30,7 @@ import vpagent  # noqa: F401  (offline environment defaults)
 from vpagent.agent import Agent, build_agent
 from vpagent.config import load_settings
 from vpagent.evaluation.datasets import load_dataset
-from vpagent.evaluation.run import score_item
+from vpagent.evaluation.evaluate import score_item
 
 RESULTS = Path(__file__).parent / "results"
 DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "dev.jsonl"

@@ -35,7 +35,7 @@ from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.offline._image import box_iou
 from vpagent.tools.program_host import ProgramHost
 from vpagent.tools.referring import split_reference
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 
 HERE = Path(__file__).parent
 LABELS = HERE / "data" / "coco128_referring.json"
@@ -48,14 +48,14 @@ def xyxy(bbox: list[float]) -> list[float]:
     return [x, y, x + w, y + h]
 
 
-def ranked_first(server: ToolServer, image: np.ndarray, item: dict, boxes: dict) -> bool:
+def ranked_first(toolbox: Toolbox, image: np.ndarray, item: dict, boxes: dict) -> bool:
     """Whether the target's annotated box gets the best property evidence of its class."""
     reference = split_reference(item["phrase"])
     scores = {}
     for candidate in item["candidates"]:
         x0, y0, x1, y1 = (round(v) for v in xyxy(boxes[candidate]))
         try:
-            scores[candidate] = server.property_evidence(
+            scores[candidate] = toolbox.property_evidence(
                 image[y0:y1, x0:x1], reference.noun, str(reference.attribute)
             ).score
         except CannotAnswer:  # the part named is not in view in this box
@@ -82,15 +82,15 @@ def main() -> None:
     items = json.loads(LABELS.read_text())["expressions"]
     annotations = json.loads((args.data / "instances.json").read_text())["annotations"]
     boxes = {a["id"]: a["bbox"] for a in annotations}
-    server = ToolServer(load_settings().tool_server_config())
+    toolbox = Toolbox(load_settings().toolbox_config())
     right = {"ranking (annotated boxes)": 0, "locate(phrase)": 0, "locate, noun only": 0}
     chance = 0.0
     for item in items:
         image = load_image(args.data / "images" / item["image"])
-        host = ProgramHost(server, image)
+        host = ProgramHost(toolbox, image)
         target = xyxy(item["target_bbox"])
         outcome = {
-            "ranking (annotated boxes)": ranked_first(server, image, item, boxes),
+            "ranking (annotated boxes)": ranked_first(toolbox, image, item, boxes),
             "locate(phrase)": located(host, item["phrase"], target),
             "locate, noun only": located(host, split_reference(item["phrase"]).noun, target),
         }

@@ -290,7 +290,7 @@ def by_type(rows: list[dict[str, Any]], score: str = "score") -> dict[str, float
 def majority_baseline(work: Path, items: list[dict[str, Any]]) -> dict[str, Any]:
     """Each type's most common training answer (the labels export), scored on ``items``."""
     from vpagent.evaluation.datasets.items import EvalItem
-    from vpagent.evaluation.run import score_item
+    from vpagent.evaluation.evaluate import score_item
 
     train = jsonl(work / "exports" / "labels" / "train.jsonl")
     common = {

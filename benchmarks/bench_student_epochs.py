@@ -88,7 +88,7 @@ def write_traced_teacher(dataset: Path, traces: Path, out: Path) -> None:
     repairs) on the items of ``dataset``; seconds = their plan + execute time."""
     from vpagent.attempts import Attempt
     from vpagent.evaluation.datasets import read_dataset
-    from vpagent.evaluation.run import ItemResult, score_item
+    from vpagent.evaluation.evaluate import ItemResult, score_item
     from vpagent.evaluation.run_header import run_header
     from vpagent.pool.jsonl import write_atomic
 

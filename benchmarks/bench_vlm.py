@@ -6,7 +6,7 @@
   endpoint that takes ``--latency`` seconds per request (standing in for the model), with
   ``concurrency`` 1, 4 and 8: the batch's wall time.
 * ``transformers``: the ``vlm`` backend on tiny random LLaVA and Idefics3 models, 8 questions
-  in one ``generate`` vs one at a time (the tool server's micro-batching vs none).
+  in one ``generate`` vs one at a time (the toolbox's micro-batching vs none).
 
 Usage: python benchmarks/bench_vlm.py [--latency 0.25] [--repeats 3] [--image PHOTO]
        [--out benchmarks/results/vlm.md]

@@ -22,7 +22,7 @@ from vpagent.distill.trace_item import VERIFY_SCORE
 from vpagent.distill.trace_records import ItemRecord
 from vpagent.distill.traces import load_item_records
 from vpagent.evaluation.datasets import load_dataset
-from vpagent.evaluation.run import score_item
+from vpagent.evaluation.evaluate import score_item
 from vpagent.llm.packs import sha256_file
 from vpagent.planner import Example, load_examples
 from vpagent.pool.job import AgentFactory

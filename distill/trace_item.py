@@ -24,7 +24,7 @@ from vpagent.distill.trace_records import (
     asked_question,
 )
 from vpagent.evaluation.datasets import EvalItem
-from vpagent.evaluation.run import score_item
+from vpagent.evaluation.evaluate import score_item
 from vpagent.images import ImageError, load_image
 from vpagent.llm.packs import sha256_file
 from vpagent.logs import log_context
@@ -94,5 +94,5 @@ def _sample(
     agent: Agent, pixels: np.ndarray, item: EvalItem, question: str, sample: int
 ) -> Iterator[TracedAttempt]:
     """The attempts of one sample: its program, then run-time repairs while it fails."""
-    for run in agent.program_runs(pixels, question, sample, choices=item.choices):
+    for run in agent.live_attempts(pixels, question, sample, choices=item.choices):
         yield TracedAttempt.model_validate(run.attempt().model_dump())

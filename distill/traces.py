@@ -3,7 +3,7 @@
 Per item, the temperature-0 program and then up to k-1 sampled ones are planned and run in the
 sandbox (each with the agent's run-time repairs); every program run is recorded, and sampling
 stops at the first program whose answer matches the label. Items go through the shared runner
-(:func:`vpagent.pool.run.run_items`) into ``DIR/items.jsonl``: its first line records the
+(:func:`vpagent.pool.dataset_run.run_items`) into ``DIR/items.jsonl``: its first line records the
 dataset, k and the teacher's settings; a rerun skips finished items and refuses other
 settings, and an item in flight when a run dies is traced again from scratch, never duplicated.
 """
@@ -21,9 +21,9 @@ from vpagent.distill.trace_item import trace_item
 from vpagent.distill.trace_records import ITEMS_FILE, WORKER_ERROR, ItemRecord
 from vpagent.evaluation.datasets import EvalItem
 from vpagent.evaluation.run_header import run_header
+from vpagent.pool.dataset_run import Backend, RunRefused, read_run, run_items
 from vpagent.pool.header import RunHeader
 from vpagent.pool.job import AgentFactory, Job
-from vpagent.pool.run import Backend, RunRefused, read_run, run_items
 
 TraceRunError = RunRefused  # the run cannot start: repeated ids, or a folder of another run
 

@@ -16,10 +16,10 @@ from vpagent.agent import Agent
 from vpagent.config import load_settings
 from vpagent.http import create_app
 from vpagent.planner import ExampleRetriever, Planner, load_examples
-from vpagent.runner import ProgramRunner
+from vpagent.program_runner import ProgramRunner
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.roles import VQA, Matcher
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 from vpagent.tools.types import ToolInfo
 
 
@@ -68,10 +68,10 @@ class RefusingMatcher(Matcher):
 def make_agent(replies: list[str], vqa: GuessingVQA, max_repairs: int = 2) -> Agent:
     settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
     specialists = {"detector": BrightSpotDetector(), "vqa": vqa, "matcher": RefusingMatcher()}
-    server = ToolServer(settings.tool_server_config(), specialists=specialists)
+    toolbox = Toolbox(settings.toolbox_config(), specialists=specialists)
     retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
     planner = Planner(FakeListChatModel(responses=replies), retriever, model_id="fake")
-    runner = ProgramRunner(settings, server=server, pool_size=1)
+    runner = ProgramRunner(settings, toolbox=toolbox, pool_size=1)
     return Agent(planner, runner, max_repairs=max_repairs)
 
 

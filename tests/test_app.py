@@ -25,8 +25,8 @@ from vpagent.apps.gradio_app import build_ui, launch, launch_options
 from vpagent.apps.inputs import find_examples
 from vpagent.config import load_settings
 from vpagent.planner import ExampleRetriever, Planner, load_examples
-from vpagent.runner import ProgramRunner
-from vpagent.tools.server import ToolServer
+from vpagent.program_runner import ProgramRunner
+from vpagent.tools.toolbox import Toolbox
 
 COUNT = "```python\ndef execute_command(image):\n    return len(image.find('spot'))\n```"
 CRASH = (
@@ -52,12 +52,10 @@ class ScriptedChat(FakeListChatModel):
 
 def make_agent() -> Agent:
     settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
-    server = ToolServer(
-        settings.tool_server_config(), specialists={"detector": BrightSpotDetector()}
-    )
+    toolbox = Toolbox(settings.toolbox_config(), specialists={"detector": BrightSpotDetector()})
     retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
     planner = Planner(ScriptedChat(responses=[COUNT]), retriever, model_id="fake")
-    return Agent(planner, ProgramRunner(settings, server=server, pool_size=1), max_repairs=0)
+    return Agent(planner, ProgramRunner(settings, toolbox=toolbox, pool_size=1), max_repairs=0)
 
 
 # --- a watch on every socket the process opens while the app runs -----------------------------

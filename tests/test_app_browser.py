@@ -21,7 +21,7 @@ from vpagent.agent import Agent
 from vpagent.apps.gradio_app import build_ui, launch_options
 from vpagent.config import load_settings
 from vpagent.planner import ExampleRetriever, Planner, load_examples
-from vpagent.runner import ProgramRunner
+from vpagent.program_runner import ProgramRunner
 
 COUNT_DOGS = (
     "```python\ndef execute_command(image):\n    dogs = image.find('dog')\n"

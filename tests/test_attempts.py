@@ -28,12 +28,12 @@ from vpagent.config import load_settings
 from vpagent.distill.traces import load_item_records
 from vpagent.evaluation.compare import read_results
 from vpagent.evaluation.datasets import EvalItem
-from vpagent.evaluation.run import evaluate
+from vpagent.evaluation.evaluate import evaluate
 from vpagent.http import create_app
 from vpagent.planner import ExampleRetriever, Planner, load_examples
-from vpagent.runner import ProgramRunner
+from vpagent.program_runner import ProgramRunner
 from vpagent.tools.roles import Detector
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 from vpagent.tools.types import Detection, ToolInfo
 from vpagent.trace.store import load_trace
 
@@ -139,11 +139,11 @@ def test_a_tool_that_raises_leaves_its_traceback_in_the_log_and_the_trace(
 ) -> None:
     settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
     specialists = {"detector": BrokenDetector(), "vqa": GuessingVQA()}
-    server = ToolServer(settings.tool_server_config(), specialists=specialists)
+    toolbox = Toolbox(settings.toolbox_config(), specialists=specialists)
     retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
     reply = program("return len(image.find('spot'))")
     planner = Planner(FakeListChatModel(responses=[reply]), retriever, model_id="fake")
-    runner = ProgramRunner(settings, server=server, pool_size=1)
+    runner = ProgramRunner(settings, toolbox=toolbox, pool_size=1)
     with Agent(planner, runner, max_repairs=0) as agent, caplog.at_level(logging.WARNING):
         result = agent.ask(spots_image(), QUESTION)
     assert result.trace is not None

@@ -18,7 +18,7 @@ from vpagent.answers import with_choices
 from vpagent.attempts import FailureReason
 from vpagent.evaluation.compare import read_results
 from vpagent.evaluation.datasets import EvalItem
-from vpagent.evaluation.run import evaluate
+from vpagent.evaluation.evaluate import evaluate
 from vpagent.http import create_app
 from vpagent.result import validate_choices
 

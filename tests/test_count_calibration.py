@@ -166,11 +166,11 @@ def test_calibrate_counts_writes_a_calibration_the_detector_reads(
 
 def test_a_recalibration_starts_a_fresh_tool_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     from vpagent.config import load_settings
-    from vpagent.tools import server
+    from vpagent.tools import toolbox
     from vpagent.tools.offline import detector
 
-    config = load_settings().tool_server_config()
-    before = server.results_namespace(config)
+    config = load_settings().toolbox_config()
+    before = toolbox.results_namespace(config)
     recalibrated = detector.CALIBRATION.model_copy(update={"score_threshold": 0.42})
     monkeypatch.setattr(detector, "CALIBRATION", recalibrated)
-    assert server.results_namespace(config) != before
+    assert toolbox.results_namespace(config) != before

@@ -15,7 +15,7 @@ from tests.fixtures.agents import COUNT, make_agent
 from tests.fixtures.fakes import spots_image
 from vpagent.evaluation.datasets import DatasetError, EvalItem, load_dataset, read_dataset
 from vpagent.evaluation.datasets.choices import letter_index, split_options
-from vpagent.evaluation.run import evaluate, score_item
+from vpagent.evaluation.evaluate import evaluate, score_item
 
 
 def png(path: Path, size: tuple[int, int] = (40, 30), colour: str = "red") -> Path:

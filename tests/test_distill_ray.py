@@ -11,7 +11,7 @@ from tests.fixtures.agents import comparable, fake_agent, spots_png, write_datas
 from vpagent.distill.traces import generate_traces
 from vpagent.evaluation.datasets import load_dataset
 from vpagent.evaluation.run_header import run_header
-from vpagent.pool.run import Backend
+from vpagent.pool.dataset_run import Backend
 
 ray = pytest.importorskip("ray")
 
@@ -60,8 +60,8 @@ def test_ray_path_gives_the_same_records_as_the_local_path(local_ray: None, tmp_
 
 @pytest.mark.slow  # two Ray actors answer; shares the module's local Ray
 def test_eval_on_ray_gives_the_serial_answers(local_ray: None, tmp_path: Path) -> None:
-    from vpagent.evaluation.run import ItemResult, evaluate
-    from vpagent.pool.run import read_run
+    from vpagent.evaluation.evaluate import ItemResult, evaluate
+    from vpagent.pool.dataset_run import read_run
 
     for spots in (1, 2, 3):
         spots_png(tmp_path / f"{spots}.png", spots)

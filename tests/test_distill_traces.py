@@ -29,8 +29,8 @@ from vpagent.distill.traces import (
     load_run_info,
 )
 from vpagent.evaluation.datasets import EvalItem, load_dataset
+from vpagent.pool.dataset_run import Backend
 from vpagent.pool.jsonl import read_records, repair
-from vpagent.pool.run import Backend
 
 REPO = Path(__file__).parents[1]
 

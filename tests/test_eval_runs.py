@@ -21,11 +21,11 @@ from tests.fixtures.agents import fake_agent, slow_agent, spots_png, write_datas
 from vpagent.cli import app
 from vpagent.config import load_settings
 from vpagent.evaluation.datasets import EvalItem, load_dataset, read_dataset
+from vpagent.evaluation.evaluate import ItemResult, evaluate, summarise
 from vpagent.evaluation.predictions import PredictionsError, default_format, prediction_rows
-from vpagent.evaluation.run import ItemResult, evaluate, summarise
 from vpagent.evaluation.run_header import run_header
+from vpagent.pool.dataset_run import Backend, RunRefused, read_run
 from vpagent.pool.header import answer_settings
-from vpagent.pool.run import Backend, RunRefused, read_run
 
 REPO = Path(__file__).parents[1]
 
@@ -111,7 +111,7 @@ import sys
 from pathlib import Path
 from tests.fixtures.agents import slow_agent
 from vpagent.evaluation.datasets import load_dataset
-from vpagent.evaluation.run import evaluate
+from vpagent.evaluation.evaluate import evaluate
 evaluate(load_dataset(Path(sys.argv[1])), slow_agent, out=Path(sys.argv[2]), progress=False)
 """
 

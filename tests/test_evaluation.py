@@ -7,8 +7,8 @@ from tests.fixtures.agents import COUNT, make_agent
 from tests.fixtures.fakes import spots_image
 from vpagent.answers import normalize
 from vpagent.evaluation.datasets import DatasetError, load_dataset
+from vpagent.evaluation.evaluate import evaluate
 from vpagent.evaluation.metrics import exact_match, map_to_choice, vqa_soft_accuracy
-from vpagent.evaluation.run import evaluate
 
 
 @pytest.mark.parametrize(

@@ -150,16 +150,16 @@ def test_drawn_and_given_marks_reach_a_program(data_dir: Path) -> None:
     pytest.importorskip("rapidocr_onnxruntime")
     from vpagent.config import load_settings
     from vpagent.tools.program_host import ProgramHost
-    from vpagent.tools.server import ToolServer
+    from vpagent.tools.toolbox import Toolbox
 
-    server = ToolServer(load_settings().tool_server_config(), specialists={})
+    toolbox = Toolbox(load_settings().toolbox_config(), specialists={})
     image = np.full((200, 300, 3), 235, dtype=np.uint8)
     cv2.circle(image, (200, 100), 20, (0, 0, 255), 3, cv2.LINE_AA)
     cv2.putText(image, "B", (225, 88), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 3)
-    drawn = ProgramHost(server, image)
+    drawn = ProgramHost(toolbox, image)
     args = {"image": drawn.image_id, "box": [0, 0, 300, 200]}
     assert [(h["label"], h["kind"]) for h in drawn("marks", args)] == [("B", "circle")]
-    given = ProgramHost(server, image, marks=[Mark.given("A", point=[30, 40])])
+    given = ProgramHost(toolbox, image, marks=[Mark.given("A", point=[30, 40])])
     hits = given("marks", {**args, "image": given.image_id})
     assert [(h["label"], h["kind"]) for h in hits] == [("A", "point"), ("B", "circle")]
     assert given.artifacts[0].boxes == hits  # the rationale draws the marks the program used
@@ -174,7 +174,7 @@ def test_a_mark_on_a_known_object_returns_that_object(data_dir: Path) -> None:
     from vpagent.tools.offline.depth import VerticalPositionDepth
     from vpagent.tools.offline.detector import SSDCocoDetector
     from vpagent.tools.program_host import ProgramHost
-    from vpagent.tools.server import ToolServer
+    from vpagent.tools.toolbox import Toolbox
 
     path = data_dir / "coco128" / "images" / "000000000034.jpg"
     if not path.is_file():
@@ -185,8 +185,8 @@ def test_a_mark_on_a_known_object_returns_that_object(data_dir: Path) -> None:
     cv2.circle(image, (x, y), 18, (255, 0, 255), 3, cv2.LINE_AA)
     cv2.putText(image, "A", (x + 24, y - 10), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 0, 255), 3)
     specialists = {"detector": SSDCocoDetector(), "depth": VerticalPositionDepth()}
-    server = ToolServer(load_settings().tool_server_config(), specialists=specialists)
-    host = ProgramHost(server, image)
+    toolbox = Toolbox(load_settings().toolbox_config(), specialists=specialists)
+    host = ProgramHost(toolbox, image)
     whole = {"image": host.image_id, "box": [0, 0, image.shape[1], image.shape[0]]}
     (mark,) = host("marks", whole)
     assert mark["label"] == "A"

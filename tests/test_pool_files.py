@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from vpagent.pool.dataset_run import RunRefused, run_items
 from vpagent.pool.header import DatasetIdentity, RunHeader
 from vpagent.pool.job import Job
 from vpagent.pool.jsonl import AppendWriter, FileInUse, write_atomic
-from vpagent.pool.run import RunRefused, run_items
 
 
 class Item(BaseModel):

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
+from vpagent.pool.dataset_run import Backend, read_run, run_items
 from vpagent.pool.header import DatasetIdentity, RunHeader
 from vpagent.pool.job import Job
 from vpagent.pool.local import WorkerDied
-from vpagent.pool.run import Backend, read_run, run_items
 
 
 class Item(BaseModel):

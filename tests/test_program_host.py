@@ -16,14 +16,14 @@ from tests.fixtures.fakes import (
     spots_image,
 )
 from vpagent.config import load_settings
-from vpagent.runner import ProgramRunner
+from vpagent.program_runner import ProgramRunner
 from vpagent.tools.batching import MicroBatcher
 from vpagent.tools.program_host import ProgramHost
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 
 
 @pytest.fixture
-def server() -> ToolServer:
+def toolbox() -> Toolbox:
     settings = load_settings(batching={"window_ms": 30, "max_batch": 8})
     specialists = {
         "detector": BrightSpotDetector(),
@@ -31,13 +31,13 @@ def server() -> ToolServer:
         "vqa": EchoVQA(),
         "segmenter": BoxFillSegmenter(),
     }
-    return ToolServer(
-        settings.tool_server_config(), specialists=specialists, llm=lambda q: f"llm says {q}"
+    return Toolbox(
+        settings.toolbox_config(), specialists=specialists, llm=lambda q: f"llm says {q}"
     )
 
 
-def test_find_returns_whole_image_boxes_from_a_crop(server: ToolServer) -> None:
-    host = ProgramHost(server, spots_image())
+def test_find_returns_whole_image_boxes_from_a_crop(toolbox: Toolbox) -> None:
+    host = ProgramHost(toolbox, spots_image())
     all_spots = host("find", {"image": host.image_id, "box": [0, 0, 80, 60], "name": "spot"})
     assert [hit["box"] for hit in all_spots] == [[10, 20, 20, 30], [60, 20, 70, 30]]
     right_half = host("find", {"image": host.image_id, "box": [40, 0, 80, 60], "name": "Spot "})
@@ -59,36 +59,34 @@ def test_find_returns_whole_image_boxes_from_a_crop(server: ToolServer) -> None:
     ],
 )
 def test_hostile_arguments_are_rejected(
-    server: ToolServer, tool: str, args: dict, message: str
+    toolbox: Toolbox, tool: str, args: dict, message: str
 ) -> None:
-    host = ProgramHost(server, spots_image())
+    host = ProgramHost(toolbox, spots_image())
     if args.get("image") == "ID":
         args = {**args, "image": host.image_id}
     with pytest.raises(ValueError, match=message):
         host(tool, args)
 
 
-def test_cache_hit_makes_no_model_call(server: ToolServer) -> None:
-    host = ProgramHost(server, spots_image())
+def test_cache_hit_makes_no_model_call(toolbox: Toolbox) -> None:
+    host = ProgramHost(toolbox, spots_image())
     args = {"image": host.image_id, "box": [0, 0, 80, 60], "name": "spot"}
     first = host("find", args)
-    calls = server.model_calls
-    again = ProgramHost(server, spots_image())("find", {**args, "image": host.image_id})
+    calls = toolbox.model_calls
+    again = ProgramHost(toolbox, spots_image())("find", {**args, "image": host.image_id})
     assert again == first
-    assert server.model_calls == calls
-    assert server.cache.hits == 1
+    assert toolbox.model_calls == calls
+    assert toolbox.cache.hits == 1
 
 
 def test_an_on_disk_cache_is_shared_only_by_the_same_tool_configuration(tmp_path) -> None:
-    def host(detector_options: dict) -> tuple[ToolServer, ProgramHost]:
+    def host(detector_options: dict) -> tuple[Toolbox, ProgramHost]:
         settings = load_settings(
             cache={"directory": str(tmp_path)},
             tools={"detector": {"backend": "ssd-coco", "options": detector_options}},
         )
-        server = ToolServer(
-            settings.tool_server_config(), specialists={"detector": BrightSpotDetector()}
-        )
-        return server, ProgramHost(server, spots_image())
+        toolbox = Toolbox(settings.toolbox_config(), specialists={"detector": BrightSpotDetector()})
+        return toolbox, ProgramHost(toolbox, spots_image())
 
     first_server, first = host({"score_threshold": 0.5})
     args = {"image": first.image_id, "box": [0, 0, 80, 60], "name": "spot"}
@@ -102,15 +100,15 @@ def test_an_on_disk_cache_is_shared_only_by_the_same_tool_configuration(tmp_path
     assert other_server.cache.hits == 0 and other_server.model_calls == 1
 
 
-def test_batched_results_equal_unbatched(server: ToolServer) -> None:
+def test_batched_results_equal_unbatched(toolbox: Toolbox) -> None:
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 256, (40, 40, 3), dtype=np.uint8) for _ in range(8)]
     for image in images:
         image[5:15, 5:15] = 255
-    detector = server.specialist("detector")
+    detector = toolbox.specialist("detector")
     unbatched = [detector.detect(image, ["spot"]) for image in images]
     with ThreadPoolExecutor(8) as pool:
-        batched = list(pool.map(lambda image: server.detect(image, ["spot"]), images))
+        batched = list(pool.map(lambda image: toolbox.detect(image, ["spot"]), images))
     assert batched == unbatched
     assert max(detector.batch_sizes) > 1  # concurrent calls really were batched
 
@@ -142,7 +140,7 @@ def test_a_failing_item_fails_only_its_own_call() -> None:
     assert isinstance(results[13], ValueError)
 
 
-def test_programs_reach_the_tools_through_the_sandbox(server: ToolServer) -> None:
+def test_programs_reach_the_tools_through_the_sandbox(toolbox: Toolbox) -> None:
     program = (
         "def execute_command(image):\n"
         "    spots = image.find('spot')\n"
@@ -152,7 +150,7 @@ def test_programs_reach_the_tools_through_the_sandbox(server: ToolServer) -> Non
         "    words = [len(spots), left.left_of(right), red, round(covered, 2)]\n"
         "    return ' '.join(str(w) for w in words) + ' ' + llm_query('hi')\n"
     )
-    with ProgramRunner(load_settings(), server=server, pool_size=1) as runner:
+    with ProgramRunner(load_settings(), toolbox=toolbox, pool_size=1) as runner:
         result, trace = runner.run(program, spots_image(), question="q?")
     assert result.ok, result.error
     assert result.answer == "2 True True 0.5 llm says hi"
@@ -167,9 +165,9 @@ def test_programs_reach_the_tools_through_the_sandbox(server: ToolServer) -> Non
     assert trace.question == "q?" and trace.answer == result.answer
 
 
-def test_a_tool_failure_is_a_tool_error_for_that_program(server: ToolServer) -> None:
+def test_a_tool_failure_is_a_tool_error_for_that_program(toolbox: Toolbox) -> None:
     program = "def execute_command(image):\n    return len(image.find('broken'))\n"
-    with ProgramRunner(load_settings(), server=server, pool_size=0) as runner:
+    with ProgramRunner(load_settings(), toolbox=toolbox, pool_size=0) as runner:
         result, trace = runner.run(program, spots_image())
         assert result.error_kind == "tool_error"
         assert result.line == 2 and "model exploded" in (result.error or "")

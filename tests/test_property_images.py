@@ -39,7 +39,7 @@ from tests.property_settings import fixed, fresh
 from vpagent.agent import Agent
 from vpagent.attempts import FailureReason
 from vpagent.evaluation.datasets.load import load_dataset
-from vpagent.evaluation.run import evaluate_item
+from vpagent.evaluation.evaluate import evaluate_item
 from vpagent.http import create_app
 from vpagent.images import MAX_IMAGE_PIXELS, ImageError, load_image
 from vpagent.mcp_server.inputs import ImagePolicy

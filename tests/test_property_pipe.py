@@ -30,7 +30,7 @@ from vpagent.sandbox.limits import MAX_FRAME_BYTES
 from vpagent.sandbox.limits_model import SandboxLimits
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.program_host import ProgramHost
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 from vpagent.trace.records import Step
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -145,10 +145,10 @@ def host() -> ProgramHost:
         "vqa": EchoVQA(),
         "segmenter": BoxFillSegmenter(),
     }
-    server = ToolServer(settings.tool_server_config(), specialists=specialists, llm=str)
+    toolbox = Toolbox(settings.toolbox_config(), specialists=specialists, llm=str)
     pixels = np.zeros((60, 80, 3), dtype=np.uint8)
     pixels[20:30, 10:20] = 255
-    return ProgramHost(server, pixels, image_id="ID")
+    return ProgramHost(toolbox, pixels, image_id="ID")
 
 
 @fixed(1_000)

@@ -11,7 +11,7 @@ from vpagent.config import load_settings
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.program_host import ProgramHost
 from vpagent.tools.referring import Reference, split_reference
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 from vpagent.tools.types import Detection, PropertyEvidence
 
 
@@ -78,9 +78,7 @@ def two_spots(left_red: int, right_red: int) -> np.ndarray:
 
 def host_for(image: np.ndarray, detector: BrightSpotDetector, matcher=None) -> ProgramHost:  # type: ignore[no-untyped-def]
     specialists = {"detector": detector, "matcher": matcher or RednessMatcher()}
-    return ProgramHost(
-        ToolServer(load_settings().tool_server_config(), specialists=specialists), image
-    )
+    return ProgramHost(Toolbox(load_settings().toolbox_config(), specialists=specialists), image)
 
 
 def lefts(hits: list[dict]) -> list[float]:

@@ -20,8 +20,8 @@ from vpagent.attempts import FailureReason
 from vpagent.config import ServerConfig, load_settings
 from vpagent.http import create_app
 from vpagent.planner import ExampleRetriever, Planner, load_examples
-from vpagent.runner import ProgramRunner
-from vpagent.tools.server import ToolServer
+from vpagent.program_runner import ProgramRunner
+from vpagent.tools.toolbox import Toolbox
 
 
 def program(body: str) -> str:
@@ -50,11 +50,11 @@ class CountingChat(FakeListChatModel):
 def make_agent(replies: list[str], **options: object) -> tuple[Agent, CountingChat]:
     settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
     specialists = {"detector": BrightSpotDetector(), "vqa": EchoVQA()}
-    server = ToolServer(settings.tool_server_config(), specialists=specialists)
+    toolbox = Toolbox(settings.toolbox_config(), specialists=specialists)
     chat = CountingChat(responses=replies)
     retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
     planner = Planner(chat, retriever, model_id="fake")
-    runner = ProgramRunner(settings, server=server, pool_size=1)
+    runner = ProgramRunner(settings, toolbox=toolbox, pool_size=1)
     return Agent(planner, runner, max_repairs=2, **options), chat  # type: ignore[arg-type]
 
 

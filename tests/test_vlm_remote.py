@@ -14,11 +14,11 @@ pytest.importorskip("langchain_openai")
 
 from tests.fixtures.vlm_fake_server import FakeVLMServer, decoded_parts, free_port
 from vpagent.config import load_settings
-from vpagent.runner import ProgramRunner
+from vpagent.program_runner import ProgramRunner
 from vpagent.tools.errors import CannotAnswer, ModelUnavailable, ToolError
 from vpagent.tools.registry import build_specialist
 from vpagent.tools.remote_vlm import RemoteVLMError
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 from vpagent.tools.vlm_roles import forget_engines
 
 RED = np.zeros((60, 100, 3), np.uint8)
@@ -151,12 +151,12 @@ def test_vlm_settings_fill_roles_and_micro_batch(fake):
              "api_key_env": "", "options": {"timeout_s": 2}},
         batching={"window_ms": 200, "max_batch": 8},
     )  # fmt: skip
-    server = ToolServer(settings.tool_server_config())
+    toolbox = Toolbox(settings.toolbox_config())
     answers: dict[int, str] = {}
     images = [RED, BLUE, RED]
 
     def ask(i: int) -> None:
-        answers[i] = server.answer(images[i], f"question {i}?")
+        answers[i] = toolbox.answer(images[i], f"question {i}?")
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(3)]
     for thread in threads:
@@ -164,10 +164,10 @@ def test_vlm_settings_fill_roles_and_micro_batch(fake):
     for thread in threads:
         thread.join()
     assert answers == {0: "red 100x60", 1: "blue 20x30", 2: "red 100x60"}
-    assert max(server._batchers["vqa"].batch_sizes) > 1
-    assert server.verify_property(RED, "car", "red") is True
-    assert server.caption(BLUE) == "blue 20x30"
-    infos = {info.role: info for info in server.describe()}
+    assert max(toolbox._batchers["vqa"].batch_sizes) > 1
+    assert toolbox.verify_property(RED, "car", "red") is True
+    assert toolbox.caption(BLUE) == "blue 20x30"
+    infos = {info.role: info for info in toolbox.describe()}
     assert infos["vqa"].backend == "openai-vlm" and not infos["vqa"].stand_in
     assert "classifier-minilm" in infos["matcher"].note
 

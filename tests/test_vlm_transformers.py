@@ -15,7 +15,7 @@ from vpagent.config import load_settings
 from vpagent.tools.errors import ModelUnavailable
 from vpagent.tools.hf.vlm import TransformersVLM
 from vpagent.tools.registry import build_specialist, is_vlm_backed
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 from vpagent.tools.vlm_roles import forget_engines
 
 pytestmark = pytest.mark.hf
@@ -89,27 +89,27 @@ def test_roles_share_one_loaded_model(model_dir):
     assert (info.role, info.backend, info.stand_in) == ("vqa", "vlm", False)
 
 
-def test_tool_server_micro_batches_concurrent_questions(model_dir):
+def test_toolbox_micro_batches_concurrent_questions(model_dir):
     settings = load_settings(
         vlm={"provider": "transformers", "model": model_dir, "options": {"max_new_tokens": 4}},
         device="cpu",
         batching={"window_ms": 200, "max_batch": 8},
     )
     assert is_vlm_backed(settings.tools)
-    server = ToolServer(settings.tool_server_config())
-    vqa = server.specialist("vqa")
+    toolbox = Toolbox(settings.toolbox_config())
+    vqa = toolbox.specialist("vqa")
     expected = [vqa.answer(image, q) for image, q in zip(IMAGES, QUESTIONS, strict=True)]
     answers: dict[int, str] = {}
 
     def ask(i: int) -> None:
-        answers[i] = server.answer(IMAGES[i], QUESTIONS[i])
+        answers[i] = toolbox.answer(IMAGES[i], QUESTIONS[i])
 
     threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(IMAGES))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert max(server._batchers["vqa"].batch_sizes) > 1
+    assert max(toolbox._batchers["vqa"].batch_sizes) > 1
     assert [answers[i] for i in range(len(IMAGES))] == expected
 
 

@@ -1,6 +1,6 @@
 """Tool-result cache keyed by (image content hash, tool, arguments), in memory and on disk.
 
-A cache has a namespace: what its results depend on besides their inputs (for the tool server:
+A cache has a namespace: what its results depend on besides their inputs (for the toolbox:
 the tool configuration, the LLM stand-in tools ask, the vpagent version). Keys of another
 namespace are never seen, so an on-disk cache shared across configurations stays correct.
 """

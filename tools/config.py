@@ -1,6 +1,6 @@
-"""The tool server's own configuration: which backend serves each role, the result cache,
+"""The toolbox's own configuration: which backend serves each role, the result cache,
 batching, the device. ``vpagent.config.Settings`` holds these and hands the server a
-:class:`ToolServerConfig`; nothing in the tools reads the whole Settings."""
+:class:`ToolboxConfig`; nothing in the tools reads the whole Settings."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ class BatchingConfig(_Strict):
     max_batch: int = Field(8, ge=1)
 
 
-class ToolServerConfig(_Strict):
-    """Everything a ToolServer reads. ``llm_identity`` names the LLM the stand-in tools ask
+class ToolboxConfig(_Strict):
+    """Everything a Toolbox reads. ``llm_identity`` names the LLM the stand-in tools ask
     (provider, model, base_url): their results depend on it, so it scopes the result cache."""
 
     tools: ToolsConfig

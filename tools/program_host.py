@@ -21,7 +21,7 @@ from vpagent.tools.cache import cache_key
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.referring import Reference, split_reference
 from vpagent.tools.roles import Detector
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 from vpagent.tools.types import Box, Detection, Mark, PropertyEvidence, StepArtifacts
 
 Text = Annotated[str, Field(min_length=1, max_length=500)]
@@ -93,7 +93,7 @@ class ProgramHost:
 
     def __init__(
         self,
-        server: ToolServer,
+        toolbox: Toolbox,
         pixels: np.ndarray,
         image_id: str | None = None,
         *,
@@ -101,7 +101,7 @@ class ProgramHost:
     ) -> None:
         if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8:
             raise ValueError("ProgramHost needs an RGB uint8 image of shape (H, W, 3)")
-        self.server = server
+        self.toolbox = toolbox
         self.pixels = pixels
         self.sha256 = image_sha256(pixels)
         self.image_id = image_id or self.sha256[:16]
@@ -146,13 +146,13 @@ class ProgramHost:
             raise ValueError(f"bad arguments for {tool}: {problems}") from None
         if isinstance(parsed, RegionArgs) and parsed.image != self.image_id:
             raise ValueError(f"unknown image '{parsed.image}'")
-        hit, value = self.server.cache.get(self._key(tool, parsed))
+        hit, value = self.toolbox.cache.get(self._key(tool, parsed))
         if hit:
             self.artifacts[index] = StepArtifacts.model_validate(value["artifacts"])
             return value["value"]
         value, artifacts = operation(parsed)
         cached = {"value": value, "artifacts": artifacts.model_dump(mode="json", exclude_none=True)}
-        self.server.cache.put(self._key(tool, parsed), cached)
+        self.toolbox.cache.put(self._key(tool, parsed), cached)
         self.artifacts[index] = artifacts
         return value
 
@@ -178,16 +178,16 @@ class ProgramHost:
     def _find(self, args: FindArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
         name = args.name.strip().lower()
-        detector = self.server.specialist("detector")
+        detector = self.toolbox.specialist("detector")
         reference = split_reference(name)
         rank = reference.attribute is not None and not detector.reads_attributes
         query = reference.noun if rank else name  # "black dog": a closed vocabulary has "dog"
         if name in FACE_NAMES:
-            detections = self.server.detect_faces(crop)
+            detections = self.toolbox.detect_faces(crop)
         elif args.thorough:
             detections = self._search(crop, query)
         else:
-            detections = self.server.detect(crop, [query])
+            detections = self.toolbox.detect(crop, [query])
         detections = sorted(detections, key=lambda d: d.score, reverse=True)
         artifacts = StepArtifacts(region=region.as_list())
         notes = []
@@ -234,7 +234,7 @@ class ProgramHost:
             evidence = NO_EVIDENCE
             if min(patch.shape[:2]) >= MIN_REGION_PIXELS:
                 try:
-                    evidence = self.server.property_evidence(patch, noun, attribute)
+                    evidence = self.toolbox.property_evidence(patch, noun, attribute)
                 except CannotAnswer as refusal:  # e.g. a person's legs out of view in the box
                     refusals.append(str(refusal))
             scored.append((detection, evidence))
@@ -257,16 +257,16 @@ class ProgramHost:
 
     def _search(self, crop: np.ndarray, name: str) -> list[Detection]:
         """The detector's harder search where it has one (tiles, flip, low threshold); otherwise
-        the server's batched detection."""
-        detector = self.server.specialist("detector")
+        the toolbox's batched detection."""
+        detector = self.toolbox.specialist("detector")
         if type(detector).search is Detector.search:
-            return self.server.detect(crop, [name])
+            return self.toolbox.detect(crop, [name])
         return detector.search(crop, name)
 
     def _verify_property(self, args: PropertyArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
         try:
-            verdict = bool(self.server.verify_property(crop, args.name, args.property))
+            verdict = bool(self.toolbox.verify_property(crop, args.name, args.property))
         except CannotAnswer as refusal:
             question = f"Is the {args.name} {args.property}? Answer yes or no."
             reply = self._guess(crop, question, refusal)
@@ -280,7 +280,7 @@ class ProgramHost:
     def _guess(self, crop: np.ndarray, question: str, refusal: CannotAnswer) -> str:
         """The VQA role's best guess where it offers one; otherwise the original refusal."""
         try:
-            return str(self.server.specialist("vqa").guess(crop, question))
+            return str(self.toolbox.specialist("vqa").guess(crop, question))
         except CannotAnswer:
             raise refusal from None
 
@@ -291,33 +291,33 @@ class ProgramHost:
         is asked for its best guess at once (one model call, not an answer refused and then
         a guess); one that offers none answers directly.
         """
-        vqa = self.server.specialist("vqa")
+        vqa = self.toolbox.specialist("vqa")
         backend = f"the {vqa.info().backend} VQA backend"
         try:
             return str(vqa.guess(self.pixels, question)), f"a best guess by {backend}"
         except CannotAnswer:  # it offers no guesses (or had none): its direct answer
-            return self.server.answer(self.pixels, question), f"answered directly by {backend}"
+            return self.toolbox.answer(self.pixels, question), f"answered directly by {backend}"
 
     def _best_text_match(self, args: OptionsArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
-        index = self.server.best_text_match(crop, list(args.options))
+        index = self.toolbox.best_text_match(crop, list(args.options))
         return args.options[index], StepArtifacts(region=region.as_list())
 
     def _simple_query(self, args: QuestionArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
         try:
-            return self.server.answer(crop, args.question), StepArtifacts(region=region.as_list())
+            return self.toolbox.answer(crop, args.question), StepArtifacts(region=region.as_list())
         except CannotAnswer as refusal:
             reply = self._guess(crop, args.question, refusal)
             return reply, StepArtifacts(region=region.as_list(), unverified=f"a guess ({refusal})")
 
     def _caption(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
-        return self.server.caption(crop), StepArtifacts(region=region.as_list())
+        return self.toolbox.caption(crop), StepArtifacts(region=region.as_list())
 
     def _ocr(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
         crop, region = self._region(args)
-        lines = self.server.read_text(crop)
+        lines = self.toolbox.read_text(crop)
         boxes = [
             {"box": line.box.shift(region.x0, region.y0).as_list(), "label": line.text}
             for line in lines
@@ -327,13 +327,13 @@ class ProgramHost:
 
     def _compute_depth(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
         _, region = self._region(args)
-        depth = self.server.depth(self.pixels)
+        depth = self.toolbox.depth(self.pixels)
         window = depth[int(region.y0) : int(region.y1), int(region.x0) : int(region.x1)]
         return float(np.median(window)), StepArtifacts(region=region.as_list())
 
     def _segment(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
         _, region = self._region(args)
-        mask = self.server.segment(self.pixels, region)
+        mask = self.toolbox.segment(self.pixels, region)
         fraction = mask.area / max(region.area, 1.0)
         return min(fraction, 1.0), StepArtifacts(region=region.as_list(), mask=mask.to_rle())
 
@@ -358,13 +358,13 @@ class ProgramHost:
 
     def _objects(self) -> list[Detection]:
         """Every object the detector finds in the whole image (its classes, or COCO's)."""
-        detector = self.server.specialist("detector")
+        detector = self.toolbox.specialist("detector")
         detect_all = getattr(detector, "detect_all", None)
         if callable(detect_all):
             return list(detect_all(self.pixels))
         from vpagent.tools.offline.coco_names import COCO_CLASSES
 
-        return self.server.detect(self.pixels, list(COCO_CLASSES))
+        return self.toolbox.detect(self.pixels, list(COCO_CLASSES))
 
     def _object_at(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:
         from vpagent.tools.offline.depth import front_object
@@ -388,14 +388,14 @@ class ProgramHost:
         _, region = self._region(args)
         point = ((region.x0 + region.x1) / 2, (region.y0 + region.y1) / 2)
         boxes = []
-        if self.server.specialist("depth").info().stand_in:
+        if self.toolbox.specialist("depth").info().stand_in:
             point, found = ground_contact(point, self._objects())
             if found is not None:
                 boxes.append({"box": found.box.as_list(), "label": found.label})
-        depth = self.server.depth(self.pixels)
+        depth = self.toolbox.depth(self.pixels)
         row = min(max(int(point[1]), 0), depth.shape[0] - 1)
         column = min(max(int(point[0]), 0), depth.shape[1] - 1)
         return float(depth[row, column]), StepArtifacts(region=region.as_list(), boxes=boxes)
 
     def _llm_query(self, args: LLMArgs) -> tuple[Any, StepArtifacts]:
-        return self.server.llm_query(args.question), StepArtifacts()
+        return self.toolbox.llm_query(args.question), StepArtifacts()

@@ -30,10 +30,10 @@ from vpagent.events import (
     ignore,
 )
 from vpagent.images import ImageInput, load_image
+from vpagent.live_attempt import LiveAttempt
 from vpagent.planner import Planner, PlanningFailed
-from vpagent.program_run import ProgramRun
+from vpagent.program_runner import ProgramRunner
 from vpagent.result import Result, validate_question
-from vpagent.runner import ProgramRunner
 from vpagent.student_mode import STUDENT, StudentAnswerer, student_first
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.types import Mark
@@ -250,7 +250,7 @@ class Agent:
         with ThreadPoolExecutor(max_workers=max_workers or self.parallel) as pool:
             return list(pool.map(one, items))
 
-    def program_runs(
+    def live_attempts(
         self,
         pixels: np.ndarray,
         question: str,
@@ -261,7 +261,7 @@ class Agent:
         choices: list[str] | None = None,
         marks: Sequence[Mark] = (),
         budget: Budget | None = None,
-    ) -> Iterator[ProgramRun]:
+    ) -> Iterator[LiveAttempt]:
         """The plan -> run -> repair loop of one sample: each program as it is run.
 
         ``question`` is the question as the planner reads it (:func:`with_choices`);
@@ -281,7 +281,7 @@ class Agent:
             plan = self.planner.plan(question, sample=sample, on_tokens=on_tokens)
         except PlanningFailed as failure:
             log.warning("planning failed (sample %d): %s", sample, failure)
-            yield ProgramRun(sample, 0, time.perf_counter() - started, failure=failure)
+            yield LiveAttempt(sample, 0, time.perf_counter() - started, failure=failure)
             return
         plan_s = time.perf_counter() - started
         for repair in range(self.max_repairs + 1):
@@ -291,7 +291,7 @@ class Agent:
                 plan.program, pixels, question=question, choices=choices, marks=marks,
                 on_event=notify,
             )  # fmt: skip
-            run = ProgramRun(sample, repair, plan_s, plan, execution, trace)
+            run = LiveAttempt(sample, repair, plan_s, plan, execution, trace)
             run.execute_s = time.perf_counter() - started
             yield run
             if not execution.ok:
@@ -312,7 +312,9 @@ class Agent:
                 )
             except PlanningFailed as failure:
                 log.warning("repair planning failed (sample %d): %s", sample, failure)
-                yield ProgramRun(sample, repair + 1, time.perf_counter() - started, failure=failure)
+                yield LiveAttempt(
+                    sample, repair + 1, time.perf_counter() - started, failure=failure
+                )
                 return
             plan_s = time.perf_counter() - started
 
@@ -330,7 +332,7 @@ class Agent:
         """One sample's Result: its last program that ran, and every attempt (a ``deadline``
         one when the budget cut its repairs short); plan_s counts retrieval and LLM."""
         runs = list(
-            self.program_runs(
+            self.live_attempts(
                 pixels,
                 question,
                 sample,
@@ -412,7 +414,7 @@ def _deadline_attempt(budget: Budget, sample: int, repair: int) -> Attempt:
     )
 
 
-def _result(question: str, run: ProgramRun, timings: dict[str, float], tried: int) -> Result:
+def _result(question: str, run: LiveAttempt, timings: dict[str, float], tried: int) -> Result:
     assert run.plan is not None and run.execution is not None
     execution, guesses = run.execution, run.unverified
     return Result(

@@ -24,8 +24,8 @@ from vpagent.sandbox.limits import SandboxLimits
 from vpagent.tools.config import (
     BatchingConfig,
     CacheConfig,
+    ToolboxConfig,
     ToolsConfig,
-    ToolServerConfig,
 )
 from vpagent.tools.registry import BACKENDS
 
@@ -289,9 +289,9 @@ class Settings(BaseSettings):
     vlm: VLMConfig | None = None
     trace_dir: Path | None = None
 
-    def tool_server_config(self) -> ToolServerConfig:
-        """What the tool server reads of these settings."""
-        return ToolServerConfig(
+    def toolbox_config(self) -> ToolboxConfig:
+        """What the toolbox reads of these settings."""
+        return ToolboxConfig(
             tools=self.tools,
             cache=self.cache,
             batching=self.batching,

@@ -10,7 +10,7 @@ import vpagent
 from vpagent.config import ROLES, Settings
 from vpagent.sandbox.executor import SandboxExecutor
 from vpagent.tools.errors import ToolError
-from vpagent.tools.server import ToolServer
+from vpagent.tools.toolbox import Toolbox
 
 
 class RoleReport(BaseModel):
@@ -72,12 +72,12 @@ def _vlm_problem(specialist: object, backend: str) -> str | None:
 
 def diagnose(settings: Settings) -> DoctorReport:
     """Build (without loading models) each configured backend and report on it."""
-    server = ToolServer(settings.tool_server_config())
+    toolbox = Toolbox(settings.toolbox_config())
     roles: list[RoleReport] = []
     for role in ROLES:
         config = getattr(settings.tools, role)
         try:
-            specialist = server.specialist(role)
+            specialist = toolbox.specialist(role)
             info = specialist.info()
         except (ToolError, ValueError, ImportError) as error:
             roles.append(

@@ -3,7 +3,7 @@
 For each item the student answers in one pass (the answer-only prompt, or the rationale prompt
 with the answer parsed after ``Answer:``) and the teacher runs its program pipeline, or its
 answers are read from a ``vpagent eval --out`` results file. Both are scored with
-:func:`vpagent.evaluation.run.score_item`. The report holds accuracy per type, agreement
+:func:`vpagent.evaluation.evaluate.score_item`. The report holds accuracy per type, agreement
 (same normalised answer) and seconds per question (median, p90) of each side; it is written as
 JSON with the per-item rows and a PNG plot next to it.
 """
@@ -112,7 +112,7 @@ def _summary(items: Sequence[Any], sides: Sequence[Side]) -> SideSummary:
 
 def student_side(student: Student, item: Any, task: Task, max_new_tokens: int) -> Side:
     """The student's answer to one item, timed from the image file to the parsed answer."""
-    from vpagent.evaluation.run import score_item
+    from vpagent.evaluation.evaluate import score_item
 
     started = time.perf_counter()
     try:
@@ -137,7 +137,7 @@ def student_side(student: Student, item: Any, task: Task, max_new_tokens: int) -
 
 def read_teacher_results(path: Path) -> dict[str, Side]:
     """Teacher sides from a ``vpagent eval --out`` results JSONL, by item id."""
-    from vpagent.evaluation.run import ItemResult
+    from vpagent.evaluation.evaluate import ItemResult
 
     try:
         rows = [row for row in read_records(path) if HEADER_KEY not in row]
@@ -154,7 +154,7 @@ def read_teacher_results(path: Path) -> dict[str, Side]:
 
 def agent_teacher(agent: Any) -> Callable[[Any], Side]:
     """A teacher that asks ``agent`` (``vpagent.agent.Agent``) each item."""
-    from vpagent.evaluation.run import evaluate_item
+    from vpagent.evaluation.evaluate import evaluate_item
 
     def ask(item: Any) -> Side:
         result = evaluate_item(agent, item)

@@ -10,7 +10,7 @@ formatted by the option ``prompt_format`` (default ``"Question: {prompt} Answer:
 inserts its image tokens itself. On CUDA the model runs in bfloat16 where the GPU supports it
 (float16 otherwise), on the CPU in float32; option ``dtype`` overrides.
 
-Batching: one ``generate`` call per batch from the tool server's micro-batcher, prompts padded
+Batching: one ``generate`` call per batch from the toolbox's micro-batcher, prompts padded
 on the left so every row's answer starts at the same position; greedy decoding, so a batched
 answer equals the one asked alone (up to floating-point ties). Options: ``max_new_tokens``
 (32), ``dtype``, ``prompt_format``, plus the prompt options of :mod:`vpagent.tools.vlm_roles`. The

@@ -124,7 +124,7 @@ def _ort_without_spinning() -> Iterator[None]:
     """Build rapidocr's ONNX Runtime sessions with thread spinning off.
 
     By default ORT's worker threads busy-wait after each run; on 2 cores that steals the CPU
-    from whatever runs next in the tool server (a detector pass right after OCR measured 90-170
+    from whatever runs next in the toolbox (a detector pass right after OCR measured 90-170
     ms instead of 60 ms) and made OCR itself no faster. rapidocr 1.4.4 has no option for it, so
     its session-options factory is wrapped while the engine is built.
     """

@@ -52,9 +52,9 @@ def traces_command(
     from vpagent.distill.traces import TraceRunError, generate_traces
     from vpagent.evaluation.datasets import DatasetError, read_dataset
     from vpagent.evaluation.run_header import run_header
+    from vpagent.pool.dataset_run import Backend
     from vpagent.pool.factory import SettingsAgentFactory
     from vpagent.pool.local import AgentBuildFailed
-    from vpagent.pool.run import Backend
 
     settings = settings_or_fail(config)
     try:

@@ -29,7 +29,7 @@ from vpagent.cli.common import (
 if TYPE_CHECKING:
     from typer._click.core import Command, Context  # the click TyperGroup's signature names
 
-    from vpagent.evaluation.run import Report
+    from vpagent.evaluation.evaluate import Report
 
 
 class _RunUnlessCommand(TyperGroup):
@@ -108,12 +108,12 @@ def run_command(
     --resume continues it. Each worker keeps llm.parallel questions in flight.
     """
     from vpagent.evaluation.datasets import DatasetError, read_dataset
+    from vpagent.evaluation.evaluate import evaluate
     from vpagent.evaluation.predictions import PredictionsError, default_format, write_predictions
-    from vpagent.evaluation.run import evaluate
     from vpagent.evaluation.run_header import run_header
+    from vpagent.pool.dataset_run import Backend, RunRefused
     from vpagent.pool.factory import SettingsAgentFactory
     from vpagent.pool.local import AgentBuildFailed, WorkerDied, WorkerFailed
-    from vpagent.pool.run import Backend, RunRefused
 
     logging_or_fail(log_level, log_json)
     settings = settings_or_fail(config)

@@ -84,7 +84,7 @@ def run_program(
     config: ConfigOption = None,
 ) -> None:
     """Run a given program in the sandbox against the configured tools."""
-    from vpagent.runner import ProgramRunner
+    from vpagent.program_runner import ProgramRunner
     from vpagent.trace import save_trace
     from vpagent.trace.render import save_html
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-from vpagent.evaluation.run import ItemResult
+from vpagent.evaluation.evaluate import ItemResult
 from vpagent.evaluation.stats import mcnemar_p
+from vpagent.pool.dataset_run import read_run
 from vpagent.pool.header import RunHeader
-from vpagent.pool.run import read_run
 
 RIGHT = 1.0  # an item counts as right with full credit (soft VQA scores below 1 do not)
 

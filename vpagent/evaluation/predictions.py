@@ -17,7 +17,7 @@ from string import ascii_uppercase
 from typing import Any, Literal
 
 from vpagent.answers import normalize_answer
-from vpagent.evaluation.run import ItemResult, choice_index
+from vpagent.evaluation.evaluate import ItemResult, choice_index
 from vpagent.pool.jsonl import write_atomic
 
 PredictionFormat = Literal["gqa", "vqa", "choice"]

@@ -240,10 +240,10 @@ def available_modes(agent: Agent) -> list[str]:
 
 
 def role_seconds(agent: Agent) -> dict[str, float]:
-    """Model seconds per role of the agent's tool server; none before its tools start."""
+    """Model seconds per role of the agent's toolbox; none before its tools start."""
     if not getattr(agent, "program_path_started", False):
         return {}
-    return dict(agent.runner.server.role_seconds)
+    return dict(agent.runner.toolbox.role_seconds)
 
 
 def _form_marks(raw: object) -> list[GivenMark] | None:

@@ -14,7 +14,7 @@ SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320)
 
 
 class RoleSeconds(Collector):
-    """``vpagent_model_seconds_total{role}``: the tool server's model time per role, read at
+    """``vpagent_model_seconds_total{role}``: the toolbox's model time per role, read at
     scrape time (a tool call may use several roles: find uses the detector, then the matcher)."""
 
     def __init__(self, read: Callable[[], dict[str, float]]) -> None:

@@ -294,7 +294,7 @@ class McpFrontEnd:
             return Backends(version=vpagent.__version__, planner=planner, roles=[], student=student)
         planner_model = agent.planner
         planner = f"{type(planner_model.chat_model).__name__} ({planner_model.model_id})"
-        roles = agent.runner.server.describe()
+        roles = agent.runner.toolbox.describe()
         return Backends(version=vpagent.__version__, planner=planner, roles=roles, student=student)
 
 

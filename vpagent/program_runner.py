@@ -1,4 +1,4 @@
-"""Running one program on one image: sandbox + tool server + trace."""
+"""Running one program on one image: sandbox + toolbox + trace."""
 
 from __future__ import annotations
 
@@ -16,28 +16,28 @@ from vpagent.sandbox.executor import SandboxExecutor, ToolHandler
 from vpagent.sandbox.result import ExecutionResult
 from vpagent.student.backend import register_student_backends
 from vpagent.tools.program_host import ProgramHost
-from vpagent.tools.server import LLM, ToolServer
+from vpagent.tools.toolbox import LLM, Toolbox
 from vpagent.tools.types import Mark, StepArtifacts
 from vpagent.trace.records import ImageInfo, Trace
 
 
 class ProgramRunner:
-    """Owns a tool server and a sandbox; runs programs and returns their traces.
+    """Owns a toolbox and a sandbox; runs programs and returns their traces.
 
-    Thread-safe: programs may run concurrently and share the server's models and cache.
+    Thread-safe: programs may run concurrently and share the toolbox's models and cache.
     """
 
     def __init__(
         self,
         settings: Settings,
         *,
-        server: ToolServer | None = None,
+        toolbox: Toolbox | None = None,
         llm: LLM | None = None,
         pool_size: int = 2,
     ) -> None:
         self.settings = settings
         register_student_backends()  # `backend = "student"` names a layer above the tools
-        self.server = server or ToolServer(settings.tool_server_config(), llm=llm)
+        self.toolbox = toolbox or Toolbox(settings.toolbox_config(), llm=llm)
         self.executor = SandboxExecutor(settings.sandbox, pool_size=pool_size)
 
     def run(
@@ -59,7 +59,7 @@ class ProgramRunner:
         given with the question; the program's ``image.marks()`` returns them.
         """
         pixels = load_image(image)
-        host = ProgramHost(self.server, pixels, marks=marks)
+        host = ProgramHost(self.toolbox, pixels, marks=marks)
         handler: ToolHandler = host
         if on_event is not None:
             calls = itertools.count(1)
@@ -97,11 +97,11 @@ class ProgramRunner:
         The fallback when every program failed; raises the VQA role's CannotAnswer (or other
         ToolError) if it has no answer at all.
         """
-        return ProgramHost(self.server, load_image(image)).best_guess(question)
+        return ProgramHost(self.toolbox, load_image(image)).best_guess(question)
 
     def close(self) -> None:
         self.executor.close()
-        self.server.cache.close()
+        self.toolbox.cache.close()
 
     def __enter__(self) -> ProgramRunner:
         return self

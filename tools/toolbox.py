@@ -1,7 +1,8 @@
-"""The tool server: specialists loaded once and lazily, calls batched across programs.
+"""The toolbox: specialists loaded once and lazily, calls batched across programs.
 
-Thread-safe. One server serves every concurrent program; results are cached by the caller
-(:class:`vpagent.tools.program_host.ProgramHost`) through :attr:`ToolServer.cache`.
+An in-process facade over the specialists, not a network server. Thread-safe: one toolbox
+serves every concurrent program of this process; results are cached by the caller
+(:class:`vpagent.tools.program_host.ProgramHost`) through :attr:`Toolbox.cache`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import numpy as np
 
 from vpagent.tools.batching import MicroBatcher
 from vpagent.tools.cache import ResultCache, json_digest
-from vpagent.tools.config import ToolServerConfig
+from vpagent.tools.config import ToolboxConfig
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.registry import BACKENDS, build_specialist
 from vpagent.tools.roles import (
@@ -48,7 +49,7 @@ RESULTS_REVISION = 3  # bump when a tool's result changes for the same inputs an
 # offline matcher also looks for sunglasses on a face box)
 
 
-def results_namespace(config: ToolServerConfig) -> str:
+def results_namespace(config: ToolboxConfig) -> str:
     """A digest of what tool results depend on besides their inputs: every role's backend, model
     and options, the offline detector's calibration, the LLM the stand-in tools ask, and the
     vpagent version."""
@@ -64,7 +65,7 @@ def results_namespace(config: ToolServerConfig) -> str:
     return json_digest(payload)[:16]
 
 
-def _detector_calibration(config: ToolServerConfig) -> dict[str, Any] | None:
+def _detector_calibration(config: ToolboxConfig) -> dict[str, Any] | None:
     """The offline detector's counting calibration (a recalibration changes its boxes)."""
     if config.tools.detector.backend != "ssd-coco":
         return None
@@ -73,12 +74,12 @@ def _detector_calibration(config: ToolServerConfig) -> dict[str, Any] | None:
     return CALIBRATION.model_dump(mode="json")
 
 
-class ToolServer:
+class Toolbox:
     """Owns the specialists of one configuration and the batchers in front of them."""
 
     def __init__(
         self,
-        config: ToolServerConfig,
+        config: ToolboxConfig,
         *,
         specialists: dict[str, Specialist] | None = None,
         llm: LLM | None = None,

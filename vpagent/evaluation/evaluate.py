@@ -19,9 +19,9 @@ from vpagent.evaluation.metrics import exact_match, map_to_choice, vqa_soft_accu
 from vpagent.evaluation.run_header import run_header
 from vpagent.evaluation.stats import interval
 from vpagent.logs import log_context
+from vpagent.pool.dataset_run import Backend, run_items
 from vpagent.pool.header import RunHeader
 from vpagent.pool.job import AgentFactory, Job
-from vpagent.pool.run import Backend, run_items
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""One program of the plan -> run -> repair loop, as :meth:`Agent.program_runs` yields it."""
+"""One program of the plan -> run -> repair loop, as :meth:`Agent.live_attempts` yields it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from vpagent.trace.records import Trace
 
 
 @dataclass
-class ProgramRun:
+class LiveAttempt:
     """A program of sample ``sample`` (``repair`` = 0: first plan) and how its run went.
 
     Planning that failed has ``failure`` set and no plan, execution or trace. The live form of
