@@ -60,6 +60,7 @@ VARIANTS = {  # name: (export, eyes); today's best first
     "vpd-augmented": ("vpd-augmented", "grid"),
     "vpd-augmented+scene": ("vpd-augmented", "scene"),
 }
+EYES_NAMES = {"grid": "grid eyes", "scene": "scene-text eyes"}
 NAME = "student-ablation-epochs"  # the results files; the loss curves: docs/student-epochs.png
 STAGES = ("teacher", "students", "report")
 
@@ -157,11 +158,11 @@ def train_and_evaluate(work: Path, variant: str, seed: int, args: argparse.Names
         )  # fmt: skip
 
 
-def load_range(work: Path, seeds: list[int], budget: str) -> str:
+def load_range(work: Path, variants: list[str], seeds: list[int], budget: str) -> str:
     """The machine's 15-minute load average when each student finished training (low-high)."""
     loads = [
         json.loads(path.read_text())["load_average_1_5_15"][2]
-        for variant in VARIANTS
+        for variant in variants
         for seed in seeds
         if (path := student_dir(work, variant, seed, budget) / "load.json").is_file()
     ]
@@ -277,20 +278,21 @@ def report(work: Path, seeds: list[int], args: argparse.Namespace) -> dict[str, 
     budget = budget_name(args)
     done = {
         variant: [seed for seed in seeds if finished(work, variant, seed, budget)]
-        for variant in VARIANTS
+        for variant in args.variants
     }
     common = [seed for seed in seeds if all(seed in found for found in done.values())]
     if not common:
-        sys.exit(f"no seed has finished students of every variant yet: {done}")
+        sys.exit(f"no seed has finished students of every variant asked for yet: {done}")
     items = jsonl(validation_items(work))
-    variants = {name: variant_summary(work, name, common, budget) for name in VARIANTS}
+    variants = {name: variant_summary(work, name, common, budget) for name in args.variants}
     from vpagent.evaluation.stats import interval
 
     teacher_rows = jsonl(traced_teacher(work))
     teacher_scores = [r["score"] for r in teacher_rows]
     result = {
         "machine": f"{cpu_model()}, {os.cpu_count()} cores shared with other engineers' jobs "
-        f"(15-minute load average {load_range(work, common, budget)} as each student finished "
+        f"(15-minute load average {load_range(work, args.variants, common, budget)} as each "
+        "student finished "
         "training); every job here ran under nice -n 10",
         "n_validation": len(items),
         "n_dev": len(jsonl(DEV)),
@@ -366,8 +368,9 @@ def markdown(result: dict[str, Any]) -> str:
     teacher, t_eval = result["teacher_traced"], result["teacher_eval"]["validation"]
     types = list(base["per_type"])
     t = result["training"]
+    compared = " vs ".join(EYES_NAMES[VARIANTS[name][1]] for name in result["variants"])
     lines = [
-        "# Student ablation in epochs: grid vs scene-text eyes (`bench_student_epochs.py`)",
+        f"# Student ablation in epochs: {compared} (`bench_student_epochs.py`)",
         "",
         f"Machine: {result['machine']}. Training: {t['max_records']} answer records "
         f"(vpd-augmented, one seeded subset), at most {t['max_epochs']} epochs with patience 1 on "
