@@ -421,6 +421,9 @@ def soak(args: argparse.Namespace, folder: Path, planner: dict[str, str]) -> dic
         "anon_growth_mb_per_1000_store_full": slope_per_1000(
             sampler.rows, "rss_anon_mb", store_full_at(sampler.rows) or args.requests
         ),
+        "anon_growth_mb_per_1000_second_half": slope_per_1000(
+            sampler.rows, "rss_anon_mb", args.requests // 2
+        ),
         "fds_range": _range(sampler.rows, "fds"),
         "threads_range": _range(sampler.rows, "threads"),
         "workers_range": _range(sampler.rows, "sandbox_workers"),
@@ -495,6 +498,8 @@ def write_report(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"| anonymous RSS (the heap) growth, MB per 1,000 requests, after the server's trace "
         f"store is full ({TRACES_KEPT} traces, at {result['trace_store_full_at']} requests) | "
         f"{result['anon_growth_mb_per_1000_store_full']} | < 1 |\n"
+        f"| anonymous RSS growth, MB per 1,000 requests, over the second half of the run "
+        f"(warm-up: the first half) | {result['anon_growth_mb_per_1000_second_half']} | < 1 |\n"
         f"| open file descriptors, min-max | {result['fds_range']} | flat |\n"
         f"| threads, min-max | {result['threads_range']} | flat |\n"
         f"| live sandbox workers, min-max | {result['workers_range']} | flat |\n\n"
