@@ -1,5 +1,5 @@
 """scripts/prompt_digests.py: one digest of the planner's whole prompt per question, equal
-exactly when the planner would be asked the same thing (the check behind a rename's before/after)."""
+exactly when the planner would be asked the same thing (the check behind a before/after)."""
 
 from __future__ import annotations
 
