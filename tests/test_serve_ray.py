@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -30,16 +30,31 @@ def served() -> Iterator[str]:
     from vpagent.http.on_ray import deploy, shutdown
     from vpagent.ray_cluster import stop_ray
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     config = ServerConfig(max_concurrent=1, max_queue=2, request_timeout_s=60)  # 3 per replica
     try:
-        yield deploy(replica_agent, api_key=None, config=config, parallel=1, replicas=2,
-                     host="127.0.0.1", port=port)  # fmt: skip
+        yield _deploy_on_a_free_port(deploy, shutdown, config)
     finally:
         shutdown()
         stop_ray()
+
+
+def _deploy_on_a_free_port(
+    deploy: Callable[..., str], shutdown: Callable[[], None], config: ServerConfig, tries: int = 3
+) -> str:
+    """Deploy on a port that was free a moment ago; the private Ray's own processes start in
+    between and can take it first ("Failed to bind"), so another port is tried."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            return deploy(replica_agent, api_key=None, config=config, parallel=1, replicas=2,
+                          host="127.0.0.1", port=port)  # fmt: skip
+        except Exception as error:  # Ray wraps the proxy's RuntimeError in a RayTaskError
+            tries -= 1
+            if "Failed to bind" not in str(error) or tries == 0:
+                raise
+            shutdown()
 
 
 def test_a_replica_takes_llm_parallel_questions_when_max_concurrent_is_unset() -> None:
