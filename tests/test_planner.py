@@ -128,3 +128,40 @@ def test_minilm_retrieval_picks_relevant_examples() -> None:
     assert kinds.count("count") >= 2
     ocr = [e.kind for e in retriever.top("What is the text on the billboard?", 2)]
     assert "ocr" in ocr
+
+
+def test_a_planner_reply_is_capped_at_plan_max_tokens(retriever: ExampleRetriever) -> None:
+    """The token limit of a planner reply reaches the server (so a reply that repeats itself
+    is cut there), from `agent.plan_max_tokens` through the real OpenAI client."""
+    from langchain_openai import ChatOpenAI
+
+    from tests.fixtures.scripted_openai import ScriptedOpenAI
+    from vpagent.config import load_settings
+    from vpagent.planner.factory import build_planner
+
+    with ScriptedOpenAI(f"```python\n{GOOD}```") as server:
+        chat = ChatOpenAI(
+            model="scripted", base_url=server.base_url, api_key="none", max_tokens=512
+        )
+        settings = load_settings(agent={"plan_max_tokens": 64, "prefill_reply": False})
+        planner = build_planner(settings, chat, notes="", warm=False)
+        assert planner.plan("How many dogs are there?").program == GOOD
+        unlimited = build_planner(
+            load_settings(agent={"plan_max_tokens": None, "prefill_reply": False}),
+            chat,
+            notes="",
+            warm=False,
+        )
+        unlimited.plan("How many cats are there?")
+    assert server.bodies[0]["max_completion_tokens"] == 64  # the planner's own limit
+    assert server.bodies[1]["max_completion_tokens"] == 512  # the model's limit
+
+
+def test_the_token_limit_is_part_of_the_plan_cache_key(retriever: ExampleRetriever) -> None:
+    """A cached reply made under another token limit is not reused."""
+    planner, _ = _planner([f"```python\n{GOOD}```"] * 2, retriever, max_tokens=64)
+    planner.plan("How many dogs are there?")
+    other, _ = _planner([f"```python\n{GOOD}```"], retriever, max_tokens=128)
+    other.cache = planner.cache
+    other.plan("How many dogs are there?")
+    assert other.cache.hits == 0

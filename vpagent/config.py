@@ -95,6 +95,15 @@ class AgentConfig(_Strict):
         description="Extra example banks (TOML, e.g. from `vpagent distill examples`).",
     )
     max_fixes: int = Field(2, ge=0, description="Replies sent back for holding no valid program.")
+    plan_max_tokens: int | None = Field(
+        256,  # about 1.7x the longest program of the example bank (458 characters, ~150 tokens)
+        ge=16,
+        description=(
+            "Most tokens one planner reply may have (below llm.max_tokens): a reply that "
+            "repeats itself is cut here and sent back, instead of running to llm.max_tokens. "
+            "None: llm.max_tokens."
+        ),
+    )
     max_repairs: int = Field(2, ge=0, description="New programs after one fails at run time.")
     samples: int = Field(1, ge=1, le=9, description="Programs voted on (self-consistency).")
     deadline_s: float | None = Field(

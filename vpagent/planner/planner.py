@@ -83,7 +83,9 @@ class Planner:
     (for servers that continue an assistant turn, like llama.cpp) starts the reply with the
     function's first line; ``stop`` ends it at the code block's end. Replies that hold no
     program or fail the sandbox's static check are sent back with the reason, at most
-    ``max_fixes`` times. Replies are cached by (model, sample, prompt), so with temperature 0
+    ``max_fixes`` times. A reply ends after ``max_tokens`` tokens (None: the model's own
+    limit), so one that repeats itself is cut short and sent back instead of running on.
+    Replies are cached by (model, sample, token limit, prompt), so with temperature 0
     and a seed a question is planned the same way every time.
     """
 
@@ -100,6 +102,7 @@ class Planner:
         prefill: str | None = None,
         stop: Sequence[str] = (),
         max_fixes: int = 2,
+        max_tokens: int | None = None,
         sample_temperature: float = 0.7,
         cache: ResultCache | None = None,
     ) -> None:
@@ -113,6 +116,7 @@ class Planner:
         self.prefill = prefill
         self.stop = list(stop)
         self.max_fixes = max_fixes
+        self.max_tokens = max_tokens
         self.sample_temperature = sample_temperature
         self.cache = cache if cache is not None else ResultCache(max_entries=1024)
 
@@ -183,7 +187,14 @@ class Planner:
         on_tokens: TokenCallback | None,
     ) -> str:
         payload = json.dumps(
-            [self.model_id, sample, self.prefill, self.stop, messages_to_dict(conversation)],
+            [
+                self.model_id,
+                sample,
+                self.prefill,
+                self.stop,
+                self.max_tokens,
+                messages_to_dict(conversation),
+            ],
             sort_keys=True,
         )
         key = hashlib.sha256(payload.encode()).hexdigest()
@@ -192,6 +203,8 @@ class Planner:
             return str(cached)
         model: Any = self.chat_model
         options: dict[str, Any] = {"stop": self.stop} if self.stop else {}
+        if self.max_tokens is not None:
+            options["max_tokens"] = self.max_tokens
         if sample:
             options.update(temperature=self.sample_temperature, seed=sample)
         if options:
