@@ -18,7 +18,6 @@ from langchain_core.messages import BaseMessage
 
 from vpagent.config import load_settings
 from vpagent.planner.factory import build_planner
-from vpagent.planner.prompt import build_messages
 
 
 def prompt_digest(messages: Sequence[BaseMessage]) -> str:
@@ -39,12 +38,7 @@ def main() -> None:
         if not line.strip():
             continue
         item = json.loads(line)
-        question = item["question"]
-        retrieved = planner.retriever.top(
-            question, planner.examples_per_prompt, exclude=planner.fixed
-        )
-        messages = build_messages(question, planner.fixed, retrieved, planner.notes, planner.spec)
-        print(item["id"], prompt_digest(messages))
+        print(item["id"], prompt_digest(planner.messages(item["question"])))
 
 
 if __name__ == "__main__":

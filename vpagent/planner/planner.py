@@ -124,14 +124,19 @@ class Planner:
         """The messages every prompt starts with (what a prompt cache can keep)."""
         return prefix_messages(self.fixed, self.notes, self.spec)
 
+    def messages(self, question: str) -> list[BaseMessage]:
+        """The whole first prompt for ``question``: the prefix, the retrieved examples, the
+        question (what :meth:`plan` sends; no model call)."""
+        if not question or not question.strip():
+            raise ValueError("the question is empty")
+        retrieved = self.retriever.top(question, self.examples_per_prompt, exclude=self.fixed)
+        return build_messages(question, self.fixed, retrieved, self.notes, self.spec)
+
     def plan(
         self, question: str, *, sample: int = 0, on_tokens: TokenCallback | None = None
     ) -> Plan:
         """A checked program for ``question``; ``sample`` > 0 draws a different, sampled one."""
-        if not question or not question.strip():
-            raise ValueError("the question is empty")
-        retrieved = self.retriever.top(question, self.examples_per_prompt, exclude=self.fixed)
-        conversation = build_messages(question, self.fixed, retrieved, self.notes, self.spec)
+        conversation = self.messages(question)
         return self._until_valid(Plan(question, "", conversation), conversation, sample, on_tokens)
 
     def repair(
