@@ -47,13 +47,15 @@ class CountingChat(FakeListChatModel):
         return super()._stream(messages, stop, run_manager, **kwargs)
 
 
-def make_agent(replies: list[str], **options: object) -> tuple[Agent, CountingChat]:
+def make_agent(
+    replies: list[str], stop_repeats: int = 0, **options: object
+) -> tuple[Agent, CountingChat]:
     settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
     specialists = {"detector": BrightSpotDetector(), "vqa": EchoVQA()}
     toolbox = Toolbox(settings.toolbox_config(), specialists=specialists)
     chat = CountingChat(responses=replies)
     retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
-    planner = Planner(chat, retriever, model_id="fake")
+    planner = Planner(chat, retriever, model_id="fake", stop_repeats=stop_repeats)
     runner = ProgramRunner(settings, toolbox=toolbox, pool_size=1)
     return Agent(planner, runner, max_repairs=2, **options), chat  # type: ignore[arg-type]
 
@@ -69,6 +71,18 @@ def test_a_vocabulary_miss_goes_to_the_fallback_without_a_repair_round() -> None
     assert fallback.kind == "fallback" and fallback.answer == result.answer
     assert result.answer is not None and result.answer.startswith("Is there a tree?")
     assert not result.verified
+
+
+def test_a_planner_reply_caught_in_a_loop_goes_to_the_fallback_at_once() -> None:
+    loop = "```python\ndef execute_command(image):\n    return best(['spot', " + "'spot', " * 80
+    agent, chat = make_agent([loop, COUNT], stop_repeats=4)
+    with agent:
+        result = agent.ask(spots_image(), "What is next to the spot?")
+    assert chat.calls == 1  # the loop was not sent back for another round
+    planning, fallback = result.attempts
+    assert planning.reason == FailureReason.PLANNING and "again and again" in planning.message
+    assert fallback.kind == "fallback" and fallback.answer == result.answer
+    assert result.answer is not None and not result.verified
 
 
 def test_a_runtime_error_is_repaired() -> None:

@@ -11,7 +11,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -104,6 +111,16 @@ class AgentConfig(_Strict):
             "None: llm.max_tokens."
         ),
     )
+    plan_stop_repeats: int = Field(
+        4,
+        ge=0,
+        description=(
+            "Cut a planner reply as soon as it ends in one piece of text this many times in a "
+            "row (a model caught in a loop; the reply streams in); planning ends there and the "
+            "fallback answers, since a greedy model sent its loop back loops again. 0: never "
+            "(only plan_max_tokens ends such a reply, which is sent back like any broken one)."
+        ),
+    )
     max_repairs: int = Field(2, ge=0, description="New programs after one fails at run time.")
     samples: int = Field(1, ge=1, le=9, description="Programs voted on (self-consistency).")
     deadline_s: float | None = Field(
@@ -125,6 +142,13 @@ class AgentConfig(_Strict):
         le=1,
         description="student-then-program: least confidence the student needs.",
     )
+
+    @field_validator("plan_stop_repeats")
+    @classmethod
+    def _a_loop_repeats_at_least_twice(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("plan_stop_repeats is 0 (never cut) or at least 2")
+        return value
 
     @model_validator(mode="after")
     def _student_for_mode(self) -> AgentConfig:

@@ -125,6 +125,8 @@ def build_chat_model(
         "max_tokens": config.max_tokens,
         "timeout": config.timeout_s,
         "max_retries": config.max_retries,
+        # the planner streams its replies (to cut one caught in a loop); usage comes at the end
+        "stream_usage": True,
     }
     if config.provider == "embedded":
         server = embedded_server(config, progress=progress)
@@ -132,7 +134,6 @@ def build_chat_model(
             model=server.alias,
             base_url=server.base_url,
             api_key=server.api_key,
-            stream_usage=True,  # llama.cpp reports token usage (with cached tokens) when streaming
             **common,
             **_loopback_http_clients(),
         )

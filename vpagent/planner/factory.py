@@ -66,6 +66,7 @@ def build_planner(
         stop=[PROGRAM_END] if prefill else [],
         max_fixes=agent.max_fixes,
         max_tokens=agent.plan_max_tokens,
+        stop_repeats=agent.plan_stop_repeats,
         cache=ResultCache(max_entries=1024, directory=agent.plan_cache_dir),
     )
     if warm and llm.provider == "embedded" and llm.prompt_cache:

@@ -21,6 +21,7 @@ from vpagent.planner.prompt import (
     prefix_messages,
     repair_messages,
 )
+from vpagent.planner.repetition import repeated_unit
 from vpagent.sandbox.policy import ProgramRejected, check_program
 from vpagent.tools.cache import ResultCache
 
@@ -67,6 +68,14 @@ class Plan:
     usage: Usage = field(default_factory=Usage)
 
 
+class RepeatingReply(ValueError):
+    """The reply started to repeat one piece of text, so it was cut there."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__(f"the reply was cut: it wrote {unit!r} again and again")
+        self.unit = unit
+
+
 class PlanningFailed(RuntimeError):
     """The chat model gave no usable program within the allowed number of fixes."""
 
@@ -84,9 +93,11 @@ class Planner:
     function's first line; ``stop`` ends it at the code block's end. Replies that hold no
     program or fail the sandbox's static check are sent back with the reason, at most
     ``max_fixes`` times. A reply ends after ``max_tokens`` tokens (None: the model's own
-    limit), so one that repeats itself is cut short and sent back instead of running on.
-    Replies are cached by (model, sample, token limit, prompt), so with temperature 0
-    and a seed a question is planned the same way every time.
+    limit); with ``stop_repeats`` the reply streams in and is cut as soon as it ends in one
+    piece of text that many times in a row (a greedy model caught in a loop), and planning
+    ends there with :class:`PlanningFailed` (sent back, the model loops again). Replies are
+    cached by (model, sample, limits, prompt), so with temperature 0 and a seed a question is
+    planned the same way every time.
     """
 
     def __init__(
@@ -103,6 +114,7 @@ class Planner:
         stop: Sequence[str] = (),
         max_fixes: int = 2,
         max_tokens: int | None = None,
+        stop_repeats: int = 0,
         sample_temperature: float = 0.7,
         cache: ResultCache | None = None,
     ) -> None:
@@ -117,6 +129,7 @@ class Planner:
         self.stop = list(stop)
         self.max_fixes = max_fixes
         self.max_tokens = max_tokens
+        self.stop_repeats = stop_repeats
         self.sample_temperature = sample_temperature
         self.cache = cache if cache is not None else ResultCache(max_entries=1024)
 
@@ -167,6 +180,12 @@ class Planner:
             llm_seconds += time.perf_counter() - started
             answer = Reply(reply=reply)
             replies.append(answer)
+            unit = repeated_unit(reply, self.stop_repeats) if self.stop_repeats else None
+            if unit is not None:
+                # Sent back, a greedy model loops again at the same place: no round can help.
+                answer.problem = str(RepeatingReply(unit))
+                log.warning("reply %d caught in a loop, planning ends: %r", len(replies), unit)
+                raise PlanningFailed(answer.problem, replies)
             try:
                 answer.program = extract_program(reply)
                 check_program(answer.program)
@@ -198,6 +217,7 @@ class Planner:
                 self.prefill,
                 self.stop,
                 self.max_tokens,
+                self.stop_repeats,
                 messages_to_dict(conversation),
             ],
             sort_keys=True,
@@ -215,7 +235,10 @@ class Planner:
         if options:
             model = model.bind(**options)
         messages = [*conversation, AIMessage(self.prefill)] if self.prefill else conversation
-        message = _stream(model, messages, on_tokens) if on_tokens else model.invoke(messages)
+        if on_tokens or self.stop_repeats:
+            message = _stream(model, messages, on_tokens, self.stop_repeats)
+        else:
+            message = model.invoke(messages)
         usage.add(message)
         reply = message.content if isinstance(message.content, str) else str(message.content)
         if self.prefill and not reply.startswith(self.prefill):
@@ -224,17 +247,41 @@ class Planner:
         return reply
 
 
-def _stream(model: Any, messages: list[BaseMessage], on_tokens: TokenCallback) -> AIMessage:
-    """The reply, streamed; ``on_tokens`` hears the count of chunks (about tokens) so far."""
+def _stream(
+    model: Any,
+    messages: list[BaseMessage],
+    on_tokens: TokenCallback | None,
+    stop_repeats: int,
+) -> AIMessage:
+    """The reply, streamed; ``on_tokens`` hears the count of chunks (about tokens) so far.
+
+    With ``stop_repeats`` the stream is closed (which stops the server writing) as soon as
+    the reply ends in one piece of text that many times; the reply then ends there.
+    """
     merged, count = None, 0
-    for chunk in model.stream(messages):
-        merged = chunk if merged is None else merged + chunk
-        if chunk.content:
+    stream = model.stream(messages)
+    try:
+        for chunk in stream:
+            merged = chunk if merged is None else merged + chunk
+            if not chunk.content:
+                continue
             count += 1
-            on_tokens(count)
+            if on_tokens:
+                on_tokens(count)
+            if stop_repeats and repeated_unit(str(merged.content), stop_repeats) is not None:
+                log.info("reply cut after %d chunks: it repeats itself", count)
+                return AIMessage(content=merged.content, usage_metadata=_written(count))
+    finally:
+        stream.close()
     if merged is None:
         return AIMessage("")
     return AIMessage(content=merged.content, usage_metadata=merged.usage_metadata)
+
+
+def _written(chunks: int) -> Any:
+    """Usage of a reply cut before the server reported it: the chunks (about tokens) read;
+    its prompt tokens are not known and count as 0."""
+    return {"input_tokens": 0, "output_tokens": chunks, "total_tokens": chunks}
 
 
 def _describe(problem: Exception) -> str:
