@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -31,6 +32,17 @@ def program(body: str) -> str:
 COUNT = program("return str(len(image.find('spot')))")
 TREE = program("return 'yes' if image.exists('tree') else 'no'")  # not in the vocabulary
 CRASH = program("return str(1 / 0)")
+SLOW_CRASH = program("return str(len(image.find('spot')) / 0)")  # with a slow detector
+SLOW_S = 2.0  # the slow detector's time: past BUDGET_S, which the first reply fits easily
+BUDGET_S = 1.5
+
+
+class SlowSpotDetector(BrightSpotDetector):
+    """Finds the spots, slowly: a program that calls it outlasts a short budget."""
+
+    def detect_batch(self, images, names):  # type: ignore[no-untyped-def]
+        time.sleep(SLOW_S)
+        return super().detect_batch(images, names)
 
 
 class CountingChat(FakeListChatModel):
@@ -48,10 +60,11 @@ class CountingChat(FakeListChatModel):
 
 
 def make_agent(
-    replies: list[str], stop_repeats: int = 0, **options: object
+    replies: list[str], stop_repeats: int = 0, slow: bool = False, **options: object
 ) -> tuple[Agent, CountingChat]:
     settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
-    specialists = {"detector": BrightSpotDetector(), "vqa": EchoVQA()}
+    detector = SlowSpotDetector() if slow else BrightSpotDetector()
+    specialists = {"detector": detector, "vqa": EchoVQA()}
     toolbox = Toolbox(settings.toolbox_config(), specialists=specialists)
     chat = CountingChat(responses=replies)
     retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
@@ -95,7 +108,7 @@ def test_a_runtime_error_is_repaired() -> None:
 
 
 def test_the_deadline_returns_an_unverified_answer_with_its_reason() -> None:
-    agent, chat = make_agent([CRASH, COUNT], deadline_s=1e-6)
+    agent, chat = make_agent([SLOW_CRASH, COUNT], slow=True, deadline_s=BUDGET_S)
     with agent:
         result = agent.ask(spots_image(), "How many spots are there?")
     assert chat.calls == 1  # the repair round would have ended past the budget
@@ -111,14 +124,14 @@ def test_the_deadline_returns_an_unverified_answer_with_its_reason() -> None:
 
 
 def test_a_per_question_deadline_overrides_the_agents() -> None:
-    agent, chat = make_agent([CRASH, COUNT], deadline_s=1e-6)
+    agent, chat = make_agent([CRASH, COUNT], deadline_s=1e-6)  # the first reply is cut
     with agent:
         result = agent.ask(spots_image(), "How many spots are there?", deadline_s=60)
     assert chat.calls == 2 and result.answer == "2" and result.verified
 
 
 def test_a_deadline_stops_further_samples_and_marks_the_vote_unverified() -> None:
-    agent, chat = make_agent([COUNT, COUNT, COUNT], deadline_s=1e-6)
+    agent, chat = make_agent([COUNT, COUNT, COUNT], slow=True, deadline_s=BUDGET_S)
     agent.samples = 3
     with agent:
         result = agent.ask(spots_image(), "How many spots are there?")
@@ -141,12 +154,12 @@ def png() -> bytes:
 
 
 def test_http_passes_a_per_request_deadline() -> None:
-    agent, chat = make_agent([CRASH, COUNT])
+    agent, chat = make_agent([SLOW_CRASH, COUNT], slow=True)
     with agent:
         client = TestClient(create_app(agent, config=ServerConfig(request_timeout_s=30)))
         files = {"image": ("spots.png", png(), "image/png")}
         question = {"question": "How many spots are there?"}
-        tight = client.post("/v1/ask", files=files, data={**question, "deadline_s": "0.000001"})
+        tight = client.post("/v1/ask", files=files, data={**question, "deadline_s": BUDGET_S})
         assert tight.status_code == 200, tight.text
         assert tight.json()["verified"] is False and "budget" in tight.json()["unverified_reason"]
         assert chat.calls == 1  # no repair round under the tight budget
@@ -173,3 +186,26 @@ def test_the_configured_budget_reaches_the_agent() -> None:
     settings = load_settings(agent={"deadline_s": 7.5}, sandbox={"cpu_seconds": 2})
     with build_agent(settings, FakeListChatModel(responses=[COUNT])) as agent:
         assert agent.deadline_s == 7.5
+
+
+def test_a_reply_still_being_written_when_the_budget_ends_is_cut() -> None:
+    """The budget ends mid-reply: the stream is closed, the fallback answers, unverified, and
+    the attempt says why; the cut reply is not cached."""
+    slow_chat = FakeListChatModel(responses=[COUNT] * 3, sleep=0.02)  # 0.02 s per character
+    settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
+    specialists = {"detector": BrightSpotDetector(), "vqa": EchoVQA()}
+    toolbox = Toolbox(settings.toolbox_config(), specialists=specialists)
+    retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
+    planner = Planner(slow_chat, retriever, model_id="fake")
+    runner = ProgramRunner(settings, toolbox=toolbox, pool_size=1)
+    with Agent(planner, runner, deadline_s=0.5) as agent:
+        result = agent.ask(spots_image(), "How many spots are there?")
+        again = agent.ask(spots_image(), "How many spots are there?", deadline_s=60)
+    planning, deadline, fallback = result.attempts
+    assert planning.reason == FailureReason.PLANNING and "time budget" in planning.message
+    assert deadline.reason == FailureReason.DEADLINE
+    assert "no more of the planner's reply" in (result.unverified_reason or "")
+    assert fallback.kind == "fallback" and result.answer is not None and not result.verified
+    assert result.timings["total_s"] < len(COUNT) * 0.02  # not read to its end
+    # a reply cut by one question's budget is not cached: the next question asks the model
+    assert slow_chat.i == 2 and again.answer == "2" and again.verified

@@ -31,7 +31,7 @@ from vpagent.events import (
 )
 from vpagent.images import ImageInput, load_image
 from vpagent.live_attempt import LiveAttempt
-from vpagent.planner import Planner, PlanningFailed
+from vpagent.planner import OutOfTime, Planner, PlanningFailed
 from vpagent.program_runner import ProgramRunner
 from vpagent.result import Result, validate_question
 from vpagent.student_mode import STUDENT, StudentAnswerer, student_first
@@ -100,6 +100,11 @@ class Budget:
         if self.seconds is None:
             return True
         return time.perf_counter() - self.started + round_s <= self.seconds
+
+    @property
+    def ends_at(self) -> float | None:
+        """When the budget ends (a ``time.perf_counter()`` value), or None."""
+        return None if self.seconds is None else self.started + self.seconds
 
     def stop(self, what: str) -> None:
         """Record that ``what`` was not started for lack of time."""
@@ -188,7 +193,8 @@ class Agent:
         Result, every attempt in ``Result.attempts``. ``on_event`` hears progress messages; it
         may raise :class:`vpagent.events.Cancelled` to stop the question at that step.
         ``deadline_s`` (default: the agent's): no repair round or further sample starts that
-        would end past it; the answer so far (or the fallback's) returns unverified, and a
+        would end past it, and a planner reply still being written then is cut; the answer so
+        far (or the fallback's) returns unverified, and a
         ``deadline`` attempt says what was not tried.
         """
         question = validate_question(question)
@@ -270,16 +276,20 @@ class Agent:
         Stops at the first program that runs, after ``max_repairs`` repairs, when a tool says
         it cannot answer (no new program changes what the tools see), when planning fails
         (that run has ``failure`` set and no execution), or when ``budget`` has no time for
-        another round (``budget.stopped`` says so). ``Agent.ask`` and ``distill traces`` both
-        consume it.
+        another round or ends while the planner writes (``budget.stopped`` says so).
+        ``Agent.ask`` and ``distill traces`` both consume it.
         """
         budget = budget or Budget(None)
         notify = notify or ignore
         notify(Planning(sample))
         started = time.perf_counter()
         try:
-            plan = self.planner.plan(question, sample=sample, on_tokens=on_tokens)
+            plan = self.planner.plan(
+                question, sample=sample, on_tokens=on_tokens, deadline=budget.ends_at
+            )
         except PlanningFailed as failure:
+            if isinstance(failure, OutOfTime):
+                budget.stop("more of the planner's reply")
             log.warning("planning failed (sample %d): %s", sample, failure)
             yield LiveAttempt(sample, 0, time.perf_counter() - started, failure=failure)
             return
@@ -308,9 +318,15 @@ class Agent:
             started = time.perf_counter()
             try:
                 plan = self.planner.repair(
-                    plan, execution.feedback(), sample=sample, on_tokens=on_tokens
+                    plan,
+                    execution.feedback(),
+                    sample=sample,
+                    on_tokens=on_tokens,
+                    deadline=budget.ends_at,
                 )
             except PlanningFailed as failure:
+                if isinstance(failure, OutOfTime):
+                    budget.stop("more of the repair's reply")
                 log.warning("repair planning failed (sample %d): %s", sample, failure)
                 yield LiveAttempt(
                     sample, repair + 1, time.perf_counter() - started, failure=failure

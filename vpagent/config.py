@@ -128,7 +128,8 @@ class AgentConfig(_Strict):
         gt=0,
         description=(
             "A question's time budget: no repair round or further sample starts that would end "
-            "past it; the best answer so far returns, unverified, with the reason. None: no budget."
+            "past it, and a planner reply still being written then is cut; the best answer so "
+            "far (or the fallback's) returns, unverified, with the reason. None: no budget."
         ),
     )
     plan_cache_dir: Path | None = None

@@ -2,12 +2,13 @@
 
 from vpagent.planner.examples import Example, ExampleRetriever, load_examples
 from vpagent.planner.extract import NoProgramFound, extract_program
-from vpagent.planner.planner import Plan, Planner, PlanningFailed
+from vpagent.planner.planner import OutOfTime, Plan, Planner, PlanningFailed
 
 __all__ = [
     "Example",
     "ExampleRetriever",
     "NoProgramFound",
+    "OutOfTime",
     "Plan",
     "Planner",
     "PlanningFailed",

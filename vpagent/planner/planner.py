@@ -84,6 +84,18 @@ class PlanningFailed(RuntimeError):
         self.replies = replies
 
 
+class OutOfTime(PlanningFailed):
+    """The question's time budget ended while the chat model was still writing."""
+
+
+class _BudgetEnded(Exception):
+    """Raised inside a completion when its deadline passes; holds what was written."""
+
+    def __init__(self, written: str) -> None:
+        super().__init__(written)
+        self.written = written
+
+
 class Planner:
     """Writes programs with a LangChain chat model.
 
@@ -146,11 +158,21 @@ class Planner:
         return build_messages(question, self.fixed, retrieved, self.notes, self.spec)
 
     def plan(
-        self, question: str, *, sample: int = 0, on_tokens: TokenCallback | None = None
+        self,
+        question: str,
+        *,
+        sample: int = 0,
+        on_tokens: TokenCallback | None = None,
+        deadline: float | None = None,
     ) -> Plan:
-        """A checked program for ``question``; ``sample`` > 0 draws a different, sampled one."""
+        """A checked program for ``question``; ``sample`` > 0 draws a different, sampled one.
+
+        ``deadline`` (a ``time.perf_counter()`` value): a reply still being written then is
+        cut and :class:`OutOfTime` raised (a cached reply is still used).
+        """
         conversation = self.messages(question)
-        return self._until_valid(Plan(question, "", conversation), conversation, sample, on_tokens)
+        first = Plan(question, "", conversation)
+        return self._until_valid(first, conversation, sample, on_tokens, deadline)
 
     def repair(
         self,
@@ -159,10 +181,11 @@ class Planner:
         *,
         sample: int = 0,
         on_tokens: TokenCallback | None = None,
+        deadline: float | None = None,
     ) -> Plan:
         """A new program after ``plan.program`` failed at run time with ``feedback``."""
         conversation = repair_messages(plan.conversation, plan.program, feedback)
-        return self._until_valid(plan, conversation, sample, on_tokens)
+        return self._until_valid(plan, conversation, sample, on_tokens, deadline)
 
     def _until_valid(
         self,
@@ -170,13 +193,21 @@ class Planner:
         conversation: list[BaseMessage],
         sample: int,
         on_tokens: TokenCallback | None,
+        deadline: float | None,
     ) -> Plan:
         replies = list(previous.replies)
         usage = Usage(**vars(previous.usage))
         llm_seconds = previous.llm_seconds
         for _ in range(self.max_fixes + 1):
             started = time.perf_counter()
-            reply = self._complete(conversation, sample, usage, on_tokens)
+            try:
+                reply = self._complete(conversation, sample, usage, on_tokens, deadline)
+            except _BudgetEnded as ended:
+                replies.append(Reply(ended.written, problem="cut: the time budget ended"))
+                log.info("reply %d cut by the time budget", len(replies))
+                raise OutOfTime(
+                    f"the time budget ended while the planner wrote reply {len(replies)}", replies
+                ) from None
             llm_seconds += time.perf_counter() - started
             answer = Reply(reply=reply)
             replies.append(answer)
@@ -209,6 +240,7 @@ class Planner:
         sample: int,
         usage: Usage,
         on_tokens: TokenCallback | None,
+        deadline: float | None,
     ) -> str:
         payload = json.dumps(
             [
@@ -226,6 +258,8 @@ class Planner:
         hit, cached = self.cache.get(key)
         if hit:
             return str(cached)
+        if deadline is not None and time.perf_counter() >= deadline:
+            raise _BudgetEnded("")
         model: Any = self.chat_model
         options: dict[str, Any] = {"stop": self.stop} if self.stop else {}
         if self.max_tokens is not None:
@@ -235,8 +269,8 @@ class Planner:
         if options:
             model = model.bind(**options)
         messages = [*conversation, AIMessage(self.prefill)] if self.prefill else conversation
-        if on_tokens or self.stop_repeats:
-            message = _stream(model, messages, on_tokens, self.stop_repeats)
+        if on_tokens or self.stop_repeats or deadline is not None:
+            message = _stream(model, messages, on_tokens, self.stop_repeats, deadline)
         else:
             message = model.invoke(messages)
         usage.add(message)
@@ -252,11 +286,13 @@ def _stream(
     messages: list[BaseMessage],
     on_tokens: TokenCallback | None,
     stop_repeats: int,
+    deadline: float | None,
 ) -> AIMessage:
     """The reply, streamed; ``on_tokens`` hears the count of chunks (about tokens) so far.
 
     With ``stop_repeats`` the stream is closed (which stops the server writing) as soon as
-    the reply ends in one piece of text that many times; the reply then ends there.
+    the reply ends in one piece of text that many times; the reply then ends there. A chunk
+    that arrives after ``deadline`` closes it too, raising :class:`_BudgetEnded`.
     """
     merged, count = None, 0
     stream = model.stream(messages)
@@ -268,6 +304,8 @@ def _stream(
             count += 1
             if on_tokens:
                 on_tokens(count)
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise _BudgetEnded(str(merged.content))
             if stop_repeats and repeated_unit(str(merged.content), stop_repeats) is not None:
                 log.info("reply cut after %d chunks: it repeats itself", count)
                 return AIMessage(content=merged.content, usage_metadata=_written(count))
