@@ -104,8 +104,13 @@ QUESTIONS = ["How many people are there?", "Is there a dog?", "What color is the
 
 
 def start_server(
-    args: argparse.Namespace, port: int, folder: Path, planner: dict[str, str]
+    args: argparse.Namespace,
+    port: int,
+    folder: Path,
+    planner: dict[str, str],
+    launcher: tuple[str, ...] = (sys.executable, "-m", "vpagent"),
 ) -> subprocess.Popen[bytes]:
+    """``vpagent serve`` (run by ``launcher``) on ``port``, its caches and traces in ``folder``."""
     env = {k: v for k, v in os.environ.items() if k != "VPAGENT_CONFIG"}
     env |= planner | {
         "VPAGENT_SERVER__MAX_CONCURRENT": str(args.max_concurrent),
@@ -115,7 +120,7 @@ def start_server(
         "VPAGENT_AGENT__PLAN_CACHE_DIR": str(folder / "plan-cache"),
         "VPAGENT_TRACE_DIR": str(folder / "traces"),
     }
-    command = [sys.executable, "-m", "vpagent", "serve", "--port", str(port)]
+    command = [*launcher, "serve", "--port", str(port)]
     log = (folder / "server.log").open("ab")
     return subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=log)
 
