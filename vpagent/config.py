@@ -173,6 +173,14 @@ class ServerConfig(_Strict):
     request_timeout_s: float = Field(
         300.0, gt=0, description="A request's deadline, queueing included; then 504."
     )
+    tune_malloc: bool = Field(
+        True,
+        description=(
+            "Where the C library is glibc, cap the serving process's malloc arenas and fix its "
+            "large-buffer threshold (a quarter less heap under the soak, same speed: "
+            "benchmarks/results/soak-8k-glibc-*.md). False: the C library's defaults."
+        ),
+    )
 
 
 class RayConfig(_Strict):

@@ -301,6 +301,10 @@ def serve(
         raise fail(f"server.api_key_env names ${key_env}, which is not set")
     server = settings.server
     host, port = host or server.host, port or server.port
+    if server.tune_malloc:
+        from vpagent.http.native_heap import settle_native_heap
+
+        settle_native_heap()  # before any model or thread allocates
     if use_ray or ray_address is not None:
         _serve_on_ray(settings, api_key, host, port, replicas, ray_address or settings.ray.address)
         return

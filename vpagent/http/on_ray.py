@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from vpagent.config import ServerConfig
 from vpagent.http.app import create_app
+from vpagent.http.native_heap import settle_native_heap
 from vpagent.loopback import is_loopback
 from vpagent.pool.job import AgentFactory
 from vpagent.ray_cluster import LOOPBACK, RayStartError, ray_listening_addresses, start_ray
@@ -50,6 +51,8 @@ class AgentReplica:
     ) -> None:
         if private:
             keep_replica_grpc_on_loopback()
+        if config.tune_malloc:
+            settle_native_heap()  # each replica is a long-running process of its own
         self.agent = factory()
         self.http_app = create_app(self.agent, api_key=api_key, config=config)
 
