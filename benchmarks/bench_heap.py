@@ -23,6 +23,7 @@ import os
 import signal
 import statistics
 import sys
+import sysconfig
 import tempfile
 import time
 import tracemalloc
@@ -84,34 +85,44 @@ def run_load(args: argparse.Namespace, folder: Path, planner: dict[str, str]) ->
 
 
 def growth(rows: list[dict[str, Any]], key: str) -> float | None:
-    """Least-squares growth of ``key`` per 1,000 requests over the marks."""
-    if len(rows) < 2:
+    """Least-squares growth of ``key`` per 1,000 requests from the second mark on (up to the
+    first, the server's trace store is still filling: warm-up)."""
+    settled = rows[1:]
+    if len(settled) < 2:
         return None
-    fit = statistics.linear_regression([r["requests"] for r in rows], [r[key] for r in rows])
+    fit = statistics.linear_regression([r["requests"] for r in settled], [r[key] for r in settled])
     return round(fit.slope * 1000, 3)
 
 
 def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Python memory per mark, and the allocation sites that grew from the first mark to the
-    last, largest first (each with its innermost frames)."""
+    """Python memory per mark, and the allocation sites that grew from the second mark (after
+    the warm-up) to the last, largest first (each with its innermost frames)."""
     ignore = [tracemalloc.Filter(False, tracemalloc.__file__)]
     snapshots = [tracemalloc.Snapshot.load(r["snapshot"]).filter_traces(ignore) for r in rows]
     for row, snapshot in zip(rows, snapshots, strict=True):
         row["python_mb"] = round(sum(s.size for s in snapshot.statistics("filename")) / 2**20, 2)
-    grown = snapshots[-1].compare_to(snapshots[0], "traceback")
+    grown = snapshots[-1].compare_to(snapshots[1], "traceback")
     return [
         {
             "kb": round(stat.size_diff / 1024, 1),
             "blocks": stat.count_diff,
-            "frames": [f"{frame.filename}:{frame.lineno}" for frame in stat.traceback][-6:],
+            "frames": [f"{_short(frame.filename)}:{frame.lineno}" for frame in stat.traceback][-6:],
         }
         for stat in sorted(grown, key=lambda s: s.size_diff, reverse=True)[:TOP]
     ]
 
 
+def _short(filename: str) -> str:
+    """A file's name from the project, site-packages or the standard library."""
+    for prefix in (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["stdlib"], str(ROOT)):
+        if filename.startswith(prefix):
+            return filename[len(prefix) :].lstrip("/")
+    return filename
+
+
 def write_report(args: argparse.Namespace, rows: list[dict], top: list[dict]) -> None:
     path = HERE / "results" / (f"heap-{args.name}" if args.name else "heap")
-    span = f"requests {args.marks[0]:,}-{args.marks[-1]:,}"
+    span = f"requests {args.marks[1]:,}-{args.marks[-1]:,} (warm-up: up to the first mark)"
     result = {
         "cpu": cpu_model(),
         "cores": len(os.sched_getaffinity(0)),
@@ -140,7 +151,7 @@ def write_report(args: argparse.Namespace, rows: list[dict], top: list[dict]) ->
         f"{result['anon_growth_mb_per_1000']} MB, live Python objects "
         f"{result['python_growth_mb_per_1000']} MB.",
         "",
-        f"Allocation sites that grew most from {args.marks[0]:,} to {args.marks[-1]:,} requests "
+        f"Allocation sites that grew most from {args.marks[1]:,} to {args.marks[-1]:,} requests "
         "(innermost frame last):",
         "",
         "| KB | blocks | where (innermost last) |",
@@ -163,8 +174,8 @@ def main() -> None:
     parser.add_argument("--max-queue", type=int, default=4)
     parser.add_argument("--name", default="")
     args = parser.parse_args()
-    if args.marks != sorted(set(args.marks)) or len(args.marks) < 2:
-        parser.error("--marks: at least two request counts, rising")
+    if args.marks != sorted(set(args.marks)) or len(args.marks) < 3:
+        parser.error("--marks: at least three request counts (the first ends the warm-up), rising")
     sys.path.insert(0, str(ROOT))
     from tests.fixtures.scripted_openai import ScriptedOpenAI
 
