@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from tests.fixtures.agents import KeywordEmbed
-from vpagent.planner import ExampleRetriever, Planner, PlanningFailed, load_examples
+from vpagent.planner import (
+    CaughtInLoop,
+    ExampleRetriever,
+    Planner,
+    PlanningFailed,
+    load_examples,
+)
 from vpagent.planner.repetition import MAX_UNIT_CHARS, MIN_SPAN_CHARS, repeated_unit
 
 GOOD = "def execute_command(image):\n    return str(len(image.find('dog')))\n"
@@ -71,9 +77,10 @@ def test_a_looping_reply_is_cut_short_and_ends_planning(retriever: ExampleRetrie
     """Sent back, a greedy model loops again at the same place: planning stops at once."""
     model = FakeListChatModel(responses=[LOOP, f"```python\n{GOOD}```"])
     planner = Planner(model, retriever, model_id="fake", stop_repeats=4)
-    with pytest.raises(PlanningFailed, match="again and again") as failure:
+    with pytest.raises(CaughtInLoop, match="again and again") as failure:
         planner.plan("What is to the right of the baseball bat?")
     assert model.i == 1  # no second round
+    assert failure.value.unit in {'"baseball bat", ', ' "baseball bat",', 'baseball bat", "'}
     (cut,) = failure.value.replies
     assert "baseball bat" in (cut.problem or "") and cut.program is None
     # the stream was closed after the fourth repeat, not read to the end

@@ -2,9 +2,10 @@
 
 from vpagent.planner.examples import Example, ExampleRetriever, load_examples
 from vpagent.planner.extract import NoProgramFound, extract_program
-from vpagent.planner.planner import OutOfTime, Plan, Planner, PlanningFailed
+from vpagent.planner.planner import CaughtInLoop, OutOfTime, Plan, Planner, PlanningFailed
 
 __all__ = [
+    "CaughtInLoop",
     "Example",
     "ExampleRetriever",
     "NoProgramFound",

@@ -68,14 +68,6 @@ class Plan:
     usage: Usage = field(default_factory=Usage)
 
 
-class RepeatingReply(ValueError):
-    """The reply started to repeat one piece of text, so it was cut there."""
-
-    def __init__(self, unit: str) -> None:
-        super().__init__(f"the reply was cut: it wrote {unit!r} again and again")
-        self.unit = unit
-
-
 class PlanningFailed(RuntimeError):
     """The chat model gave no usable program within the allowed number of fixes."""
 
@@ -86,6 +78,14 @@ class PlanningFailed(RuntimeError):
 
 class OutOfTime(PlanningFailed):
     """The question's time budget ended while the chat model was still writing."""
+
+
+class CaughtInLoop(PlanningFailed):
+    """A reply started to repeat one piece of text (``unit``), so it was cut there."""
+
+    def __init__(self, unit: str, replies: list[Reply]) -> None:
+        super().__init__(f"the reply was cut: it wrote {unit!r} again and again", replies)
+        self.unit = unit
 
 
 class _BudgetEnded(Exception):
@@ -107,7 +107,7 @@ class Planner:
     ``max_fixes`` times. A reply ends after ``max_tokens`` tokens (None: the model's own
     limit); with ``stop_repeats`` the reply streams in and is cut as soon as it ends in one
     piece of text that many times in a row (a greedy model caught in a loop), and planning
-    ends there with :class:`PlanningFailed` (sent back, the model loops again). Replies are
+    ends there with :class:`CaughtInLoop` (sent back, the model loops again). Replies are
     cached by (model, sample, limits, prompt), so with temperature 0 and a seed a question is
     planned the same way every time.
     """
@@ -214,9 +214,10 @@ class Planner:
             unit = repeated_unit(reply, self.stop_repeats) if self.stop_repeats else None
             if unit is not None:
                 # Sent back, a greedy model loops again at the same place: no round can help.
-                answer.problem = str(RepeatingReply(unit))
+                loop = CaughtInLoop(unit, replies)
+                answer.problem = str(loop)
                 log.warning("reply %d caught in a loop, planning ends: %r", len(replies), unit)
-                raise PlanningFailed(answer.problem, replies)
+                raise loop
             try:
                 answer.program = extract_program(reply)
                 check_program(answer.program)
