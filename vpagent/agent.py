@@ -194,8 +194,8 @@ class Agent:
         may raise :class:`vpagent.events.Cancelled` to stop the question at that step.
         ``deadline_s`` (default: the agent's): no repair round or further sample starts that
         would end past it, and a planner reply still being written then is cut; the answer so
-        far (or the fallback's) returns unverified, and a
-        ``deadline`` attempt says what was not tried.
+        far (or the fallback's) returns unverified, and a ``deadline`` attempt says what was
+        not tried.
         """
         question = validate_question(question)
         given = given_marks(marks)
