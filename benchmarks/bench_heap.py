@@ -22,6 +22,7 @@ import json
 import os
 import signal
 import statistics
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -80,7 +81,10 @@ def run_load(args: argparse.Namespace, folder: Path, planner: dict[str, str]) ->
             print(rows[-1], flush=True)
     finally:
         server.terminate()
-        server.wait(timeout=120)
+        try:
+            server.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            server.kill()
     return rows
 
 

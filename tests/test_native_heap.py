@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import json
 import logging
 import platform
+import subprocess
+import sys
 
 import pytest
 
@@ -17,7 +19,13 @@ GLIBC = platform.libc_ver()[0] == "glibc"
 
 @pytest.mark.skipif(not GLIBC, reason="the settings are glibc's")
 def test_glibc_takes_every_setting() -> None:
-    assert settle_native_heap() == {
+    """In a process of its own, so the rest of the suite keeps glibc's defaults."""
+    script = (
+        "import json; from vpagent.http.native_heap import settle_native_heap; "
+        "print(json.dumps(settle_native_heap()))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == {
         "mmap_threshold": native_heap.LARGE_BUFFER_BYTES,
         "trim_threshold": native_heap.LARGE_BUFFER_BYTES,
         "arena_max": native_heap.ARENAS,
@@ -27,14 +35,25 @@ def test_glibc_takes_every_setting() -> None:
 def test_another_c_library_is_left_alone_and_said_so(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    class Musl:  # has mallopt's name nowhere, like musl
+    class Musl:  # no glibc symbols, like musl
         pass
 
-    monkeypatch.setattr(ctypes.util, "find_library", lambda _name: "libc.so")
     monkeypatch.setattr(ctypes, "CDLL", lambda _name: Musl())
     with caplog.at_level(logging.INFO, logger="vpagent.http.native_heap"):
         assert settle_native_heap() == {}
     assert "not glibc" in caplog.text
+
+
+def test_a_c_library_that_cannot_be_opened_is_said_so(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(_name: object) -> None:
+        raise OSError("no such library")
+
+    monkeypatch.setattr(ctypes, "CDLL", refuse)
+    with caplog.at_level(logging.INFO, logger="vpagent.http.native_heap"):
+        assert settle_native_heap() == {}
+    assert "cannot open the C library" in caplog.text
 
 
 def test_a_refused_setting_is_logged_and_left_out(
@@ -47,7 +66,6 @@ def test_a_refused_setting_is_logged_and_left_out(
         def mallopt(self, parameter: ctypes.c_int, value: ctypes.c_int) -> int:
             return 0 if parameter.value == native_heap.M_ARENA_MAX else 1
 
-    monkeypatch.setattr(ctypes.util, "find_library", lambda _name: "libc.so.6")
     monkeypatch.setattr(ctypes, "CDLL", lambda _name: PickyGlibc())
     with caplog.at_level(logging.INFO, logger="vpagent.http.native_heap"):
         applied = settle_native_heap()
@@ -68,8 +86,8 @@ def test_serve_settles_the_heap_unless_told_not_to(monkeypatch: pytest.MonkeyPat
 
     monkeypatch.setattr("vpagent.cli.main.agent_or_fail", stop_before_models)
     runner = CliRunner()
-    runner.invoke(app, ["serve"])
+    assert runner.invoke(app, ["serve"]).exit_code == 0
     assert calls == ["settled"]
     monkeypatch.setenv("VPAGENT_SERVER__TUNE_MALLOC", "false")
-    runner.invoke(app, ["serve"])
+    assert runner.invoke(app, ["serve"]).exit_code == 0
     assert calls == ["settled"]

@@ -35,6 +35,8 @@ def test_the_observed_loop_is_spotted() -> None:
     [
         "    x = f(g(h(k(1))))",  # a short piece repeated a few times is real code
         "    return [0, 0, 0, 0]",
+        "    slots = [None, None, None, None, None, None, None]",
+        "    # " + "-" * 90,  # a rule, however long
         "def execute_command(image):\n" + " " * 80,  # indentation, not a loop
         "    a = 1\n    b = 2\n    c = 3\n    d = 4\n",
     ],
@@ -53,7 +55,9 @@ def test_no_example_program_is_ever_cut_while_it_is_written() -> None:
 
 @given(
     lead=st.text(max_size=40),
-    unit=st.text(min_size=1, max_size=MAX_UNIT_CHARS).filter(str.strip),
+    unit=st.text(min_size=2, max_size=MAX_UNIT_CHARS).filter(
+        lambda piece: bool(piece.strip()) and len(set(piece)) > 1
+    ),
     extra=st.integers(0, 3),
 )
 def test_any_piece_repeated_enough_is_spotted(lead: str, unit: str, extra: int) -> None:
@@ -66,6 +70,8 @@ def test_any_piece_repeated_enough_is_spotted(lead: str, unit: str, extra: int) 
 def test_times_below_two_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         repeated_unit("abc", 1)
+    with pytest.raises(ValueError, match="at least 2"):
+        Planner(FakeListChatModel(responses=[GOOD]), None, model_id="fake", stop_repeats=1)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -208,7 +208,7 @@ class Agent:
         if early is not None:
             early.question, early.choices = question, choices
             return early
-        on_tokens = _token_events(on_event) if on_event else None  # streams only when heard
+        on_tokens = _token_events(on_event) if on_event else None  # token events when heard
         outcomes = [self._solve(pixels, asked, 0, notify, on_tokens, budget, choices, given)]
         for sample in range(1, self.samples):
             if budget.stopped is not None:  # a repair was cut short: no time for more samples

@@ -12,7 +12,6 @@ the same speed (benchmarks/results/soak-8k-malloc-tuned.md: 893-902 MB instead o
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import logging
 
 log = logging.getLogger(__name__)
@@ -28,11 +27,15 @@ ARENAS = 2
 
 def settle_native_heap() -> dict[str, int]:
     """Apply the settings with ``mallopt`` where the C library is glibc; what was applied
-    (empty elsewhere, which is logged)."""
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
+    (empty elsewhere, which is logged). The arena cap holds for arenas made afterwards, so call
+    it before threads start allocating."""
+    try:
+        libc = ctypes.CDLL(None)  # the symbols already in the process: its C library
+    except OSError as error:
+        log.warning("cannot open the C library (%s): its heap settings are left as they are", error)
+        return {}
     mallopt = getattr(libc, "mallopt", None)
-    if libc is None or mallopt is None or not hasattr(libc, "gnu_get_libc_version"):
+    if mallopt is None or not hasattr(libc, "gnu_get_libc_version"):
         log.info("the C library is not glibc: its heap settings are left as they are")
         return {}
     wanted = {

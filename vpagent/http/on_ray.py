@@ -52,7 +52,9 @@ class AgentReplica:
         if private:
             keep_replica_grpc_on_loopback()
         if config.tune_malloc:
-            settle_native_heap()  # each replica is a long-running process of its own
+            # each replica is a long-running process of its own; Ray's threads started
+            # before this keep their arenas, the thresholds apply to every thread
+            settle_native_heap()
         self.agent = factory()
         self.http_app = create_app(self.agent, api_key=api_key, config=config)
 

@@ -89,9 +89,10 @@ class CaughtInLoop(PlanningFailed):
 
 
 class _BudgetEnded(Exception):
-    """Raised inside a completion when its deadline passes; holds what was written."""
+    """Raised inside a completion when its deadline passes; holds what was written (None:
+    the deadline had passed before the model was asked)."""
 
-    def __init__(self, written: str) -> None:
+    def __init__(self, written: str | None) -> None:
         super().__init__(written)
         self.written = written
 
@@ -141,6 +142,8 @@ class Planner:
         self.stop = list(stop)
         self.max_fixes = max_fixes
         self.max_tokens = max_tokens
+        if stop_repeats < 0 or stop_repeats == 1:
+            raise ValueError(f"stop_repeats is 0 (never cut) or at least 2, not {stop_repeats}")
         self.stop_repeats = stop_repeats
         self.sample_temperature = sample_temperature
         self.cache = cache if cache is not None else ResultCache(max_entries=1024)
@@ -203,11 +206,13 @@ class Planner:
             try:
                 reply = self._complete(conversation, sample, usage, on_tokens, deadline)
             except _BudgetEnded as ended:
-                replies.append(Reply(ended.written, problem="cut: the time budget ended"))
-                log.info("reply %d cut by the time budget", len(replies))
-                raise OutOfTime(
-                    f"the time budget ended while the planner wrote reply {len(replies)}", replies
-                ) from None
+                if ended.written is None:
+                    why = f"the time budget ended before reply {len(replies) + 1} was asked for"
+                else:
+                    replies.append(Reply(ended.written, problem="cut: the time budget ended"))
+                    why = f"the time budget ended while the planner wrote reply {len(replies)}"
+                log.info("%s", why)
+                raise OutOfTime(why, replies) from None
             llm_seconds += time.perf_counter() - started
             answer = Reply(reply=reply)
             replies.append(answer)
@@ -260,7 +265,7 @@ class Planner:
         if hit:
             return str(cached)
         if deadline is not None and time.perf_counter() >= deadline:
-            raise _BudgetEnded("")
+            raise _BudgetEnded(None)
         model: Any = self.chat_model
         options: dict[str, Any] = {"stop": self.stop} if self.stop else {}
         if self.max_tokens is not None:
@@ -293,20 +298,21 @@ def _stream(
 
     With ``stop_repeats`` the stream is closed (which stops the server writing) as soon as
     the reply ends in one piece of text that many times; the reply then ends there. A chunk
-    that arrives after ``deadline`` closes it too, raising :class:`_BudgetEnded`.
+    that arrives after ``deadline`` closes it too, raising :class:`_BudgetEnded` (so the cut
+    comes at the next token: the model's reading of the prompt is not interrupted).
     """
     merged, count = None, 0
     stream = model.stream(messages)
     try:
         for chunk in stream:
             merged = chunk if merged is None else merged + chunk
+            if deadline is not None and time.perf_counter() >= deadline:
+                raise _BudgetEnded(str(merged.content))
             if not chunk.content:
                 continue
             count += 1
             if on_tokens:
                 on_tokens(count)
-            if deadline is not None and time.perf_counter() >= deadline:
-                raise _BudgetEnded(str(merged.content))
             if stop_repeats and repeated_unit(str(merged.content), stop_repeats) is not None:
                 log.info("reply cut after %d chunks: it repeats itself", count)
                 return AIMessage(content=merged.content, usage_metadata=_written(count))

@@ -10,15 +10,16 @@ from __future__ import annotations
 MAX_UNIT_CHARS = 64
 """Longest repeating piece looked for (a list item, a call, a short line)."""
 
-MIN_SPAN_CHARS = 32
-"""Shortest repeated stretch that counts, so ``))))`` or ``[0, 0, 0, 0]`` in real code does not."""
+MIN_SPAN_CHARS = 48
+"""Shortest repeated stretch that counts, so ``[None, None, None, None]`` in real code does not."""
 
 
 def repeated_unit(text: str, times: int) -> str | None:
     """The piece of text that ``text`` ends with at least ``times`` times in a row, or None.
 
-    Only pieces with something besides whitespace count (indentation is not a loop), and a
-    short piece must fill :data:`MIN_SPAN_CHARS` characters with its repeats.
+    Only pieces of two or more different characters count (indentation, ``))))`` or a
+    ``# ------`` rule are not loops), and a short piece must fill :data:`MIN_SPAN_CHARS`
+    characters with its repeats.
     """
     if times < 2:
         raise ValueError(f"times must be at least 2, got {times}")
@@ -27,6 +28,6 @@ def repeated_unit(text: str, times: int) -> str | None:
         if size * repeats > len(text):
             continue
         unit = text[-size:]
-        if unit.strip() and text.endswith(unit * repeats):
+        if len(set(unit)) > 1 and unit.strip() and text.endswith(unit * repeats):
             return unit
     return None
