@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import sysconfig
@@ -32,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from bench_server_load import free_port, wait_healthy  # beside this script
-from bench_soak import PROGRAM, Load, resident_kinds, small_photos, start_server
+from bench_soak import (
+    PROGRAM,
+    Load,
+    resident_kinds,
+    slope_per_1000,
+    small_photos,
+    start_server,
+)
 from machine import cpu_model  # benchmarks/machine.py, beside this script
 
 HERE = Path(__file__).parent
@@ -89,13 +95,9 @@ def run_load(args: argparse.Namespace, folder: Path, planner: dict[str, str]) ->
 
 
 def growth(rows: list[dict[str, Any]], key: str) -> float | None:
-    """Least-squares growth of ``key`` per 1,000 requests from the second mark on (up to the
-    first, the server's trace store is still filling: warm-up)."""
-    settled = rows[1:]
-    if len(settled) < 2:
-        return None
-    fit = statistics.linear_regression([r["requests"] for r in settled], [r[key] for r in settled])
-    return round(fit.slope * 1000, 3)
+    """Growth of ``key`` per 1,000 requests after the first mark (up to it, the server's trace
+    store is still filling: warm-up)."""
+    return slope_per_1000(rows, key, after=rows[0]["requests"])
 
 
 def compare(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -178,8 +180,8 @@ def main() -> None:
     parser.add_argument("--max-queue", type=int, default=4)
     parser.add_argument("--name", default="")
     args = parser.parse_args()
-    if args.marks != sorted(set(args.marks)) or len(args.marks) < 3:
-        parser.error("--marks: at least three request counts (the first ends the warm-up), rising")
+    if args.marks != sorted(set(args.marks)) or len(args.marks) < 4:
+        parser.error("--marks: at least four request counts (the first ends the warm-up), rising")
     sys.path.insert(0, str(ROOT))
     from tests.fixtures.scripted_openai import ScriptedOpenAI
 

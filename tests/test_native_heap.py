@@ -8,6 +8,7 @@ import logging
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 
 import pytest
 
@@ -32,28 +33,29 @@ def test_glibc_takes_every_setting() -> None:
     }
 
 
-def test_another_c_library_is_left_alone_and_said_so(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    class Musl:  # no glibc symbols, like musl
-        pass
+class Musl:  # no glibc symbols, like musl
+    pass
 
-    monkeypatch.setattr(ctypes, "CDLL", lambda _name: Musl())
+
+def refuse(_name: object) -> None:
+    raise OSError("no such library")
+
+
+@pytest.mark.parametrize(
+    ("open_library", "said"),
+    [(lambda _name: Musl(), "not glibc"), (refuse, "cannot open the C library")],
+    ids=["another C library", "cannot be opened"],
+)
+def test_a_c_library_that_is_not_glibc_is_left_alone_and_said_so(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    open_library: Callable[[object], object],
+    said: str,
+) -> None:
+    monkeypatch.setattr(ctypes, "CDLL", open_library)
     with caplog.at_level(logging.INFO, logger="vpagent.http.native_heap"):
         assert settle_native_heap() == {}
-    assert "not glibc" in caplog.text
-
-
-def test_a_c_library_that_cannot_be_opened_is_said_so(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    def refuse(_name: object) -> None:
-        raise OSError("no such library")
-
-    monkeypatch.setattr(ctypes, "CDLL", refuse)
-    with caplog.at_level(logging.INFO, logger="vpagent.http.native_heap"):
-        assert settle_native_heap() == {}
-    assert "cannot open the C library" in caplog.text
+    assert said in caplog.text
 
 
 def test_a_refused_setting_is_logged_and_left_out(

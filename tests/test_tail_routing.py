@@ -60,13 +60,18 @@ class CountingChat(FakeListChatModel):
 
 
 def make_agent(
-    replies: list[str], stop_repeats: int = 0, slow: bool = False, **options: object
+    replies: list[str],
+    stop_repeats: int = 0,
+    slow: bool = False,
+    sleep: float | None = None,
+    **options: object,
 ) -> tuple[Agent, CountingChat]:
+    """``sleep``: the chat model's seconds per streamed character."""
     settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
     detector = SlowSpotDetector() if slow else BrightSpotDetector()
     specialists = {"detector": detector, "vqa": EchoVQA()}
     toolbox = Toolbox(settings.toolbox_config(), specialists=specialists)
-    chat = CountingChat(responses=replies)
+    chat = CountingChat(responses=replies, sleep=sleep)
     retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
     planner = Planner(chat, retriever, model_id="fake", stop_repeats=stop_repeats)
     runner = ProgramRunner(settings, toolbox=toolbox, pool_size=1)
@@ -191,14 +196,8 @@ def test_the_configured_budget_reaches_the_agent() -> None:
 def test_a_reply_still_being_written_when_the_budget_ends_is_cut() -> None:
     """The budget ends mid-reply: the stream is closed, the fallback answers, unverified, and
     the attempt says why; the cut reply is not cached."""
-    slow_chat = FakeListChatModel(responses=[COUNT] * 3, sleep=0.02)  # 0.02 s per character
-    settings = load_settings(sandbox={"cpu_seconds": 2, "wall_seconds": 10})
-    specialists = {"detector": BrightSpotDetector(), "vqa": EchoVQA()}
-    toolbox = Toolbox(settings.toolbox_config(), specialists=specialists)
-    retriever = ExampleRetriever(load_examples(), KeywordEmbed(["many", "color"]))
-    planner = Planner(slow_chat, retriever, model_id="fake")
-    runner = ProgramRunner(settings, toolbox=toolbox, pool_size=1)
-    with Agent(planner, runner, deadline_s=0.5) as agent:
+    agent, _ = make_agent([COUNT] * 3, sleep=0.02, deadline_s=0.5)  # 0.02 s per character
+    with agent:
         result = agent.ask(spots_image(), "How many spots are there?")
         again = agent.ask(spots_image(), "How many spots are there?", deadline_s=60)
     planning, deadline, fallback = result.attempts
@@ -208,5 +207,5 @@ def test_a_reply_still_being_written_when_the_budget_ends_is_cut() -> None:
     assert fallback.kind == "fallback" and result.answer is not None and not result.verified
     assert result.timings["total_s"] < len(COUNT) * 0.02  # not read to its end
     # a reply cut by one question's budget is not cached: the next question asks the model
-    assert planner.cache.hits == 0 and again.answer == "2" and again.verified
+    assert agent.planner.cache.hits == 0 and again.answer == "2" and again.verified
     assert again.attempts[0].reason is None  # its first reply was a whole program
