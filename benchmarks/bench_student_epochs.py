@@ -18,7 +18,8 @@ Stages, each skipped where its output is whole, so a killed run continues where 
                  ``vpagent/student/scene_text.py``):
                  `vpagent distill train` on the vpd-augmented export's answer records (a seeded
                  subset of ``--max-records``, the same for every variant and seed), validation
-                 loss on ``--max-validation-records`` each epoch, ``--patience 1`` keeping the
+                 loss of ``--held-out-records`` (whole training photos held out of training, never
+                 the validation photos scored below) each epoch, ``--patience 1`` keeping the
                  best epoch, then `vpagent distill eval` on the 122 validation items (teacher from
                  stage 1) and on the dev set (no teacher).
 3. ``report``    benchmarks/results/student-ablation-epochs.json and .md (``--name NAME-SUFFIX``:
@@ -126,7 +127,7 @@ def student_dir(work: Path, variant: str, seed: int, budget: str) -> Path:
 
 
 def budget_name(args: argparse.Namespace) -> str:
-    return f"{args.max_records}rec-{args.epochs}ep"
+    return f"{args.max_records}rec-{args.epochs}ep-{args.held_out_records}held"
 
 
 def train_and_evaluate(work: Path, variant: str, seed: int, args: argparse.Namespace) -> None:
@@ -136,7 +137,7 @@ def train_and_evaluate(work: Path, variant: str, seed: int, args: argparse.Names
         vpagent(
             "distill", "train", "--data", str(work / "exports" / export), "--eyes", eyes,
             "--out", str(folder), "--task", "answer", "--max-records", str(args.max_records),
-            "--max-validation-records", str(args.max_validation_records),
+            "--held-out-records", str(args.held_out_records),
             "--epochs", str(args.epochs), "--patience", "1", "--batch-size", str(args.batch_size),
             "--lr", str(args.lr), "--lora-layers", str(args.lora_layers),
             "--threads", str(args.threads), "--seed", str(seed),
@@ -264,7 +265,9 @@ def plot_curves(variants: dict[str, Any], path: Path) -> None:
             axes[1].plot(
                 xs, [e["validation_loss"] for e in curve], "s-", color=f"C{colour}", label=label
             )
-    for ax, title in zip(axes, ("train loss (mean of the epoch)", "validation loss"), strict=True):
+    for ax, title in zip(
+        axes, ("train loss (mean of the epoch)", "held-out photos loss"), strict=True
+    ):
         ax.set_xlabel("epoch")
         ax.set_title(title)
         ax.legend()
@@ -299,7 +302,7 @@ def report(work: Path, seeds: list[int], args: argparse.Namespace) -> dict[str, 
         "training": {
             "records": "answer records of the vpd-augmented export, a seeded subset",
             "max_records": args.max_records,
-            "max_validation_records": args.max_validation_records,
+            "held_out_records": args.held_out_records,
             "max_epochs": args.epochs,
             "patience": 1,
             "batch_size": args.batch_size,
@@ -374,7 +377,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Machine: {result['machine']}. Training: {t['max_records']} answer records "
         f"(vpd-augmented, one seeded subset), at most {t['max_epochs']} epochs with patience 1 on "
-        f"the validation loss of {t['max_validation_records']} records, batch {t['batch_size']}, "
+        f"the loss of {t['held_out_records']} records of training photos held out of training, "
+        f"batch {t['batch_size']}, "
         f"lr {t['lr']}, LoRA on the top {t['lora_layers']} layers, seeds {t['seeds']}. "
         f"Accuracy: mean over seeds (std); interval: 95% bootstrap over the seeds' items pooled.",
         "",
@@ -455,7 +459,12 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT.parent / "runs" / "student-ablation")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--max-records", type=int, default=32)
-    parser.add_argument("--max-validation-records", type=int, default=16)
+    parser.add_argument(
+        "--held-out-records",
+        type=int,
+        default=128,
+        help="early stopping's loss: whole training photos with at least N records",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=5e-4)

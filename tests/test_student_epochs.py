@@ -1,5 +1,6 @@
-"""Training in epochs: validation loss per epoch, early stopping that keeps the best checkpoint,
-the loss curve (JSON + PNG), and the cheap-epoch options (record subsets, top-layer LoRA).
+"""Training in epochs: the held-out photos' loss per epoch, early stopping that keeps the best
+checkpoint, the loss curve (JSON + PNG), and the cheap-epoch options (record subsets, top-layer
+LoRA).
 
 The student is the embedded one on the tiny random-init Llama, seeing the grid.
 """
@@ -13,33 +14,35 @@ from pathlib import Path
 import pytest
 import torch
 
-from vpagent.distill.student.data import load_split, subset
+from vpagent.distill.student.data import hold_out_photos, load_split, photo_of, subset
 from vpagent.distill.student.train import TrainOptions, train
 from vpagent.student.base import StudentError
-from vpagent.student.records import SFTRecord
 from vpagent.student.students import load_student
 
 
 def _conflicting_export(export: Path, folder: Path) -> Path:
-    """The test export, answer records only, every training answer "red", every validation
-    answer "blue": the more the student learns, the worse its validation loss."""
+    """The test export, answer records only, every held-out photo's answer "blue" and every
+    other training answer "red": the more the student learns, the worse its held-out loss. No
+    validation split: training never reads it."""
     shutil.copytree(export / "images", folder / "images")
-    for split, answer in (("train", "red"), ("validation", "blue")):
-        rows = [
-            SFTRecord.model_validate_json(line)
-            for line in (export / f"{split}.jsonl").read_text().splitlines()
-        ]
-        rows = [r.model_copy(update={"answer": answer, "target": answer}) for r in rows]
-        lines = [r.model_dump_json() for r in rows if r.task == "answer"]
-        (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    records, _ = load_split(export, "train", ["answer"])
+    _, held_out = hold_out_photos(records, 1)
+    rows = [
+        r.model_copy(update={"answer": colour, "target": colour})
+        for r in records
+        for colour in ["blue" if r in held_out else "red"]
+    ]
+    lines = [r.model_dump_json() for r in rows]
+    (folder / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
 
 
-def _validation_loss(folder: Path, data: Path) -> float:
+def _held_out_loss(folder: Path, data: Path) -> float:
     student = load_student(folder)
-    records, root = load_split(data, "validation", ["answer"])
+    records, root = load_split(data, "train", ["answer"])
+    _, held_out = hold_out_photos(records, 1)
     batch = student.collate(
-        [student.training_example(root / r.image, r.prompt, r.target) for r in records]
+        [student.training_example(root / r.image, r.prompt, r.target) for r in held_out]
     )
     with torch.inference_mode():
         return float(student.model.eval()(**batch).loss)
@@ -51,7 +54,7 @@ def test_early_stopping_keeps_the_best_epochs_checkpoint(
     data = _conflicting_export(export, tmp_path / "data")
     options = TrainOptions(
         data=data, out=tmp_path / "ckpt", student=str(lm_folder), epochs=12, patience=1,
-        lr=2e-2, batch_size=4, tasks=["answer"], lora=False,
+        lr=2e-2, batch_size=4, tasks=["answer"], lora=False, held_out_records=1,
     )  # fmt: skip
     result = train(options, progress=False)
     losses = [e.validation_loss for e in result.epochs]
@@ -60,7 +63,7 @@ def test_early_stopping_keeps_the_best_epochs_checkpoint(
     assert result.best_epoch == best + 1 and result.best_validation_loss == losses[best]
     assert result.stopped_early and len(losses) < 12  # learning "red" ends up hurting "blue"
     assert len(losses) == best + 2 and losses[-1] > losses[best]  # patience 1: one worse epoch
-    kept = _validation_loss(options.out, data)
+    kept = _held_out_loss(options.out, data)
     assert kept == pytest.approx(losses[best], rel=1e-3)  # the student is the best epoch's
     assert kept != pytest.approx(losses[-1], rel=1e-3)  # not the last one's
     curve = json.loads((options.out / "loss_curve.json").read_text())
@@ -77,25 +80,46 @@ def test_without_patience_every_epoch_runs_and_is_validated(
 ) -> None:
     options = TrainOptions(
         data=export, out=tmp_path / "ckpt", student=str(lm_folder), epochs=2, lr=1e-3,
-        batch_size=8, lora_layers=1, threads=1,
+        batch_size=8, lora_layers=1, threads=1, held_out_records=2,
     )  # fmt: skip
     result = train(options, progress=False)
     assert [e.epoch for e in result.epochs] == [1, 2] and not result.stopped_early
     assert all(e.validation_loss is not None for e in result.epochs)
     assert result.validation_data is not None and result.validation_data["records"] == 2
+    assert result.data["records"] == 6  # the held-out photo's two records are not trained on
     assert torch.get_num_threads() == 1
     torch.set_num_threads(2)
 
 
-def test_patience_needs_a_validation_split(tmp_path: Path, lm_folder: Path, export: Path) -> None:
-    records = tmp_path / "records.jsonl"
-    records.write_text((export / "train.jsonl").read_text())
-    shutil.copytree(export / "images", tmp_path / "images")
-    with pytest.raises(StudentError, match="--patience stops on the validation loss"):
+def test_patience_needs_held_out_photos(tmp_path: Path, lm_folder: Path, export: Path) -> None:
+    with pytest.raises(StudentError, match="give --held-out-records N as well"):
         train(
-            TrainOptions(data=records, out=tmp_path / "o", student=str(lm_folder), patience=1),
+            TrainOptions(data=export, out=tmp_path / "o", student=str(lm_folder), patience=1),
             progress=False,
         )
+
+
+def test_held_out_photos_are_whole_and_never_validation(export: Path) -> None:
+    records, _ = load_split(export, "train")
+    copies = [  # an augmented copy of the first photo: another image, the same source
+        r.model_copy(update={"id": f"{r.id}-flip", "image": "images/flipped.jpg"})
+        for r in records
+        if r.image == records[0].image
+    ]
+    sourced = [r.model_copy(update={"source": r.image}) for r in records] + [
+        r.model_copy(update={"source": records[0].image}) for r in copies
+    ]
+    training, held_out = hold_out_photos(sourced, 3)
+    assert len(held_out) >= 3 and len(training) + len(held_out) == len(sourced)
+    assert not {photo_of(r) for r in training} & {photo_of(r) for r in held_out}
+    assert (records[0].image in {photo_of(r) for r in held_out}) == all(
+        c.id in {r.id for r in held_out} for c in copies
+    )  # a photo's augmented copies go wherever the photo goes
+    assert hold_out_photos(sourced, 3) == (training, held_out)  # the same for every seed
+    validation, _ = load_split(export, "validation")
+    assert not {r.image for r in validation} & {r.image for r in training + held_out}
+    with pytest.raises(StudentError, match="leaves no photo to train on"):
+        hold_out_photos(records, len(records))
 
 
 def test_a_record_subset_is_the_same_for_every_seed(export: Path) -> None:

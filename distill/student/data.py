@@ -1,8 +1,10 @@
 """The exported SFT records a student trains on, as a torch dataset.
 
 An export folder holds ``train.jsonl`` / ``validation.jsonl`` (one :class:`SFTRecord` per line,
-``image`` relative to the folder) and ``images/``. Every record's image is checked before
-training starts, so a dataset without its images fails at once with the first missing path.
+``image`` relative to the folder) and ``images/``. Training reads ``train.jsonl`` only: its
+early-stopping loss comes from training photos held out of training (:func:`hold_out_photos`).
+Every record's image is checked before training starts, so a dataset without its images fails
+at once with the first missing path.
 """
 
 from __future__ import annotations
@@ -81,6 +83,37 @@ def subset(records: list[SFTRecord], limit: int | None, seed: int = 0) -> list[S
 
     chosen = set(random.Random(seed).sample(range(len(records)), limit))
     return [record for index, record in enumerate(records) if index in chosen]
+
+
+def photo_of(record: SFTRecord) -> str:
+    """The photo a record is about: its ``source`` (augmented copies share their photo's), else
+    its image."""
+    return record.source or record.image
+
+
+def hold_out_photos(
+    records: list[SFTRecord], min_records: int, seed: int = 0
+) -> tuple[list[SFTRecord], list[SFTRecord]]:
+    """``(training, held_out)``: whole photos, in a seeded order, held out of training until they
+    hold at least ``min_records`` records. Early stopping reads their loss: never the export's
+    validation split, which `distill eval` scores. The same photos for every training seed."""
+    import random
+
+    photos = sorted({photo_of(r) for r in records})
+    random.Random(seed).shuffle(photos)
+    sizes = Counter(photo_of(r) for r in records)
+    chosen: set[str] = set()
+    for photo in photos:
+        if sum(sizes[p] for p in chosen) >= min_records:
+            break
+        chosen.add(photo)
+    training = [r for r in records if photo_of(r) not in chosen]
+    if not training:
+        raise StudentError(
+            f"holding out {min_records} records leaves no photo to train on ({len(photos)} "
+            "photo(s) in all): ask for fewer held-out records"
+        )
+    return training, [r for r in records if photo_of(r) in chosen]
 
 
 def describe(records: list[SFTRecord]) -> dict[str, Any]:

@@ -7,13 +7,16 @@ started from: resuming with another architecture is refused. The finished studen
 is written to a staging folder and moved into ``OUT`` file by file, ``vpagent_student.json``
 last: a folder without it is not a finished student.
 
-Budgets are epochs (``--epochs``; ``--max-steps`` overrides). With a validation split the
-validation loss is computed at every epoch's end; ``--patience N`` stops once it has not improved
-for N epochs and the finished student is the best epoch's checkpoint (checkpoints are then
-written per epoch). ``OUT/loss_curve.json`` and ``.png`` hold train and validation loss, seconds
-and tokens per second of every epoch. Cheap epochs on a small CPU: ``--max-records`` (a seeded
-subset), ``--lora-layers`` (LoRA on the top layers only: with the scene eyes nothing below them
-needs a gradient), ``--threads``; image features and scene text are cached on disk.
+Budgets are epochs (``--epochs``; ``--max-steps`` overrides). ``--held-out-records N`` holds
+whole training photos out of training (at least N records) and computes their loss at every
+epoch's end; ``--patience N`` stops once it has not improved for N epochs and the finished
+student is the best epoch's checkpoint (checkpoints are then written per epoch). The export's
+validation split is never read in training: it is what `distill eval` scores, so choosing the
+epoch on it would report a score the student was selected on. ``OUT/loss_curve.json`` and
+``.png`` hold the train and held-out ("validation") loss, seconds and tokens per second of every
+epoch. Cheap epochs on a small CPU: ``--max-records`` (a seeded subset), ``--lora-layers``
+(LoRA on the top layers only: with the scene eyes nothing below them needs a gradient),
+``--threads``; image features and scene text are cached on disk.
 
 Several processes: the Trainer runs under ``accelerate launch`` or ``torchrun`` unchanged, e.g.
 ``torchrun --nproc_per_node 2 -m vpagent distill train --data EXPORT --out CKPT`` (one process
@@ -33,7 +36,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vpagent.distill.student.data import TASKS, SFTDataset, describe, load_split, subset
+from vpagent.distill.student.data import (
+    TASKS,
+    SFTDataset,
+    describe,
+    hold_out_photos,
+    load_split,
+    subset,
+)
 from vpagent.distill.student.epochs import (
     EpochMetrics,
     TokenCounter,
@@ -62,9 +72,9 @@ class TrainOptions(BaseModel):
     eyes: Literal["grid", "grid+regions", "stages", "grid+ssd", "scene", "grid+scene"] | None = None
     max_steps: int | None = Field(None, ge=1)
     epochs: float = Field(3.0, gt=0)
-    patience: int | None = Field(None, ge=1)  # epochs without a better validation loss
+    patience: int | None = Field(None, ge=1)  # epochs without a better held-out loss
     max_records: int | None = Field(None, ge=1)  # a seeded subset of the training records
-    max_validation_records: int | None = Field(None, ge=1)
+    held_out_records: int | None = Field(None, ge=1)  # early stopping's photos, from training
     lora_layers: int | None = Field(None, ge=1)  # LoRA on the top N layers only
     threads: int | None = Field(None, ge=1)  # torch's intra-op threads
     scene_text: bool = False  # an image-text-to-text student also reads the scene text
@@ -315,8 +325,8 @@ def train(
 
     check_out_dir(options)
     records, root = load_split(options.data, "train", options.tasks)
+    records, validation = _held_out_split(records, options)
     records = subset(records, options.max_records)
-    validation = _validation_split(options)
     if options.threads:
         import torch
 
@@ -345,9 +355,9 @@ def train(
     stopping = [EarlyStoppingCallback(options.patience)] if options.patience else []
     trainer = Trainer(
         model=model,
-        args=_training_arguments(options, validate=validation is not None),
+        args=_training_arguments(options, validate=bool(validation)),
         train_dataset=SFTDataset(records, root, student),
-        eval_dataset=SFTDataset(*validation, student) if validation else None,
+        eval_dataset=SFTDataset(validation, root, student) if validation else None,
         data_collator=counter,
         callbacks=[*_callbacks(progress, losses), epochs, *stopping, *(callbacks or [])],
     )
@@ -376,7 +386,7 @@ def train(
         seconds=seconds,
         processes=trainer.args.world_size,
         data=describe(records),
-        validation_data=describe(validation[0]) if validation else None,
+        validation_data=describe(validation) if validation else None,
         epochs=epochs.epochs,
         best_epoch=best.epoch if best else None,
         best_validation_loss=best.validation_loss if best else None,
@@ -396,15 +406,14 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _validation_split(options: TrainOptions) -> tuple[list[Any], Path] | None:
-    """The validation records (a seeded subset if asked), or None when the data has none
-    (a single records file, or an export without validation.jsonl); early stopping needs them."""
-    if options.data.is_file() or not (options.data / "validation.jsonl").is_file():
+def _held_out_split(records: list[Any], options: TrainOptions) -> tuple[list[Any], list[Any]]:
+    """``(training, held_out)`` records: whole training photos held out for the per-epoch loss
+    (``--held-out-records``), or none; early stopping needs them."""
+    if options.held_out_records is None:
         if options.patience:
             raise StudentError(
-                f"--patience stops on the validation loss, but {options.data} has no validation "
-                "split (validation.jsonl)"
+                "--patience stops on the loss of training photos held out of training: "
+                "give --held-out-records N as well"
             )
-        return None
-    records, root = load_split(options.data, "validation", options.tasks)
-    return subset(records, options.max_validation_records), root
+        return records, []
+    return hold_out_photos(records, options.held_out_records)

@@ -37,15 +37,20 @@ def train_command(
     patience: Annotated[
         int | None,
         typer.Option(
-            help="Stop after N epochs without a better validation loss and keep the best "
-            "epoch's checkpoint (needs the export's validation split)."
+            help="Stop after N epochs without a better held-out loss and keep the best "
+            "epoch's checkpoint (needs --held-out-records)."
         ),
     ] = None,
     max_records: Annotated[
         int | None, typer.Option(help="Train on a seeded subset of N records (cheap epochs).")
     ] = None,
-    max_validation_records: Annotated[
-        int | None, typer.Option(help="Validation loss on a seeded subset of N records.")
+    held_out_records: Annotated[
+        int | None,
+        typer.Option(
+            help="Hold whole training photos (at least N records) out of training; their loss "
+            "each epoch drives --patience. The export's validation split, which `distill eval` "
+            "scores, is never used to choose an epoch."
+        ),
     ] = None,
     lora_layers: Annotated[
         int | None, typer.Option(help="LoRA on the language model's top N layers only.")
@@ -96,7 +101,7 @@ def train_command(
             lr=lr, batch_size=batch_size, grad_accum=grad_accum, lora=lora, lora_rank=lora_rank,
             lora_alpha=2 * lora_rank, save_steps=save_steps, tasks=tasks or ["rationale", "answer"],
             resume=resume, device=device, seed=seed, patience=patience, max_records=max_records,
-            max_validation_records=max_validation_records, lora_layers=lora_layers,
+            held_out_records=held_out_records, lora_layers=lora_layers,
             threads=threads, scene_text=scene_text,
         )  # fmt: skip
         bad = set(options.tasks) - {"rationale", "answer"}
