@@ -14,10 +14,12 @@ from vpagent.tools.types import Box, Detection, TextLine, ToolInfo
 pytest.importorskip("cv2")
 
 from vpagent.tools.offline.scene import (
+    MAX_LISTED,
     SceneCaptioner,
     SceneVQA,
     clean_reply,
     describe_scene,
+    names_in,
     position_words,
 )
 from vpagent.tools.roles import OCR, Detector
@@ -59,14 +61,51 @@ BUS_DETECTIONS = [
 def test_description_lists_objects_colours_and_text(bus: np.ndarray) -> None:
     text = describe_scene(bus, FixedDetector(BUS_DETECTIONS), None, FixedOCR())
     assert "810x1080" in text
-    assert "- bus #1: box [5, 213, 810, 758]" in text and "mostly blue" in text
+    assert "Boxes are [left, top, right, bottom] in percent" in text
+    assert "- bus #1 [1, 20, 100, 70] " in text and "mostly blue" in text  # 810x1080 pixels
     assert "person #2" in text and "Counts: 2 person, 1 bus." in text
     assert '"cero emisiones"' in text
 
 
+def test_a_crowded_scene_lists_the_objects_the_question_names_and_counts_all(
+    bus: np.ndarray,
+) -> None:
+    crowd = [
+        Detection(box=Box.of([10 * i, 400, 10 * i + 40, 500]), score=0.9 - i / 100, label="person")
+        for i in range(15)
+    ] + [Detection(box=Box.of([700, 900, 780, 1000]), score=0.3, label="potted plant")]
+    vqa = SceneVQA(lambda prompt: "yes", FixedDetector(crowd), None, None)
+    plain = vqa.describe(bus)
+    asked = vqa.describe(bus, "Are there plants in the street?")
+    for text in (plain, asked):
+        assert f"{MAX_LISTED} of 16 shown" in text and "Counts: 15 person, 1 potted plant." in text
+        assert text.count("\n- ") == MAX_LISTED
+    assert "potted plant #1" not in plain  # the lowest score: left out when nothing names it
+    assert "potted plant #1 [86, 83, 96, 93]" in asked  # named by the question: listed
+    assert "person #1 " in asked and f"person #{MAX_LISTED - 1} " in asked
+    assert f"person #{MAX_LISTED} " not in asked  # it gave its place to the plant
+    assert "potted plant #1" in vqa.prompt(bus, "Is the plant on the left?")
+
+
+@pytest.mark.parametrize(
+    ("question", "label", "named"),
+    [
+        ("How many dogs are there?", "dog", True),
+        ("Is the plant green?", "potted plant", True),
+        ("Are the wine glasses full?", "wine glass", True),
+        ("Is there a hotdog?", "dog", False),
+        ("What is on the dining table?", "dining table", True),
+    ],
+)
+def test_names_in_matches_whole_words_singular_or_plural(
+    question: str, label: str, named: bool
+) -> None:
+    assert names_in(question, label) is named
+
+
 def test_description_says_what_is_missing(bus: np.ndarray) -> None:
     text = describe_scene(bus, FixedDetector([]), None, None)
-    assert "Objects found by the detector (80 COCO classes): none." in text
+    assert "Objects found (80 COCO classes): none." in text
     assert "OCR" not in text
 
 

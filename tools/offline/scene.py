@@ -12,6 +12,7 @@ that the description does not contain the answer.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -26,9 +27,11 @@ from vpagent.tools.offline.colors import name_color, ranked_colors
 from vpagent.tools.roles import OCR, VQA, Captioner, Detector, Image, Matcher
 from vpagent.tools.types import Box, TextLine, ToolInfo
 
-MAX_OBJECTS = 20
+MAX_OBJECTS = 20  # objects the detector's best scores give the scene (all counted)
+MAX_LISTED = 12  # objects a description lists one by one: those the question names first
 MIN_TEXT_CONFIDENCE = 0.5
 CLASSIFIER_LABELS = 3
+MIN_LABEL_PROBABILITY = 0.05  # a classifier label below this says nothing to the reader
 CAPTION_LABEL_MIN = 0.3  # classifier probability a label needs to appear in a caption
 CAPTION_TEXT_MIN = 0.85  # OCR confidence a line needs to appear in a caption
 DESCRIPTION_CACHE = 32
@@ -125,8 +128,36 @@ def analyze_scene(
     return facts
 
 
-def format_facts(facts: SceneFacts, has_detector: bool = True, has_ocr: bool = True) -> str:
-    """The description text an LLM reads."""
+def percent_box(box: Box, width: int, height: int) -> str:
+    """``[left, top, right, bottom]`` in whole percent of the image's width and height: half
+    the tokens of pixel coordinates for a language model that reads digits one by one."""
+    x0, y0, x1, y1 = box.as_list()
+    w, h = max(width, 1), max(height, 1)
+    return f"[{100 * x0 / w:.0f}, {100 * y0 / h:.0f}, {100 * x1 / w:.0f}, {100 * y1 / h:.0f}]"
+
+
+def names_in(question: str, label: str) -> bool:
+    """Whether ``question`` names ``label`` or its last word, singular or plural ("plants"
+    names "potted plant")."""
+    words = {label, label.split()[-1]}
+    forms = words | {PLURALS.get(w, w + "s") for w in words}
+    return any(re.search(rf"\b{re.escape(form)}\b", question.lower()) for form in forms)
+
+
+def listed_objects(objects: list[SceneObject], question: str | None) -> list[SceneObject]:
+    """At most :data:`MAX_LISTED` objects, those the question names first, then by score,
+    shown in the scene's order."""
+    ranked = sorted(objects, key=lambda o: not (question and names_in(question, o.label)))
+    chosen = {id(o) for o in ranked[:MAX_LISTED]}  # sorted() is stable: by score within each
+    return [o for o in objects if id(o) in chosen]
+
+
+def format_facts(
+    facts: SceneFacts, has_detector: bool = True, has_ocr: bool = True, question: str | None = None
+) -> str:
+    """The description text an LLM reads, compact: every token of it is read on every VQA call
+    (an object's line is ~29 tokens; pixel boxes and scores made it ~46). It lists at most
+    :data:`MAX_LISTED` objects, those ``question`` names first; the counts cover every one."""
     shape = (
         "landscape"
         if facts.width > facts.height
@@ -135,36 +166,41 @@ def format_facts(facts: SceneFacts, has_detector: bool = True, has_ocr: bool = T
         else "square"
     )
     lines = [
-        f"Image: {facts.width}x{facts.height} pixels ({shape}). Boxes are [x0, y0, x1, y1] in "
-        "pixels, x to the right, y downwards."
+        f"Image: {facts.width}x{facts.height} pixels ({shape}). Boxes are [left, top, right, "
+        "bottom] in percent of the width and height."
     ]
     if has_detector:
         if facts.objects:
+            listed = {id(o) for o in listed_objects(facts.objects, question)}
+            unlisted = len(facts.objects) - len(listed)
             lines.append(
-                "Objects found by the detector (it knows 80 common COCO object classes; other "
-                "kinds of objects are not listed):"
+                "Objects found (80 COCO classes; other kinds are not listed)"
+                + (f", {len(listed)} of {len(facts.objects)} shown:" if unlisted else ":")
             )
             index: Counter[str] = Counter()
             for obj in facts.objects:
                 index[obj.label] += 1
-                box = ", ".join(f"{v:.0f}" for v in obj.box.as_list())
+                if id(obj) not in listed:
+                    continue
+                box = percent_box(obj.box, facts.width, facts.height)
                 color = f", {color_phrase(obj.label, obj.color)}" if obj.color else ""
                 lines.append(
-                    f"- {obj.label} #{index[obj.label]}: box [{box}], {obj.position}, "
-                    f"{obj.area_fraction:.0%} of the image{color}, confidence {obj.score:.2f}"
+                    f"- {obj.label} #{index[obj.label]} {box} {obj.position}, "
+                    f"{obj.area_fraction:.0%}{color}"
                 )
             counts = Counter(obj.label for obj in facts.objects)
             lines.append(
                 "Counts: " + ", ".join(f"{n} {label}" for label, n in counts.most_common()) + "."
             )
         else:
-            lines.append("Objects found by the detector (80 COCO classes): none.")
-    if facts.labels:
-        labels = ", ".join(f"{label} {p:.2f}" for label, p in facts.labels)
-        lines.append(f"Whole-image classifier (ImageNet labels, probability): {labels}.")
+            lines.append("Objects found (80 COCO classes): none.")
+    labels = [(label, p) for label, p in facts.labels if p >= MIN_LABEL_PROBABILITY]
+    if labels:
+        shown = ", ".join(f"{label} {p:.2f}" for label, p in labels)
+        lines.append(f"Whole-image classifier (ImageNet): {shown}.")
     if facts.colors:
         colors = ", ".join(f"{name} {share:.0%}" for name, share in facts.colors)
-        lines.append(f"Main colours of the whole image: {colors}.")
+        lines.append(f"Main colours: {colors}.")
     if has_ocr:
         if facts.text:
             texts = "; ".join(
@@ -282,9 +318,13 @@ class _SceneBase:
                 self._cache.popitem(last=False)
         return facts
 
-    def describe(self, image: Image) -> str:
+    def describe(self, image: Image, question: str | None = None) -> str:
+        """The scene's description; ``question`` puts the objects it names first in the list."""
         return format_facts(
-            self.facts(image), has_detector=self.detector is not None, has_ocr=self.ocr is not None
+            self.facts(image),
+            has_detector=self.detector is not None,
+            has_ocr=self.ocr is not None,
+            question=question,
         )
 
     def _parts(self) -> str:
@@ -384,7 +424,8 @@ class SceneVQA(_SceneBase, VQA):
         return cls(llm, detector, matcher, ocr)
 
     def prompt(self, image: Image, question: str) -> str:
-        return VQA_PROMPT.format(description=self.describe(image), question=question.strip())
+        description = self.describe(image, question)
+        return VQA_PROMPT.format(description=description, question=question.strip())
 
     def answer_batch(self, images: list[Image], questions: list[str]) -> list[str]:
         if len(images) != len(questions):
@@ -396,7 +437,7 @@ class SceneVQA(_SceneBase, VQA):
     def guess(self, image: Image, question: str) -> str:
         """The most likely answer even when the description does not settle it (a guess: the
         caller must mark it unverified). CannotAnswer only if the model gives no answer."""
-        description = self.describe(image)
+        description = self.describe(image, question)
         prompt = GUESS_PROMPT.format(description=description, question=question.strip())
         reply = clean_reply(self.llm(prompt))
         if not reply or reply.lower().startswith(UNKNOWN_REPLIES):
