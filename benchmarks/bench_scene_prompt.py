@@ -38,6 +38,7 @@ def tokenizer() -> Any:
 
 
 def quantiles(values: list[int]) -> dict[str, float]:
+    """n, median, nearest-rank p90, max and mean."""
     ordered = sorted(values)
     return {
         "n": len(ordered),

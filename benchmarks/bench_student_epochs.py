@@ -3,8 +3,8 @@
 Run (after `bench_student_ablation.py --until exports` has built the work folder):
 
     nice -n 10 .venv/bin/python benchmarks/bench_student_epochs.py [--work DIR] [--seeds 0 1 2]
-        [--max-records 32] [--epochs 3] [--batch-size 8] [--threads 1] [--variants ...]
-        [--until STAGE] [--name NAME] [--no-merge]
+        [--max-records 32] [--held-out-records 128] [--epochs 3] [--batch-size 8]
+        [--threads 1] [--variants ...] [--until STAGE] [--name NAME] [--no-merge]
 
 Stages, each skipped where its output is whole, so a killed run continues where it stopped
 (per variant and seed; a training run killed mid-way resumes from its last epoch checkpoint):

@@ -150,12 +150,13 @@ def _copy_image(source: Path, image_sha256: str, images: Path) -> str:
     return f"images/{name}"
 
 
-def _sft_records(record: ItemRecord, image: str, rationale: str) -> list[SFTRecord]:
+def _sft_records(record: ItemRecord, image: str, rationale: str, photo: str) -> list[SFTRecord]:
     """Both tasks for a verified item; ``rationale`` is the full target ending in the answer."""
     answer = target_answer(record)
     common = {
         "item_id": record.item_id,
         "image": image,
+        "photo": photo,
         "question": record.question,
         "answer": answer,
         "type": str(record.item.get("type", "all")),
@@ -183,6 +184,7 @@ def _label_record(labelled: LabelledItem, image: str) -> SFTRecord:
         origin="label",
         license=item.license,
         source=item.source,
+        photo=labelled.split_key,
     )
 
 
@@ -268,7 +270,8 @@ def export_dataset(
         if split == "validation":
             eval_rows[record.item_id] = _eval_row(record.item_id, record.item, image)
         if record.status == "verified":
-            splits[split].extend(_sft_records(record, image, texts[record.item_id]))
+            photo = keys[record.item_id]
+            splits[split].extend(_sft_records(record, image, texts[record.item_id], photo))
     for labelled in extra:
         split = "validation" if labelled.split_key in validation else "train"
         if split == "validation" and labelled.item.source_image is not None:

@@ -311,6 +311,11 @@ def test_export_splits_augmented_pictures_by_their_photo(
     trained_augmented = [r for r in train if source.get(r.item_id)]
     assert trained_augmented and all(r.origin == "label" for r in train)
     assert all(_sha(source[r.item_id]) not in validation for r in trained_augmented)  # type: ignore[arg-type]
+    # each record names its photo: an augmented copy its source photo's (held-out grouping)
+    assert all((r.photo or "")[:16] == _sha(source[r.item_id]) for r in trained_augmented)  # type: ignore[arg-type]
+    assert {r.photo for r in train if not source.get(r.item_id)} >= {
+        r.photo for r in trained_augmented
+    }
     held_out = load_dataset(tmp_path / "both" / "validation_items.jsonl")
     assert not [item for item in held_out if source.get(item.id)]
     on_validation = [i for i, path in source.items() if path and _sha(path) in validation]

@@ -10,6 +10,7 @@ from vpagent.tools.offline.coco_names import (
     COCO_CLASSES,
     COCO_TF_IDS,
     CocoNameMapper,
+    classes_named_in,
     exact_classes,
     normalise,
     singular,
@@ -71,6 +72,22 @@ def test_helpers() -> None:
 
 def _no_embedding(texts: list[str]) -> np.ndarray:
     raise AssertionError(f"embedding should not be needed for {texts}")
+
+
+@pytest.mark.parametrize(
+    ("sentence", "classes"),
+    [
+        ("How many dogs are there?", {"dog"}),
+        ("Are there plants in the street?", {"potted plant"}),
+        ("Are the wine glasses full?", {"wine glass"}),
+        ("Is there a hot dog on the plate?", {"hot dog"}),  # not a dog
+        ("Is the man left of the women?", {"person"}),
+        ("Is the cup to the left of the laptop?", {"cup", "laptop"}),
+        ("What colour is the sky?", set()),
+    ],
+)
+def test_classes_named_in_a_sentence(sentence: str, classes: set[str]) -> None:
+    assert classes_named_in(sentence) == classes
 
 
 def test_exact_names_never_touch_minilm() -> None:

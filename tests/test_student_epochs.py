@@ -27,11 +27,10 @@ def _conflicting_export(export: Path, folder: Path) -> Path:
     shutil.copytree(export / "images", folder / "images")
     records, _ = load_split(export, "train", ["answer"])
     _, held_out = hold_out_photos(records, 1)
-    rows = [
-        r.model_copy(update={"answer": colour, "target": colour})
-        for r in records
-        for colour in ["blue" if r in held_out else "red"]
-    ]
+    rows = []
+    for record in records:
+        colour = "blue" if record in held_out else "red"
+        rows.append(record.model_copy(update={"answer": colour, "target": colour}))
     lines = [r.model_dump_json() for r in rows]
     (folder / "train.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return folder
@@ -99,27 +98,65 @@ def test_patience_needs_held_out_photos(tmp_path: Path, lm_folder: Path, export:
         )
 
 
-def test_held_out_photos_are_whole_and_never_validation(export: Path) -> None:
+def test_held_out_photos_are_whole_with_their_augmented_copies(export: Path) -> None:
     records, _ = load_split(export, "train")
-    copies = [  # an augmented copy of the first photo: another image, the same source
+    keyed = [r.model_copy(update={"photo": f"sha-{r.image}"}) for r in records]
+    first = keyed[0].photo
+    copies = [  # an augmented copy of the first photo: another image file, the same photo key
         r.model_copy(update={"id": f"{r.id}-flip", "image": "images/flipped.jpg"})
-        for r in records
-        if r.image == records[0].image
+        for r in keyed
+        if r.photo == first
     ]
-    sourced = [r.model_copy(update={"source": r.image}) for r in records] + [
-        r.model_copy(update={"source": records[0].image}) for r in copies
-    ]
-    training, held_out = hold_out_photos(sourced, 3)
-    assert len(held_out) >= 3 and len(training) + len(held_out) == len(sourced)
-    assert not {photo_of(r) for r in training} & {photo_of(r) for r in held_out}
-    assert (records[0].image in {photo_of(r) for r in held_out}) == all(
-        c.id in {r.id for r in held_out} for c in copies
-    )  # a photo's augmented copies go wherever the photo goes
-    assert hold_out_photos(sourced, 3) == (training, held_out)  # the same for every seed
-    validation, _ = load_split(export, "validation")
-    assert not {r.image for r in validation} & {r.image for r in training + held_out}
+    for wanted in range(1, len(keyed)):
+        training, held_out = hold_out_photos(keyed + copies, wanted)
+        assert len(held_out) >= wanted and len(training) + len(held_out) == len(keyed + copies)
+        assert not {photo_of(r) for r in training} & {photo_of(r) for r in held_out}
+        copies_held = {c.id for c in copies} & {r.id for r in held_out}
+        assert copies_held in (set(), {c.id for c in copies})  # all or none of the copies
+        assert bool(copies_held) == (first in {r.photo for r in held_out})
+    training, held_out = hold_out_photos(keyed, 1)
+    fewer = [r for r in keyed if r.photo != training[0].photo]  # one training photo less
+    assert hold_out_photos(fewer, 1)[1] == held_out  # the choice does not move with the rest
     with pytest.raises(StudentError, match="leaves no photo to train on"):
-        hold_out_photos(records, len(records))
+        hold_out_photos(keyed, len(keyed))
+
+
+def test_records_without_a_photo_key_are_grouped_by_image_with_a_warning(
+    export: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    records, _ = load_split(export, "train")
+    training, held_out = hold_out_photos(records, 1)
+    assert {r.image for r in held_out} == {held_out[0].image}  # one image file, its two tasks
+    assert not {r.image for r in training} & {held_out[0].image}
+    assert "carry no photo key" in caplog.text
+
+
+def test_training_never_reads_the_validation_split(
+    tmp_path: Path, lm_folder: Path, export: Path
+) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(export, data)
+    (data / "validation.jsonl").write_text("not a record\n")  # read, it would fail at once
+    options = TrainOptions(
+        data=data, out=tmp_path / "ckpt", student=str(lm_folder), max_steps=1, patience=1,
+        held_out_records=1, batch_size=8, lora_layers=1,
+    )  # fmt: skip
+    assert train(options, progress=False).validation_data is not None
+
+
+def test_resuming_on_other_records_is_refused(
+    tmp_path: Path, lm_folder: Path, export: Path
+) -> None:
+    common = {"data": export, "out": tmp_path / "ckpt", "student": str(lm_folder)}
+    (tmp_path / "ckpt").mkdir()
+    earlier = TrainOptions(**common, held_out_records=2, max_records=4)
+    identity = {"student": str(lm_folder), "kind": "embedded", "model_type": "vpagent_student",
+                "eyes": "grid", "lora": True}  # fmt: skip
+    (tmp_path / "ckpt" / "run.json").write_text(
+        json.dumps({**identity, "options": earlier.model_dump(mode="json")})
+    )
+    with pytest.raises(StudentError, match="held_out_records: 2, now 3"):
+        train(TrainOptions(**common, held_out_records=3, max_records=4, resume=True))
 
 
 def test_a_record_subset_is_the_same_for_every_seed(export: Path) -> None:

@@ -9,7 +9,9 @@ at once with the first missing path.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +25,8 @@ from vpagent.student.base import StudentError
 from vpagent.student.records import SFTRecord, Task
 
 TASKS: tuple[Task, ...] = ("rationale", "answer")
+
+log = logging.getLogger(__name__)
 
 
 def records_file(data: Path, split: str) -> Path:
@@ -86,31 +90,36 @@ def subset(records: list[SFTRecord], limit: int | None, seed: int = 0) -> list[S
 
 
 def photo_of(record: SFTRecord) -> str:
-    """The photo a record is about: its ``source`` (augmented copies share their photo's), else
-    its image."""
-    return record.source or record.image
+    """The photo a record shows: its ``photo`` key (an augmented copy's is its source photo's),
+    else its image file."""
+    return record.photo or record.image
 
 
 def hold_out_photos(
-    records: list[SFTRecord], min_records: int, seed: int = 0
+    records: list[SFTRecord], min_records: int
 ) -> tuple[list[SFTRecord], list[SFTRecord]]:
-    """``(training, held_out)``: whole photos, in a seeded order, held out of training until they
-    hold at least ``min_records`` records. Early stopping reads their loss: never the export's
-    validation split, which `distill eval` scores. The same photos for every training seed."""
-    import random
-
-    photos = sorted({photo_of(r) for r in records})
-    random.Random(seed).shuffle(photos)
+    """``(training, held_out)``: whole photos held out of training until they hold at least
+    ``min_records`` records. Early stopping reads their loss: never the export's validation
+    split, which `distill eval` scores. The photos come in the order of their names' sha256, so
+    the choice is the same for every training seed and record subset."""
+    if any(record.photo is None for record in records):
+        log.warning(
+            "some training records carry no photo key (exported before it was written): "
+            "held-out photos are grouped by image file, so an augmented copy of a held-out "
+            "photo may stay in training; re-run `vpagent distill export` to group them"
+        )
     sizes = Counter(photo_of(r) for r in records)
     chosen: set[str] = set()
-    for photo in photos:
-        if sum(sizes[p] for p in chosen) >= min_records:
+    held = 0
+    for photo in sorted(sizes, key=lambda name: hashlib.sha256(name.encode()).hexdigest()):
+        if held >= min_records:
             break
         chosen.add(photo)
+        held += sizes[photo]
     training = [r for r in records if photo_of(r) not in chosen]
     if not training:
         raise StudentError(
-            f"holding out {min_records} records leaves no photo to train on ({len(photos)} "
+            f"holding out {min_records} records leaves no photo to train on ({len(sizes)} "
             "photo(s) in all): ask for fewer held-out records"
         )
     return training, [r for r in records if photo_of(r) in chosen]

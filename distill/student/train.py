@@ -52,12 +52,15 @@ from vpagent.distill.student.epochs import (
     write_curve,
 )
 from vpagent.student.base import StudentError
+from vpagent.student.records import SFTRecord
 from vpagent.student.students import STUDENT_FILE, HFStudent, Student, new_student
 
 CHECKPOINTS = "checkpoints"
 RUN_FILE = "run.json"
 METRICS_FILE = "train_metrics.json"
 COMPLETE = ".complete"
+# the options that choose the records a run trains and stops on: a resumed run keeps them
+DATA_OPTIONS = ("data", "tasks", "max_records", "held_out_records")
 
 
 class TrainOptions(BaseModel):
@@ -147,6 +150,17 @@ def _check_resume(options: TrainOptions, identity: dict[str, Any]) -> None:
                 f"{options.out} holds a run of another student ({key}: {earlier.get(key)!r}, "
                 f"now {identity[key]!r}); resume it with the same --student, --eyes and "
                 "--lora/--full, or choose another --out"
+            )
+    before = earlier.get("options")
+    if before is None:  # runs from before run.json kept the options: nothing to compare
+        return
+    now = options.model_dump(mode="json")
+    for key in DATA_OPTIONS:
+        if before.get(key) != now[key]:
+            raise StudentError(
+                f"{options.out} holds a run on other records ({key}: {before.get(key)!r}, now "
+                f"{now[key]!r}): its checkpoints and best epoch belong to those; resume with "
+                "the same options, or choose another --out"
             )
 
 
@@ -406,7 +420,9 @@ def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _held_out_split(records: list[Any], options: TrainOptions) -> tuple[list[Any], list[Any]]:
+def _held_out_split(
+    records: list[SFTRecord], options: TrainOptions
+) -> tuple[list[SFTRecord], list[SFTRecord]]:
     """``(training, held_out)`` records: whole training photos held out for the per-epoch loss
     (``--held-out-records``), or none; early stopping needs them."""
     if options.held_out_records is None:

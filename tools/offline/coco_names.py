@@ -250,6 +250,27 @@ def exact_classes(name: str) -> tuple[str, ...] | None:
     return None
 
 
+def classes_named_in(text: str, longest: int = 3) -> set[str]:
+    """The COCO classes a sentence names by class name, synonym, group word or plural ("dogs",
+    "men", "wine glasses"); a longer name wins over the words inside it ("hot dog" is not a
+    dog). Exact tables only, no embedding."""
+    words = WORD_RE.findall(text.lower())
+    found: set[str] = set()
+    covered: set[int] = set()
+    for size in range(longest, 0, -1):
+        for start in range(len(words) - size + 1):
+            span = range(start, start + size)
+            if covered.intersection(span):
+                continue
+            tail = words[start : start + size]
+            phrase = " ".join(tail)
+            classes = _lookup(phrase) or _lookup(" ".join([*tail[:-1], singular(tail[-1])]))
+            if classes:
+                found.update(classes)
+                covered.update(span)
+    return found
+
+
 class CocoNameMapper:
     """Resolve names to COCO classes: exact tables first, MiniLM similarity as the fallback."""
 

@@ -12,7 +12,6 @@ that the description does not contain the answer.
 from __future__ import annotations
 
 import hashlib
-import re
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import numpy as np
 
 from vpagent.tools.errors import CannotAnswer, ToolError
 from vpagent.tools.offline._image import as_rgb
-from vpagent.tools.offline.coco_names import COCO_CLASSES
+from vpagent.tools.offline.coco_names import COCO_CLASSES, classes_named_in
 from vpagent.tools.offline.colors import name_color, ranked_colors
 from vpagent.tools.roles import OCR, VQA, Captioner, Detector, Image, Matcher
 from vpagent.tools.types import Box, TextLine, ToolInfo
@@ -130,26 +129,43 @@ def analyze_scene(
 
 def percent_box(box: Box, width: int, height: int) -> str:
     """``[left, top, right, bottom]`` in whole percent of the image's width and height: half
-    the tokens of pixel coordinates for a language model that reads digits one by one."""
+    the tokens of pixel coordinates for a language model that reads digits one by one. (An
+    object under half a percent across prints as one number twice.)"""
     x0, y0, x1, y1 = box.as_list()
     w, h = max(width, 1), max(height, 1)
     return f"[{100 * x0 / w:.0f}, {100 * y0 / h:.0f}, {100 * x1 / w:.0f}, {100 * y1 / h:.0f}]"
 
 
-def names_in(question: str, label: str) -> bool:
-    """Whether ``question`` names ``label`` or its last word, singular or plural ("plants"
-    names "potted plant")."""
-    words = {label, label.split()[-1]}
-    forms = words | {PLURALS.get(w, w + "s") for w in words}
-    return any(re.search(rf"\b{re.escape(form)}\b", question.lower()) for form in forms)
+def listed_objects(objects: list[SceneObject], question: str | None) -> set[int]:
+    """The ``id`` of at most :data:`MAX_LISTED` objects: those of the classes the question
+    names first (`classes_named_in`: "men" names person, "hot dog" not dog), then by score."""
+    named = classes_named_in(question) if question else set()
+    ranked = sorted(objects, key=lambda o: (o.label not in named, -o.score))
+    return {id(o) for o in ranked[:MAX_LISTED]}
 
 
-def listed_objects(objects: list[SceneObject], question: str | None) -> list[SceneObject]:
-    """At most :data:`MAX_LISTED` objects, those the question names first, then by score,
-    shown in the scene's order."""
-    ranked = sorted(objects, key=lambda o: not (question and names_in(question, o.label)))
-    chosen = {id(o) for o in ranked[:MAX_LISTED]}  # sorted() is stable: by score within each
-    return [o for o in objects if id(o) in chosen]
+def object_lines(facts: SceneFacts, question: str | None) -> list[str]:
+    """The detector's part of the description: the listed objects, then the counts of all."""
+    if not facts.objects:
+        return ["Objects found (80 COCO classes): none."]
+    listed = listed_objects(facts.objects, question)
+    shown = (
+        f", {len(listed)} of {len(facts.objects)} shown" if len(listed) < len(facts.objects) else ""
+    )
+    lines = [f"Objects found (80 COCO classes; other kinds are not listed){shown}:"]
+    index: Counter[str] = Counter()
+    for obj in facts.objects:
+        index[obj.label] += 1
+        if id(obj) in listed:
+            box = percent_box(obj.box, facts.width, facts.height)
+            color = f", {color_phrase(obj.label, obj.color)}" if obj.color else ""
+            lines.append(
+                f"- {obj.label} #{index[obj.label]} {box} {obj.position}, "
+                f"{obj.area_fraction:.0%}{color}"
+            )
+    counts = Counter(obj.label for obj in facts.objects)
+    lines.append("Counts: " + ", ".join(f"{n} {label}" for label, n in counts.most_common()) + ".")
+    return lines
 
 
 def format_facts(
@@ -170,30 +186,7 @@ def format_facts(
         "bottom] in percent of the width and height."
     ]
     if has_detector:
-        if facts.objects:
-            listed = {id(o) for o in listed_objects(facts.objects, question)}
-            unlisted = len(facts.objects) - len(listed)
-            lines.append(
-                "Objects found (80 COCO classes; other kinds are not listed)"
-                + (f", {len(listed)} of {len(facts.objects)} shown:" if unlisted else ":")
-            )
-            index: Counter[str] = Counter()
-            for obj in facts.objects:
-                index[obj.label] += 1
-                if id(obj) not in listed:
-                    continue
-                box = percent_box(obj.box, facts.width, facts.height)
-                color = f", {color_phrase(obj.label, obj.color)}" if obj.color else ""
-                lines.append(
-                    f"- {obj.label} #{index[obj.label]} {box} {obj.position}, "
-                    f"{obj.area_fraction:.0%}{color}"
-                )
-            counts = Counter(obj.label for obj in facts.objects)
-            lines.append(
-                "Counts: " + ", ".join(f"{n} {label}" for label, n in counts.most_common()) + "."
-            )
-        else:
-            lines.append("Objects found (80 COCO classes): none.")
+        lines.extend(object_lines(facts, question))
     labels = [(label, p) for label, p in facts.labels if p >= MIN_LABEL_PROBABILITY]
     if labels:
         shown = ", ".join(f"{label} {p:.2f}" for label, p in labels)

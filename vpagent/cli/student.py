@@ -123,7 +123,7 @@ def train_command(
     processes = f" in {result.processes} processes" if result.processes > 1 else ""
     epochs = ""
     if result.epochs:
-        best = f", best validation loss at epoch {result.best_epoch}" if result.best_epoch else ""
+        best = f", best held-out loss at epoch {result.best_epoch}" if result.best_epoch else ""
         stopped = " (stopped early)" if result.stopped_early else ""
         epochs = (
             f"; {len(result.epochs)} epochs{stopped} of {result.seconds_per_epoch:.0f} s, "

@@ -39,6 +39,9 @@ class SFTRecord(BaseModel):
     license: str | None = None
     source: str | None = None
     scene: str | None = None  # the photo's scene text (`distill scene-text`), for other trainers
+    # sha256 of the photo the record shows: an augmented copy's is its source photo's (the key
+    # `distill export` splits train/validation on; held-out training photos are grouped by it)
+    photo: str | None = None
 
     def messages(self) -> list[dict[str, Any]]:
         """The user turn (image + prompt) and the assistant turn (the target)."""
