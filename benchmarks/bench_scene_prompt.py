@@ -19,6 +19,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from bench_tail import percentile  # benchmarks/, beside this script
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 PACK = "qwen2.5-coder-1.5b"
@@ -43,7 +45,7 @@ def quantiles(values: list[int]) -> dict[str, float]:
     return {
         "n": len(ordered),
         "median": statistics.median(ordered),
-        "p90": ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))],
+        "p90": percentile(ordered, 0.9),
         "max": ordered[-1],
         "mean": round(statistics.fmean(ordered), 1),
     }

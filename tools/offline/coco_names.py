@@ -226,18 +226,18 @@ def _lookup(phrase: str) -> tuple[str, ...] | None:
     return SYNONYMS.get(phrase)
 
 
+def _lookup_words(words: list[str]) -> tuple[str, ...] | None:
+    """The classes a run of words names as written, else with its last word singular."""
+    return _lookup(" ".join(words)) or _lookup(" ".join([*words[:-1], singular(words[-1])]))
+
+
 def exact_classes(name: str) -> tuple[str, ...] | None:
     """COCO classes by name, synonym, group or plural, or None (no embedding involved)."""
     words = normalise(name)
     if not words:
         return None
-    candidates: list[str] = []
     for size in range(len(words), 0, -1):  # whole phrase first: "hot dog" before "dog"
-        tail = words[-size:]
-        candidates.append(" ".join(tail))
-        candidates.append(" ".join([*tail[:-1], singular(tail[-1])]))
-    for phrase in candidates:
-        found = _lookup(phrase)
+        found = _lookup_words(words[-size:])
         if found is not None:
             return found
     head = words[-1]
@@ -262,9 +262,7 @@ def classes_named_in(text: str, longest: int = 3) -> set[str]:
             span = range(start, start + size)
             if covered.intersection(span):
                 continue
-            tail = words[start : start + size]
-            phrase = " ".join(tail)
-            classes = _lookup(phrase) or _lookup(" ".join([*tail[:-1], singular(tail[-1])]))
+            classes = _lookup_words(words[start : start + size])
             if classes:
                 found.update(classes)
                 covered.update(span)
