@@ -14,7 +14,7 @@ from vpagent.agent import Agent, build_agent
 from vpagent.cli import app
 from vpagent.config import ConfigError, load_settings
 from vpagent.events import Event, StudentUnsure
-from vpagent.student_mode import StudentAnswerer
+from vpagent.student_mode import StudentAnswerer, build_student_answerer
 from vpagent.tools.registry import build_specialist
 
 runner = CliRunner()
@@ -59,6 +59,18 @@ def test_eval_without_teacher_writes_table_json_and_plot(checkpoint: Path, expor
     assert (checkpoint / "eval" / "report.png").stat().st_size > 1000
     rows = (checkpoint / "eval" / "items.jsonl").read_text().splitlines()
     assert json.loads(rows[0])["id"] == "validation-0"
+
+
+def test_eval_runs_the_student_on_the_device_asked_for(
+    checkpoint: Path, export: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["distill", "eval", str(export), "--student", str(checkpoint), "--no-teacher"]
+    on_cpu = runner.invoke(app, [*args, "--device", "cpu", "--out", str(tmp_path / "cpu")])
+    assert on_cpu.exit_code == 0, on_cpu.output
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    no_gpu = runner.invoke(app, [*args, "--device", "cuda", "--out", str(tmp_path / "gpu")])
+    assert no_gpu.exit_code == 2 and "torch sees no CUDA GPU" in no_gpu.output
+    assert not (tmp_path / "gpu").exists()
 
 
 def test_eval_reuses_teacher_results(checkpoint: Path, export: Path, tmp_path: Path) -> None:
@@ -114,6 +126,22 @@ def test_agent_uses_the_student_first_and_falls_back_to_a_program(checkpoint: Pa
     unsure = [event for event in events if isinstance(event, StudentUnsure)]
     assert len(unsure) == 1 and unsure[0].confidence < unsure[0].threshold
     assert str(unsure[0]).startswith("student unsure (confidence")
+
+
+def test_program_mode_with_a_student_answers_by_program_unless_a_question_asks(
+    checkpoint: Path,
+) -> None:
+    """agent.mode = program with agent.student set: programs answer, and one question (HTTP,
+    the app) can still ask for the student, which is loaded for that."""
+    settings = load_settings(agent={"mode": "program", "student": str(checkpoint)})
+    answerer = build_student_answerer(settings.agent)
+    assert answerer is not None and answerer.mode == "program"
+    assert build_student_answerer(load_settings().agent) is None
+    with make_agent([COUNT], student=answerer) as agent:
+        by_program = agent.ask(spots_image(), "How many spots are there?")
+        by_student = agent.ask(spots_image(), "How many spots are there?", mode="student")
+    assert by_program.answered_by == "program" and by_program.answer == "2"
+    assert by_student.answered_by == "student" and by_student.program is None
 
 
 def test_student_backend_serves_vqa_and_captioner(checkpoint: Path) -> None:

@@ -140,7 +140,7 @@ class Agent:
         """
         if (planner is None or runner is None) == (program_path is None):
             raise ValueError("give the agent a planner and a runner, or a program_path")
-        self.student = student  # agent.mode student / student-then-program (student_mode.py)
+        self.student = student  # agent.student; answers first as agent.mode says (student_mode)
         self._planner, self._runner = planner, runner
         self._program_path = program_path
         self._building = threading.Lock()

@@ -138,7 +138,7 @@ class AgentConfig(_Strict):
     )
     student: Path | None = Field(None, description="Trained student folder (distill train).")
     student_threshold: float = Field(
-        0.85,  # `distill calibrate` on the coco128 ablation's best student (docs/student.md)
+        0.85,  # `distill calibrate` on the issue-21 grid-eyes student (docs/student.md, "Use")
         ge=0,
         le=1,
         description="student-then-program: least confidence the student needs.",

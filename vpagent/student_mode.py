@@ -1,6 +1,7 @@
 """A trained student as the Agent's first answerer (``agent.mode``).
 
-- ``program`` (default): the student is not used.
+- ``program`` (default): a program answers; with ``agent.student`` set the student is loaded
+  too, so one question (HTTP ``mode``, the app's selector) may still ask for a student mode.
 - ``student``: the student answers every question in one pass; no program is planned.
 - ``student-then-program``: the student answers when its confidence (the mean probability of
   its answer's tokens) reaches ``agent.student_threshold``; otherwise a program is planned.
@@ -45,8 +46,8 @@ class StudentAnswerer:
     ) -> None:  # fmt: skip
         from vpagent.student.students import load_student
 
-        if mode not in MODES[1:]:
-            raise ValueError(f"agent.mode {mode!r} does not use a student ({', '.join(MODES)})")
+        if mode not in MODES:
+            raise ValueError(f"agent.mode must be one of {', '.join(MODES)}, not {mode!r}")
         self.folder = Path(folder)
         self.mode = mode
         self.threshold = threshold
@@ -79,6 +80,8 @@ class StudentAnswerer:
     ) -> Result | None:
         """A Result when the student answers (always in ``student`` mode), else None."""
         mode = mode or self.mode
+        if mode == PROGRAM:
+            return None
         notify = notify or ignore
         notify(AskingStudent())
         reply = self.answer(pixels, question)
@@ -109,12 +112,13 @@ class StudentAnswerer:
 
 
 def build_student_answerer(agent_config: Any) -> StudentAnswerer | None:
-    """The answerer ``agent.mode`` / ``agent.student`` ask for, or None in program mode."""
+    """The student of ``agent.student`` (answering first as ``agent.mode`` says), or None
+    without one. In ``program`` mode it is loaded only for questions that ask for it."""
     mode = getattr(agent_config, "mode", PROGRAM)
-    if mode == PROGRAM:
-        return None
     folder = getattr(agent_config, "student", None)
     if folder is None:
+        if mode == PROGRAM:
+            return None
         raise ValueError(f"agent.mode = {mode!r} needs agent.student = a trained student folder")
     return StudentAnswerer(folder, mode=mode, threshold=agent_config.student_threshold)
 

@@ -155,6 +155,7 @@ def eval_command(
     task: Annotated[str, typer.Option(help="answer (short) or rationale prompt.")] = "answer",
     limit: Annotated[int | None, typer.Option(help="Only the first N items.")] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Reply length limit.")] = 48,
+    device: Annotated[str, typer.Option(help="The student's device: auto, cpu or cuda.")] = "auto",
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     config: ConfigOption = None,
 ) -> None:
@@ -167,13 +168,13 @@ def eval_command(
         write_report,
     )
     from vpagent.student.base import StudentError
-    from vpagent.student.students import load_student
+    from vpagent.student.students import load_student, on_device
 
     if task not in ("answer", "rationale"):
         raise fail(f"--task must be answer or rationale, not {task!r}")
     try:
         items = load_items(dataset, limit)
-        model = load_student(student)
+        model = on_device(load_student(student), device)
         stored = read_teacher_results(teacher_results) if teacher_results else None
     except (StudentError, OSError) as error:
         raise fail(str(error)) from None

@@ -32,24 +32,16 @@ class _StudentBase:
         with self._lock:
             if self._student is None:
                 try:
-                    from vpagent.student.students import load_student
+                    from vpagent.student.students import load_student, on_device
                 except ImportError as error:
                     raise ModelUnavailable(
                         "the student backend needs torch, transformers and peft: "
                         "pip install 'vpagent[hf,distill]'"
                     ) from error
                 try:
-                    student = load_student(self.model)
+                    self._student = on_device(load_student(self.model), self.device)
                 except ValueError as error:
                     raise ModelUnavailable(str(error)) from error
-                if self.device not in ("auto", "cpu"):
-                    student.model.to(self.device)
-                elif self.device == "auto":
-                    import torch
-
-                    if torch.cuda.is_available():
-                        student.model.to("cuda")
-                self._student = student
             return self._student
 
     def _ask(self, images: list[Image], prompts: list[str]) -> list[str]:

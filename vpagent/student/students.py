@@ -500,6 +500,17 @@ def load_student(folder: str | Path, **kwargs: Any) -> Student:
     )
 
 
+def on_device(student: Student, device: str = "auto") -> Student:
+    """``student`` moved to ``device``: ``auto`` is CUDA where torch sees a GPU, else the CPU;
+    asking for CUDA without one is a StudentError."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise StudentError(f"device {device!r} was asked for but torch sees no CUDA GPU")
+    student.model.to(device)
+    return student
+
+
 def _read_meta(folder: Path) -> dict[str, Any]:
     path = folder / STUDENT_FILE
     if not path.is_file():
