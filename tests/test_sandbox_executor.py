@@ -501,3 +501,38 @@ def test_deadline_bounded_reads() -> None:
         protocol.read_frame_until(closed, time.monotonic() + 1)
     for fd in (silent, silent_writer, waiting, waiting_writer, big, big_writer, closed):
         os.close(fd)
+
+
+def test_a_spare_worker_cut_short_by_close_is_not_reported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """close() removes the jail under a worker that is still starting: that start fails by
+    design and says nothing; a start that fails on an open executor is still logged."""
+    release = threading.Event()
+
+    def spawn_into_a_gone_jail(self: SandboxExecutor) -> _Worker:
+        release.wait(10)
+        raise FileNotFoundError(2, "No such file or directory", self._jail)
+
+    monkeypatch.setattr(SandboxExecutor, "_spawn", spawn_into_a_gone_jail)
+    caplog.set_level("INFO", logger="vpagent.sandbox.executor")
+    executor = SandboxExecutor(pool_size=1)
+    executor.close()
+    release.set()
+    assert executor.wait_until_warm(timeout=10)  # closed: returns at once
+    deadline = time.monotonic() + 10
+    while executor._starting and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert executor._starting == 0
+    assert "did not start" not in caplog.text
+
+    release.clear()
+    executor = SandboxExecutor(pool_size=1)
+    try:
+        release.set()
+        deadline = time.monotonic() + 10
+        while executor._starting and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert "a spare sandbox worker did not start" in caplog.text
+    finally:
+        executor.close()

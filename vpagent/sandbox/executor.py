@@ -203,8 +203,11 @@ class SandboxExecutor:
         try:
             worker = self._start_ready_worker()
         except (WorkerStartError, OSError) as error:
-            log.info("a spare sandbox worker did not start: %s", error)
             worker = None  # a run that needs a worker starts its own and reports why
+            with self._pool:
+                closed = self._closed
+            if not closed:  # close() removed the jail under a start: expected, not news
+                log.info("a spare sandbox worker did not start: %s", error)
         with self._pool:
             self._starting -= 1
             if worker is not None and not self._closed:
