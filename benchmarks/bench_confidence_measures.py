@@ -29,7 +29,7 @@ from vpagent.distill.student.confidence import auroc
 from vpagent.distill.student.evaluate import ItemComparison, Side, load_items
 from vpagent.evaluation.evaluate import score_item
 from vpagent.student.records import parse_answer, user_prompt
-from vpagent.student.students import load_student
+from vpagent.student.students import _until_end, load_student
 
 FLOOR = 1e-12
 
@@ -67,8 +67,7 @@ def answer_all(folder: Path, items: list[Any]) -> list[tuple[ItemComparison, dic
         tokens = reply.tolist()
         steps = [torch.softmax(scores[0].float(), -1) for scores in output.scores]
         probabilities = [float(step[token]) for step, token in zip(steps, tokens, strict=True)]
-        ends = [i for i, token in enumerate(tokens) if token in student.end_token_ids]
-        keep = ends[0] if ends else len(tokens)
+        keep = _until_end(reply, student.end_token_ids)
         top = torch.topk(steps[0], 2).values.tolist()
         entropy = float(-(steps[0] * steps[0].clamp_min(FLOOR).log()).sum())
         answer = parse_answer(student.decode(reply[:keep]))

@@ -3,8 +3,9 @@
 - ``program`` (default): a program answers; with ``agent.student`` set the student is loaded
   too, so one question (HTTP ``mode``, the app's selector) may still ask for a student mode.
 - ``student``: the student answers every question in one pass; no program is planned.
-- ``student-then-program``: the student answers when its confidence (the mean probability of
-  its answer's tokens) reaches ``agent.student_threshold``; otherwise a program is planned.
+- ``student-then-program``: the student answers when its confidence (the geometric mean of
+  its answer's token probabilities) reaches ``agent.student_threshold``; otherwise a program
+  is planned.
 
 The Result says which path answered (``answered_by``) and, for the student, its confidence.
 """
@@ -113,7 +114,8 @@ class StudentAnswerer:
 
 def build_student_answerer(agent_config: Any) -> StudentAnswerer | None:
     """The student of ``agent.student`` (answering first as ``agent.mode`` says), or None
-    without one. In ``program`` mode it is loaded only for questions that ask for it."""
+    without one. It loads at start-up in every mode (a bad folder fails there); in ``program``
+    mode it answers only questions that ask for a student mode."""
     mode = getattr(agent_config, "mode", PROGRAM)
     folder = getattr(agent_config, "student", None)
     if folder is None:

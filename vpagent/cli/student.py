@@ -169,6 +169,7 @@ def eval_command(
     )
     from vpagent.student.base import StudentError
     from vpagent.student.students import load_student, on_device
+    from vpagent.tools.errors import ModelUnavailable
 
     if task not in ("answer", "rationale"):
         raise fail(f"--task must be answer or rationale, not {task!r}")
@@ -176,7 +177,7 @@ def eval_command(
         items = load_items(dataset, limit)
         model = on_device(load_student(student), device)
         stored = read_teacher_results(teacher_results) if teacher_results else None
-    except (StudentError, OSError) as error:
+    except (StudentError, ModelUnavailable, OSError) as error:
         raise fail(str(error)) from None
     agent = None
     if stored is None and teacher:

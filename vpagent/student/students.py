@@ -501,13 +501,12 @@ def load_student(folder: str | Path, **kwargs: Any) -> Student:
 
 
 def on_device(student: Student, device: str = "auto") -> Student:
-    """``student`` moved to ``device``: ``auto`` is CUDA where torch sees a GPU, else the CPU;
-    asking for CUDA without one is a StudentError."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device.startswith("cuda") and not torch.cuda.is_available():
-        raise StudentError(f"device {device!r} was asked for but torch sees no CUDA GPU")
-    student.model.to(device)
+    """``student`` moved to ``device``, chosen as every model backend chooses it
+    (``resolve_device``: ``auto`` is CUDA where torch sees a GPU; CUDA without one is
+    ModelUnavailable)."""
+    from vpagent.tools.hf._base import resolve_device
+
+    student.model.to(resolve_device(device))
     return student
 
 
