@@ -71,6 +71,8 @@ def test_eval_runs_the_student_on_the_device_asked_for(
     no_gpu = runner.invoke(app, [*args, "--device", "cuda", "--out", str(tmp_path / "gpu")])
     assert no_gpu.exit_code == 2 and "torch sees no CUDA GPU" in no_gpu.output
     assert not (tmp_path / "gpu").exists()
+    unknown = runner.invoke(app, [*args, "--device", "tpu", "--out", str(tmp_path / "tpu")])
+    assert unknown.exit_code == 2 and "cannot put the student on device 'tpu'" in unknown.output
 
 
 def test_eval_reuses_teacher_results(checkpoint: Path, export: Path, tmp_path: Path) -> None:

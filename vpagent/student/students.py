@@ -506,7 +506,11 @@ def on_device(student: Student, device: str = "auto") -> Student:
     ModelUnavailable)."""
     from vpagent.tools.hf._base import resolve_device
 
-    student.model.to(resolve_device(device))
+    target = resolve_device(device)
+    try:
+        student.model.to(target)
+    except RuntimeError as error:  # torch's "Expected one of cpu, cuda, ... device"
+        raise StudentError(f"cannot put the student on device {device!r}: {error}") from error
     return student
 
 
