@@ -90,12 +90,37 @@ def test_batched_detection_equals_unbatched(detector: SSDCocoDetector, photos) -
     queries = [["dog"], ["bus", "person"], ["person"], ["truck", "car"], ["dog", "bowl"]]
     batched = detector.detect_batch([photos[n] for n in names], queries)
     for name, query, batch_result in zip(names, queries, batched, strict=True):
-        single = detector.detect(photos[name], query)
+        single = SSDCocoDetector().detect(photos[name], query)  # its own passes, none reused
         assert [d.label for d in single] == [d.label for d in batch_result]
         np.testing.assert_allclose(_boxes(single), _boxes(batch_result), atol=1.0)
         np.testing.assert_allclose(
             [d.score for d in single], [d.score for d in batch_result], atol=1e-3
         )
+
+
+def test_a_photos_second_query_reuses_its_network_passes(photos) -> None:  # type: ignore[no-untyped-def]
+    detector = SSDCocoDetector()
+    passes: list[int] = []
+    run_network = detector._run_network
+
+    def counted(images: list[np.ndarray]) -> list:  # type: ignore[type-arg]
+        passes.append(len(images))
+        return run_network(images)
+
+    detector._run_network = counted  # type: ignore[method-assign]
+    dogs = detector.detect(photos["dog_bowl"], ["dog"])
+    first = sum(passes)
+    assert first >= 1  # the whole photo, and its tiles and zoom region
+    bowls = detector.detect(photos["dog_bowl"], ["bowl"])
+    everything = detector.detect_all(photos["dog_bowl"])
+    assert sum(passes) - first <= 1  # at most a zoom region of the bowl not seen before
+    assert {d.label for d in everything} >= {"dog", "bowl"}
+    fresh = SSDCocoDetector()  # reused passes give what fresh ones would
+    assert dogs == fresh.detect(photos["dog_bowl"], ["dog"])
+    assert bowls == SSDCocoDetector().detect(photos["dog_bowl"], ["bowl"])
+    assert everything == SSDCocoDetector().detect_all(photos["dog_bowl"])
+    detector.detect(photos["bus"], ["bus"])
+    assert sum(passes) > first + 1  # another photo is another pass
 
 
 def test_concurrent_calls_are_safe(detector: SSDCocoDetector, photos) -> None:  # type: ignore[no-untyped-def]

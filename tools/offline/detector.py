@@ -28,7 +28,9 @@ never the validation photos); an explicit ``score_threshold`` applies to every c
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,8 @@ TILE_MAX_AREA = 0.25  # ... keeping boxes under this fraction of the tile: tiles
 # objects; a big object is cut by tile edges, and its pieces would out-vote the whole-image box
 PIECE_AREA = 0.2  # a tile box inside a whole-image box is a piece of it from this share on
 SEARCH_THRESHOLD = 0.15  # search(): the presupposed object's best box may score this low
+PASSES_REMEMBERED = 64  # network passes kept by input pixels: a photo's whole-image pass and
+# tiles are the same for every query, so a second find (or the scene description) reuses them
 
 
 class Calibration(BaseModel):
@@ -165,7 +169,8 @@ class SSDCocoDetector(Detector):
         self._classifier = classifier
         self._names = name_mapper
         self._net: Lazy[Any] = Lazy(self._load)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the network and the remembered passes
+        self._passes: OrderedDict[str, list[Candidate]] = OrderedDict()
 
     @property
     def score_threshold(self) -> float:
@@ -334,9 +339,27 @@ class SSDCocoDetector(Detector):
     def forward(
         self, images: list[np.ndarray], min_score: float = CANDIDATE_THRESHOLD
     ) -> list[list[Candidate]]:
-        """One batched network pass: candidates (score >= ``min_score``) per image."""
-        if not images:
-            return []
+        """One batched network pass: candidates (score >= ``min_score``) per image. Passes
+        over pixels seen before (the last :data:`PASSES_REMEMBERED`) are not run again."""
+        keys = [_pixels_key(image) for image in images]
+        with self._lock:
+            remembered = {key: self._passes[key] for key in keys if key in self._passes}
+            for key in remembered:
+                self._passes.move_to_end(key)
+        unseen = {key: image for key, image in zip(keys, images, strict=True)}
+        for key in remembered:
+            unseen.pop(key)
+        if unseen:
+            ran = dict(zip(unseen, self._run_network(list(unseen.values())), strict=True))
+            with self._lock:
+                self._passes.update(ran)
+                while len(self._passes) > PASSES_REMEMBERED:
+                    self._passes.popitem(last=False)
+            remembered.update(ran)
+        return [[c for c in remembered[key] if c.score >= min_score] for key in keys]
+
+    def _run_network(self, images: list[np.ndarray]) -> list[list[Candidate]]:
+        """Every candidate the network reports for each image (its own floor, no other)."""
         net = self._net.get()
         blob = network_input(images)
         with self._lock:
@@ -344,7 +367,7 @@ class SSDCocoDetector(Detector):
             output = net.forward()
         rows = output.reshape(-1, 7)
         results: list[list[Candidate]] = [[] for _ in images]
-        for row in rows[rows[:, 2] >= min_score]:
+        for row in rows:
             index, class_id, score = int(row[0]), int(row[1]), float(row[2])
             cls = COCO_TF_IDS.get(class_id)
             if cls is None or not 0 <= index < len(images):
@@ -507,6 +530,14 @@ def _is_group_box(cand: Candidate, others: list[Candidate]) -> bool:
     for px0, py0, px1, py1 in parts:
         covered |= ((ys >= py0) & (ys <= py1))[:, None] & ((xs >= px0) & (xs <= px1))[None, :]
     return float(covered.mean()) >= GROUP_COVERAGE
+
+
+def _pixels_key(image: np.ndarray) -> str:
+    """The network input's identity: its shape and a digest of its pixels."""
+    pixels = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(pixels.data, digest_size=16)
+    digest.update(repr((pixels.shape, pixels.dtype.str)).encode())
+    return digest.hexdigest()
 
 
 def _to_box(box: np.ndarray) -> Box:
