@@ -367,32 +367,31 @@ class SceneCaptioner(_SceneBase, Captioner):
         )
 
 
-VQA_PROMPT = """You answer a question about an image that you cannot see. You only have the \
+SCENE_QUESTION = """You answer a question about an image that you cannot see. You only have the \
 description below, written by vision tools (an object detector for 80 common object classes, \
-an ImageNet image classifier, colour naming and OCR). Use only facts in the description.
+an ImageNet image classifier, colour naming and OCR).
 
 Description:
 {description}
 
 Question: {question}
 
-Reply with the answer only: one word, a number or a short phrase. If the description does not \
-contain what is needed to answer, reply exactly: unknown
+"""
+# The answer and guess prompts share everything up to the question: a guess after a refusal
+# reads only its own last lines, the model's prompt cache holding the rest (0.7 s, not 2-3 s).
+VQA_PROMPT = (
+    SCENE_QUESTION
+    + """Use only facts in the description. Reply with the answer only: one word, a number or \
+a short phrase. If the description does not contain what is needed to answer, reply exactly: unknown
 Answer:"""
-
-
-GUESS_PROMPT = """You answer a question about an image that you cannot see. You only have the \
-description below, written by vision tools (an object detector for 80 common object classes, \
-an ImageNet image classifier, colour naming and OCR). It may not settle the question: then give \
-the most likely answer given what it does say and what such scenes usually look like.
-
-Description:
-{description}
-
-Question: {question}
-
-Reply with the answer only: one word, a number or a short phrase. Never reply unknown.
+)
+GUESS_PROMPT = (
+    SCENE_QUESTION
+    + """The description may not settle the question: then give the most likely answer given \
+what it does say and what such scenes usually look like. Reply with the answer only: one word, a \
+number or a short phrase. Never reply unknown.
 Answer:"""
+)
 
 
 class SceneVQA(_SceneBase, VQA):
