@@ -26,6 +26,7 @@ from vpagent.events import (
     Planning,
     Repairing,
     RunningProgram,
+    Starting,
     TokensWritten,
     ignore,
 )
@@ -37,6 +38,7 @@ from vpagent.result import Result, validate_question
 from vpagent.student_mode import STUDENT, StudentAnswerer, student_first
 from vpagent.tools.errors import CannotAnswer
 from vpagent.tools.types import Mark
+from vpagent.tools.warm_up import warm_up
 from vpagent.trace.store import save_trace
 
 LLM_QUERY_SYSTEM = "Answer in a few words, without explanation."
@@ -64,12 +66,19 @@ def build_agent(
 
     def program_path() -> tuple[Planner, ProgramRunner]:
         chat = chat_model if chat_model is not None else build_chat_model(settings.llm)
-        planner = build_planner(settings, chat, warm=chat_model is None, on_event=on_event)
+        warm = chat_model is None
+        planner = build_planner(settings, chat, warm=warm, on_event=on_event)
         runner = ProgramRunner(
             settings,
             llm=lambda question: complete(chat, question, system=LLM_QUERY_SYSTEM),
             pool_size=max(2, settings.llm.parallel),  # a ready sandbox per question in flight
         )
+        if warm and settings.agent.warm_tools:
+            notify = on_event or ignore
+            notify(Starting("loading the tools' models"))
+            warmed = warm_up(runner.toolbox)
+            log.info("%s", warmed)
+            notify(Starting(str(warmed)))
         return planner, runner
 
     configured = partial(

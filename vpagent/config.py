@@ -133,6 +133,14 @@ class AgentConfig(_Strict):
         ),
     )
     plan_cache_dir: Path | None = None
+    warm_tools: bool = Field(
+        True,
+        description=(
+            "Load every specialist when the agent starts (a few seconds), not at the first "
+            "question that needs it; only where the planner's prompt is warmed too (the "
+            "configured LLM, not a chat model handed to build_agent)."
+        ),
+    )
     mode: AnswerMode = Field(
         "program", description="Who answers: a program, a trained student, or the student first."
     )
