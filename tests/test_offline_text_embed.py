@@ -1,4 +1,4 @@
-"""MiniLM embedder caching (with a fake model) and the lazy holder, without loading torch."""
+"""MiniLM embedder caching (with a fake model), its torch threads, and the lazy holder."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vpagent.tools.offline._lazy import Lazy
-from vpagent.tools.offline.text_embed import EMBEDDING_DIM, MiniLMEmbedder
+from vpagent.tools.offline.text_embed import EMBEDDING_DIM, TORCH_THREADS, MiniLMEmbedder
 
 
 class FakeModel:
@@ -40,6 +40,17 @@ def test_texts_are_encoded_once_per_process(tmp_path: Path) -> None:
     assert model.calls == [["dog", "cat"], ["bus"]]
     assert embedder.encode([]).shape == (0, EMBEDDING_DIM)
     assert embedder.similarity(["dog"], ["dog", "bus"]).shape == (1, 2)
+
+
+def test_encoding_runs_torch_on_one_thread_and_restores_the_setting(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    embedder, model = _embedder(tmp_path)
+    seen: list[int] = []
+    encode = model.encode
+    model.encode = lambda texts, **kwargs: seen.append(torch.get_num_threads()) or encode(texts)  # type: ignore[method-assign]
+    before = torch.get_num_threads()
+    embedder.encode(["dog"])
+    assert seen == [TORCH_THREADS] and torch.get_num_threads() == before
 
 
 def test_vocabularies_are_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
