@@ -138,9 +138,11 @@ def test_vqa_guesses_when_asked_and_says_so_only_through_the_caller(bus: np.ndar
         vqa.answer(bus, "Is it raining?")
     assert vqa.guess(bus, "Is it raining?") == "yes"
     assert "most likely answer" in prompts[-1] and "mostly blue" in prompts[-1]
-    refused, guessed = prompts
-    shared = refused[: refused.index("Is it raining?") + len("Is it raining?")]
-    assert guessed.startswith(shared)  # a guess after a refusal re-reads only its last lines
+    assert vqa.guess(bus, "Is it raining?", refused=True) == "yes"
+    refused, guessed, after_refusal = prompts
+    through_question = refused[: refused.index("Is it raining?") + len("Is it raining?")]
+    assert after_refusal.startswith(through_question)  # in the model's cache: not read again
+    assert not guessed.startswith(through_question)  # a direct guess has its own instructions
     stubborn = SceneVQA(lambda prompt: "I don't know", FixedDetector(BUS_DETECTIONS), None, None)
     with pytest.raises(CannotAnswer, match="no guess"):
         stubborn.guess(bus, "Is it raining?")

@@ -277,10 +277,13 @@ class ProgramHost:
             )
         return verdict, StepArtifacts(region=region.as_list())
 
-    def _guess(self, crop: np.ndarray, question: str, refusal: CannotAnswer) -> str:
-        """The VQA role's best guess where it offers one; otherwise the original refusal."""
+    def _guess(
+        self, crop: np.ndarray, question: str, refusal: CannotAnswer, by_vqa: bool = False
+    ) -> str:
+        """The VQA role's best guess where it offers one; otherwise the original refusal.
+        ``by_vqa``: the refusal was the VQA role's own answer to ``question``."""
         try:
-            return str(self.toolbox.specialist("vqa").guess(crop, question))
+            return str(self.toolbox.specialist("vqa").guess(crop, question, refused=by_vqa))
         except CannotAnswer:
             raise refusal from None
 
@@ -308,7 +311,7 @@ class ProgramHost:
         try:
             return self.toolbox.answer(crop, args.question), StepArtifacts(region=region.as_list())
         except CannotAnswer as refusal:
-            reply = self._guess(crop, args.question, refusal)
+            reply = self._guess(crop, args.question, refusal, by_vqa=True)
             return reply, StepArtifacts(region=region.as_list(), unverified=f"a guess ({refusal})")
 
     def _caption(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:

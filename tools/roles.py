@@ -107,10 +107,12 @@ class VQA(Specialist):
     def answer(self, image: Image, question: str) -> str:
         return self.answer_batch([image], [question])[0]
 
-    def guess(self, image: Image, question: str) -> str:
+    def guess(self, image: Image, question: str, refused: bool = False) -> str:
         """A best guess where another tool cannot answer (marked unverified in the trace).
 
-        A backend that cannot guess raises CannotAnswer: the original refusal then stands.
+        ``refused``: this backend's :meth:`answer` just refused the same question (a backend
+        may continue from there). A backend that cannot guess raises CannotAnswer: the
+        original refusal then stands.
         """
         raise CannotAnswer(f"the {type(self).__name__} VQA backend offers no guesses")
 

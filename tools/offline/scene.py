@@ -377,21 +377,36 @@ Description:
 Question: {question}
 
 """
-# The answer and guess prompts share everything up to the question: a guess after a refusal
-# reads only its own last lines, the model's prompt cache holding the rest (0.7 s, not 2-3 s).
 VQA_PROMPT = (
     SCENE_QUESTION
     + """Use only facts in the description. Reply with the answer only: one word, a number or \
 a short phrase. If the description does not contain what is needed to answer, reply exactly: unknown
 Answer:"""
 )
-GUESS_PROMPT = (
+# A guess for a question VQA_PROMPT was just refused shares its prompt up to the question, which
+# the model's prompt cache still holds: only its last lines are read (0.7 s, not 1.4-3.0 s, on
+# the dev crops). A prompt that continues the refusal itself makes the model repeat "unknown".
+GUESS_AFTER_REFUSAL = (
     SCENE_QUESTION
     + """The description may not settle the question: then give the most likely answer given \
 what it does say and what such scenes usually look like. Reply with the answer only: one word, a \
 number or a short phrase. Never reply unknown.
 Answer:"""
 )
+# A direct guess (the fallback's; a property the matcher cannot check) reads its instructions
+# before the description.
+GUESS_PROMPT = """You answer a question about an image that you cannot see. You only have the \
+description below, written by vision tools (an object detector for 80 common object classes, \
+an ImageNet image classifier, colour naming and OCR). It may not settle the question: then give \
+the most likely answer given what it does say and what such scenes usually look like.
+
+Description:
+{description}
+
+Question: {question}
+
+Reply with the answer only: one word, a number or a short phrase. Never reply unknown.
+Answer:"""
 
 
 class SceneVQA(_SceneBase, VQA):
@@ -426,11 +441,14 @@ class SceneVQA(_SceneBase, VQA):
             self._answer(image, question) for image, question in zip(images, questions, strict=True)
         ]
 
-    def guess(self, image: Image, question: str) -> str:
+    def guess(self, image: Image, question: str, refused: bool = False) -> str:
         """The most likely answer even when the description does not settle it (a guess: the
-        caller must mark it unverified). CannotAnswer only if the model gives no answer."""
+        caller must mark it unverified). CannotAnswer only if the model gives no answer.
+        ``refused``: :meth:`answer` just refused this question; the guess shares the start of
+        its prompt."""
+        template = GUESS_AFTER_REFUSAL if refused else GUESS_PROMPT
         description = self.describe(image, question)
-        prompt = GUESS_PROMPT.format(description=description, question=question.strip())
+        prompt = template.format(description=description, question=question.strip())
         reply = clean_reply(self.llm(prompt))
         if not reply or reply.lower().startswith(UNKNOWN_REPLIES):
             raise CannotAnswer(f"the language model gave no guess for '{question}'")
