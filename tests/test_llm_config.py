@@ -31,3 +31,32 @@ def test_unknown_keys_and_bad_values_are_errors() -> None:
         LLMConfig(provider="anthropic")
     with pytest.raises(ValidationError):
         LLMConfig(temperature=-1)
+
+
+@pytest.mark.parametrize(
+    ("parallel", "tools_slot", "slots"), [(1, True, 2), (3, True, 4), (2, False, 2)]
+)
+def test_the_embedded_server_has_a_slot_for_the_tools_questions(
+    monkeypatch: pytest.MonkeyPatch, tmp_path, parallel: int, tools_slot: bool, slots: int
+) -> None:
+    import vpagent.llm.chat as chat
+
+    built: list[dict[str, object]] = []
+
+    class Recording:
+        running = True
+
+        def __init__(self, model_file: object, **options: object) -> None:
+            built.append(options)
+
+        def start(self) -> None:
+            pass
+
+    model = tmp_path / "m.gguf"
+    monkeypatch.setattr(chat, "resolve_model_file", lambda name, progress=None: model)
+    monkeypatch.setattr(chat, "EmbeddedLlamaServer", Recording)
+    monkeypatch.setattr(chat, "_SERVERS", {})  # the real servers' table is left as it was
+    config = LLMConfig(model=str(model), parallel=parallel, tools_slot=tools_slot, n_ctx=1024)
+    assert config.slots == slots
+    chat.embedded_server(config)
+    assert built[-1]["n_parallel"] == slots and built[-1]["n_ctx"] == 1024 * slots

@@ -73,8 +73,11 @@ def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> Embed
     """The process-wide embedded server for this config's model, started on first use.
 
     Servers are shared by (model file, n_ctx, threads, seed, slots, prompt cache): building
-    several chat models for one model loads it once. ``llm.parallel`` slots each get ``n_ctx``
-    tokens of context. They stop at interpreter exit (or via ``stop()``).
+    several chat models for one model loads it once. Its ``llm.slots`` slots (``parallel``, and
+    one for the tools' questions) each get ``n_ctx`` tokens of context: llama.cpp gives a
+    request the slot whose cached prompt shares the most with it, so the planner's prefix and
+    the tools' prompt start (the scene description's instructions) stay cached side by side.
+    They stop at interpreter exit (or via ``stop()``).
     """
     model = config.resolved_model()
     model_file = resolve_model_file(model, progress=progress)
@@ -85,7 +88,7 @@ def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> Embed
         config.n_ctx,
         threads,
         config.seed,
-        config.parallel,
+        config.slots,
         str(slot_dir),
     )
     with _SERVERS_LOCK:
@@ -94,8 +97,8 @@ def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> Embed
             alias = model if model in PACKS else Path(model_file).stem
             server = EmbeddedLlamaServer(
                 model_file,
-                n_ctx=config.n_ctx * config.parallel,
-                n_parallel=config.parallel,
+                n_ctx=config.n_ctx * config.slots,
+                n_parallel=config.slots,
                 threads=threads,
                 seed=config.seed,
                 alias=alias,

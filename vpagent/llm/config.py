@@ -74,6 +74,14 @@ class LLMConfig(BaseModel):
             "traces workers, Agent.ask_batch and the HTTP server."
         ),
     )
+    tools_slot: bool = Field(
+        True,
+        description=(
+            "embedded: one llama.cpp slot more than `parallel`, for the questions the tools ask "
+            "the model (simple_query, llm_query, the fallback's guess): their prompts then "
+            "keep their common start cached beside the planner's (n_ctx more KV cache)."
+        ),
+    )
     prompt_cache: bool = Field(
         True,
         description=(
@@ -86,6 +94,11 @@ class LLMConfig(BaseModel):
     )
     timeout_s: float = Field(300.0, gt=0, description="Seconds one request may take.")
     max_retries: int = Field(1, ge=0, description="Retries of a failed request.")
+
+    @property
+    def slots(self) -> int:
+        """llama.cpp slots of the embedded server: ``parallel``, and the tools' own one."""
+        return self.parallel + int(self.tools_slot)
 
     def resolved_model(self) -> str:
         """The model name (or pack, or GGUF path) this config selects, defaults applied."""
