@@ -29,7 +29,7 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDING_DIM = 384
 CACHE_SIZE = 8192
 TORCH_THREADS = 1  # torch's OpenMP pool, once it has two threads, slows the embedded llama.cpp
-# in the same process by 15-30% for good (planning 2.1 -> 2.8 s a question, median of 12, two
+# in the same process for good (a plan 2.07 -> 2.47 s, benchmarks/bench_torch_threads.py, two
 # cores); one thread costs MiniLM 0.28 -> 0.43 s for 200 new texts, and vocabularies are cached
 
 
