@@ -151,3 +151,25 @@ def test_build_agent_warms_the_tools_where_it_warms_the_planner(
     said = [str(event) for event in events]
     assert ("loading the tools' models" in said) == warmed
     assert any(s.startswith("tools loaded: detector") for s in said) == warmed
+
+
+def test_vpagent_ask_loads_only_what_its_one_question_uses(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from tests.fixtures.fakes import spots_image
+    from vpagent.cli.main import app
+
+    image = tmp_path / "spots.png"
+    Image.fromarray(spots_image()).save(image)
+    warm: list[bool] = []
+
+    def record(settings):  # type: ignore[no-untyped-def]
+        warm.append(settings.agent.warm_tools)
+        raise SystemExit(3)
+
+    monkeypatch.setattr("vpagent.cli.main.agent_or_fail", record)
+    run = CliRunner().invoke(app, ["ask", str(image), "How many spots are there?"])
+    assert run.exit_code == 3 and warm == [False]

@@ -244,7 +244,13 @@ def ask(
     except ValueError as error:
         raise fail(str(error)) from None
     directory = trace_dir or settings.trace_dir
-    settings = settings.model_copy(update={"trace_dir": None})  # saved once, below, with HTML
+    settings = settings.model_copy(  # the trace is saved once, below, with HTML; and one
+        # question loads only the models it uses (warming every role would only cost time)
+        update={
+            "trace_dir": None,
+            "agent": settings.agent.model_copy(update={"warm_tools": False}),
+        }
+    )
     with agent_or_fail(settings) as agent, errors.status("planning") as status:
         result = agent.ask(
             pixels,
