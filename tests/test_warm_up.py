@@ -90,7 +90,7 @@ def toolbox(**specialists: Specialist) -> Toolbox:
 def test_every_role_answers_one_request_and_a_failure_is_reported_not_raised(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    tools = toolbox(detector=BrightSpotDetector())
+    tools = toolbox()
     with caplog.at_level(logging.WARNING, logger="vpagent.tools.warm_up"):
         report = warm_up(tools)
     assert set(report.seconds) == {
@@ -98,6 +98,7 @@ def test_every_role_answers_one_request_and_a_failure_is_reported_not_raised(
     }  # fmt: skip
     assert report.failed == {"depth": "depth weights not installed"}
     assert "could not load the depth" in caplog.text and "depth failed" in str(report)
+    assert tools.specialist("detector").batch_sizes == [1]  # type: ignore[attr-defined]
     for role in ("ocr", "faces", "captioner", "vqa"):
         assert tools.specialist(role).requests == 1, role  # type: ignore[attr-defined]
     assert tools.model_calls == 0  # warm-up is not counted as questions' model time
@@ -111,13 +112,22 @@ def test_a_stand_in_vqa_is_not_asked() -> None:
     assert "vqa" not in report.seconds and not asked
 
 
-def test_an_unexpected_error_is_raised() -> None:
+def test_any_error_is_reported_and_start_up_goes_on() -> None:
     class Exploding(FakeOCR):
         def read(self, image: np.ndarray) -> list[TextLine]:
-            raise RuntimeError("model exploded")
+            raise RuntimeError("CUDA out of memory")
 
-    with pytest.raises(RuntimeError, match="exploded"):
-        warm_up(toolbox(ocr=Exploding()))
+    report = warm_up(toolbox(ocr=Exploding()))
+    assert report.failed["ocr"] == "CUDA out of memory" and "faces" in report.seconds
+
+
+def test_a_remote_model_is_not_asked() -> None:
+    class RemoteVQA(RefusingVQA):
+        backend = "openai-vlm"  # a model server: a request would spend a call, load nothing
+
+    remote = RemoteVQA()
+    report = warm_up(toolbox(vqa=remote))
+    assert "vqa" not in report.seconds and remote.requests == 0
 
 
 @pytest.mark.parametrize(
@@ -173,3 +183,25 @@ def test_vpagent_ask_loads_only_what_its_one_question_uses(
     monkeypatch.setattr("vpagent.cli.main.agent_or_fail", record)
     run = CliRunner().invoke(app, ["ask", str(image), "How many spots are there?"])
     assert run.exit_code == 3 and warm == [False]
+
+
+def test_the_program_path_built_for_a_question_does_not_warm(
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    import vpagent.agent as agent_module
+    import vpagent.student_mode as student_mode
+
+    calls: list[Toolbox] = []
+    monkeypatch.setattr(agent_module, "warm_up", lambda tools: calls.append(tools))
+    monkeypatch.setattr(student_mode, "build_student_answerer", lambda config: object())
+    monkeypatch.setenv("VPAGENT_TEST_LLM_KEY", "unused")
+    settings = load_settings(
+        llm={"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m",
+             "api_key_env": "VPAGENT_TEST_LLM_KEY"},
+        agent={"mode": "student", "student": str(tmp_path)},
+    )  # fmt: skip
+    agent = agent_module.build_agent(settings)
+    assert not agent.program_path_started
+    with agent:
+        assert agent.runner is not None  # started now, for a question: within its budget
+    assert calls == []

@@ -66,6 +66,8 @@ BACKENDS: dict[str, dict[str, str | type[Specialist]]] = {
 
 # Backends that put a vision-language model behind simple_query / caption / verify_property.
 VLM_BACKENDS = frozenset({"vlm", "openai-vlm", "llamacpp-vlm"})
+# Backends that call a model server over HTTP: nothing of theirs is loaded in this process.
+REMOTE_BACKENDS = frozenset({"openai-vlm"})
 
 
 def is_vlm_backed(tools: ToolsConfig, role: str = "vqa") -> bool:

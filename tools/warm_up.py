@@ -2,9 +2,11 @@
 
 The backends load their models on first use (the offline matcher's MiniLM alone takes about
 4 s), and without this the first question that needs a role waits for it. :func:`warm_up`
-sends each role one tiny request on a blank image. A role whose backend is a stand-in VQA (a
-language model reading what the other roles see) is left out: it has nothing of its own to
-load, and warming it would spend a model call.
+sends each role one tiny request on a blank image. Left out: a stand-in VQA (a language model
+reading what the other roles see) and the roles served by a remote model: they have nothing
+of their own to load here, and a request would spend a model call (or wait for a server that
+is down). A role that fails, for any reason, is logged and reported: start-up goes on, and the
+questions that need the role get the error then.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from vpagent.tools.errors import CannotAnswer, ToolError
-from vpagent.tools.registry import BACKENDS
+from vpagent.tools.errors import CannotAnswer
+from vpagent.tools.registry import BACKENDS, REMOTE_BACKENDS
 from vpagent.tools.roles import (
     OCR,
     VQA,
@@ -38,11 +40,11 @@ log = logging.getLogger(__name__)
 
 
 def _request(specialist: Specialist) -> Callable[[np.ndarray], Any]:
-    """The smallest request that makes ``specialist`` load everything it uses."""
+    """The smallest request that makes ``specialist`` load its models."""
     if isinstance(specialist, Detector):
         return lambda image: specialist.detect(image, ["person"])
     if isinstance(specialist, Segmenter):
-        return lambda image: specialist.segment(image)
+        return specialist.segment
     if isinstance(specialist, Matcher):  # an object word and a colour word: both halves load
         return lambda image: specialist.scores(image, ["a dog", "red"])
     if isinstance(specialist, OCR):
@@ -71,23 +73,30 @@ class WarmUp:
         return f"tools loaded: {done}{failed}"
 
 
+def _left_out(specialist: Specialist) -> bool:
+    """A stand-in VQA or a remote model: nothing to load here (see the module)."""
+    if getattr(specialist, "backend", None) in REMOTE_BACKENDS:
+        return True
+    return isinstance(specialist, VQA) and specialist.info().stand_in
+
+
 def warm_up(toolbox: Toolbox) -> WarmUp:
-    """Load each role's backend now (a stand-in VQA excepted, see the module). A role that
-    fails is logged and reported, not raised: questions that do not need it still work, and
-    those that do get the same error then."""
+    """Load each role's backend now (but those :func:`_left_out`). A role that fails is logged
+    and reported, never raised (see the module). A role's seconds include what it loads for
+    another (the scene captioner loads the OCR)."""
     report = WarmUp()
     blank = np.full((BLANK_SIDE, BLANK_SIDE, 3), 127, dtype=np.uint8)
     for role in BACKENDS:
         started = time.perf_counter()
         try:
             specialist = toolbox.specialist(role)
-            if isinstance(specialist, VQA) and specialist.info().stand_in:
+            if _left_out(specialist):
                 continue
             _request(specialist)(blank)
         except CannotAnswer:  # a refusal comes from a loaded model
             pass
-        except ToolError as error:
-            log.warning("could not load the %s at start-up: %s", role, error)
+        except Exception as error:  # a missing model, a GPU out of memory, a bad option
+            log.warning("could not load the %s at start-up: %s", role, error, exc_info=True)
             report.failed[role] = str(error)
             continue
         report.seconds[role] = time.perf_counter() - started

@@ -64,16 +64,17 @@ def build_agent(
 
     student = build_student_answerer(settings.agent)
 
-    def program_path() -> tuple[Planner, ProgramRunner]:
+    def program_path(at_start: bool = False) -> tuple[Planner, ProgramRunner]:
         chat = chat_model if chat_model is not None else build_chat_model(settings.llm)
-        warm = chat_model is None
-        planner = build_planner(settings, chat, warm=warm, on_event=on_event)
+        planner = build_planner(settings, chat, warm=chat_model is None, on_event=on_event)
         runner = ProgramRunner(
             settings,
             llm=lambda question: complete(chat, question, system=LLM_QUERY_SYSTEM),
             pool_size=max(2, settings.llm.parallel),  # a ready sandbox per question in flight
         )
-        if warm and settings.agent.warm_tools:
+        # Every role is loaded at start-up only: built for a question (student mode), the
+        # program path loads what that question uses, within its time budget.
+        if at_start and chat_model is None and settings.agent.warm_tools:
             notify = on_event or ignore
             notify(Starting("loading the tools' models"))
             warmed = warm_up(runner.toolbox)
@@ -92,7 +93,7 @@ def build_agent(
     )
     if settings.agent.mode == STUDENT:  # the planner and tools start with the first program
         return configured(program_path=program_path)
-    return configured(*program_path())
+    return configured(*program_path(at_start=True))
 
 
 @dataclass

@@ -136,9 +136,11 @@ class AgentConfig(_Strict):
     warm_tools: bool = Field(
         True,
         description=(
-            "Load every specialist when the agent starts (a few seconds), not at the first "
-            "question that needs it; only where the planner's prompt is warmed too (the "
-            "configured LLM, not a chat model handed to build_agent)."
+            "Load every specialist when the agent starts, not at the first question that "
+            "needs it (5 s on the offline pack; a stand-in VQA and remote models are left "
+            "out). Only for the configured LLM (not a chat model handed to build_agent), not "
+            "in student mode (the program path starts with its first question) and not for "
+            "`vpagent ask`'s one question."
         ),
     )
     mode: AnswerMode = Field(

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from vpagent.config import ROLES, Settings
 from vpagent.tools.config import RoleConfig
+from vpagent.tools.registry import REMOTE_BACKENDS
 
 GB = 1024**3
 CUDA_CONTEXT_GB = 0.5  # CUDA context, cuBLAS/cuDNN workspaces: what PyTorch holds before a model
@@ -55,7 +56,6 @@ CPU_BACKENDS = frozenset(
         "llamacpp-vlm",
     }
 )
-REMOTE_BACKENDS = frozenset({"openai-vlm"})
 # offline backend -> the packaged files it loads (tools.weights.MANIFEST key prefixes)
 PACKAGED: dict[str, tuple[str, ...]] = {
     "ssd-coco": ("ssd.",),

@@ -244,13 +244,9 @@ def ask(
     except ValueError as error:
         raise fail(str(error)) from None
     directory = trace_dir or settings.trace_dir
-    settings = settings.model_copy(  # the trace is saved once, below, with HTML; and one
-        # question loads only the models it uses (warming every role would only cost time)
-        update={
-            "trace_dir": None,
-            "agent": settings.agent.model_copy(update={"warm_tools": False}),
-        }
-    )
+    # The trace is saved once, below, with HTML; one question loads only the models it uses.
+    one_question = settings.agent.model_copy(update={"warm_tools": False})
+    settings = settings.model_copy(update={"trace_dir": None, "agent": one_question})
     with agent_or_fail(settings) as agent, errors.status("planning") as status:
         result = agent.ask(
             pixels,
