@@ -76,7 +76,8 @@ def _build(
     events: list[str] = []
     started = time.perf_counter()
     agent = build_agent(settings, on_event=lambda event: events.append(str(event)))
-    return agent, time.perf_counter() - started, events[-1] if events else "no prefix"
+    prefix = [event for event in events if event.startswith("planner prompt prefix")]
+    return agent, time.perf_counter() - started, prefix[-1] if prefix else "no prefix"
 
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:

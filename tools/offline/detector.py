@@ -28,7 +28,6 @@ never the validation photos); an explicit ``score_threshold`` applies to every c
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vpagent.tools import weights
-from vpagent.tools.offline._image import as_rgb, box_iou
+from vpagent.tools.offline._image import as_rgb, box_iou, pixels_key
 from vpagent.tools.offline._lazy import Lazy
 from vpagent.tools.offline.classifier import COCO_ANIMALS, EfficientNetClassifier, shared_classifier
 from vpagent.tools.offline.coco_names import (
@@ -151,6 +150,7 @@ class SSDCocoDetector(Detector):
         tiles: int | None = None,
         flip: bool | None = None,
         calibration: Calibration = CALIBRATION,
+        passes_remembered: int = PASSES_REMEMBERED,
     ) -> None:
         given = {
             "score_threshold": score_threshold,
@@ -169,8 +169,10 @@ class SSDCocoDetector(Detector):
         self._classifier = classifier
         self._names = name_mapper
         self._net: Lazy[Any] = Lazy(self._load)
-        self._lock = threading.Lock()  # the network and the remembered passes
+        self._lock = threading.Lock()  # the network
         self._passes: OrderedDict[str, list[Candidate]] = OrderedDict()
+        self._passes_lock = threading.Lock()
+        self.passes_remembered = passes_remembered  # 0: every pass runs (benchmarks)
 
     @property
     def score_threshold(self) -> float:
@@ -340,9 +342,9 @@ class SSDCocoDetector(Detector):
         self, images: list[np.ndarray], min_score: float = CANDIDATE_THRESHOLD
     ) -> list[list[Candidate]]:
         """One batched network pass: candidates (score >= ``min_score``) per image. Passes
-        over pixels seen before (the last :data:`PASSES_REMEMBERED`) are not run again."""
-        keys = [_pixels_key(image) for image in images]
-        with self._lock:
+        over pixels seen before (the last ``passes_remembered``) are not run again."""
+        keys = [pixels_key(image) for image in images]
+        with self._passes_lock:
             remembered = {key: self._passes[key] for key in keys if key in self._passes}
             for key in remembered:
                 self._passes.move_to_end(key)
@@ -351,9 +353,9 @@ class SSDCocoDetector(Detector):
             unseen.pop(key)
         if unseen:
             ran = dict(zip(unseen, self._run_network(list(unseen.values())), strict=True))
-            with self._lock:
+            with self._passes_lock:
                 self._passes.update(ran)
-                while len(self._passes) > PASSES_REMEMBERED:
+                while len(self._passes) > self.passes_remembered:
                     self._passes.popitem(last=False)
             remembered.update(ran)
         return [[c for c in remembered[key] if c.score >= min_score] for key in keys]
@@ -530,14 +532,6 @@ def _is_group_box(cand: Candidate, others: list[Candidate]) -> bool:
     for px0, py0, px1, py1 in parts:
         covered |= ((ys >= py0) & (ys <= py1))[:, None] & ((xs >= px0) & (xs <= px1))[None, :]
     return float(covered.mean()) >= GROUP_COVERAGE
-
-
-def _pixels_key(image: np.ndarray) -> str:
-    """The network input's identity: its shape and a digest of its pixels."""
-    pixels = np.ascontiguousarray(image)
-    digest = hashlib.blake2b(pixels.data, digest_size=16)
-    digest.update(repr((pixels.shape, pixels.dtype.str)).encode())
-    return digest.hexdigest()
 
 
 def _to_box(box: np.ndarray) -> Box:

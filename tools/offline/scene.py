@@ -11,16 +11,13 @@ that the description does not contain the answer.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from vpagent.tools.errors import CannotAnswer, ToolError
-from vpagent.tools.offline._image import as_rgb
+from vpagent.tools.offline._image import as_rgb, pixels_key
 from vpagent.tools.offline.coco_names import COCO_CLASSES, classes_named_in
 from vpagent.tools.offline.colors import name_color, ranked_colors
 from vpagent.tools.roles import OCR, VQA, Captioner, Detector, Image, Matcher
@@ -265,12 +262,6 @@ def caption_from(facts: SceneFacts) -> str:
     return " ".join(sentences)
 
 
-def _image_key(image: np.ndarray) -> str:
-    digest = hashlib.sha1(np.ascontiguousarray(image).data, usedforsecurity=False)
-    digest.update(str(image.shape).encode())
-    return digest.hexdigest()
-
-
 def offline_specialists() -> tuple[Detector, Matcher, OCR]:
     """The offline pack's detector, matcher and OCR (they share one ImageNet classifier)."""
     from vpagent.tools.offline.detector import SSDCocoDetector
@@ -299,7 +290,7 @@ class _SceneBase:
 
     def facts(self, image: Image) -> SceneFacts:
         rgb = as_rgb(image)
-        key = _image_key(rgb)
+        key = pixels_key(rgb)
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
