@@ -123,7 +123,7 @@ def test_an_unverifiable_property_becomes_a_marked_guess() -> None:
     assert step is not None and "cannot check 'shiny'" in (step.artifacts.unverified or "")
 
 
-def test_a_question_the_vqa_role_refused_is_guessed_as_its_continuation() -> None:
+def test_a_guess_after_the_vqa_roles_own_refusal_is_asked_as_such() -> None:
     vqa = GuessingVQA()
     with make_agent([WET], vqa) as agent:
         result = agent.ask(spots_image(), "Is the spot wet?")

@@ -53,6 +53,16 @@ def test_encoding_runs_torch_on_one_thread_and_restores_the_setting(tmp_path: Pa
     assert seen == [TORCH_THREADS] and torch.get_num_threads() == before
 
 
+def test_without_torch_imported_nothing_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from vpagent.tools.offline.text_embed import torch_threads
+
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    with torch_threads(1):
+        assert "torch" not in sys.modules  # not imported by the setting itself
+
+
 def test_vocabularies_are_cached_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VPAGENT_CACHE_DIR", str(tmp_path / "cache"))
     embedder, _ = _embedder(tmp_path)

@@ -278,12 +278,12 @@ class ProgramHost:
         return verdict, StepArtifacts(region=region.as_list())
 
     def _guess(
-        self, crop: np.ndarray, question: str, refusal: CannotAnswer, by_vqa: bool = False
+        self, crop: np.ndarray, question: str, refusal: CannotAnswer, refused: bool = False
     ) -> str:
         """The VQA role's best guess where it offers one; otherwise the original refusal.
-        ``by_vqa``: the refusal was the VQA role's own answer to ``question``."""
+        ``refused``: the refusal was the VQA role's own answer to ``question``."""
         try:
-            return str(self.toolbox.specialist("vqa").guess(crop, question, refused=by_vqa))
+            return str(self.toolbox.specialist("vqa").guess(crop, question, refused=refused))
         except CannotAnswer:
             raise refusal from None
 
@@ -311,7 +311,7 @@ class ProgramHost:
         try:
             return self.toolbox.answer(crop, args.question), StepArtifacts(region=region.as_list())
         except CannotAnswer as refusal:
-            reply = self._guess(crop, args.question, refusal, by_vqa=True)
+            reply = self._guess(crop, args.question, refusal, refused=True)
             return reply, StepArtifacts(region=region.as_list(), unverified=f"a guess ({refusal})")
 
     def _caption(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:

@@ -111,8 +111,8 @@ class VQA(Specialist):
         """A best guess where another tool cannot answer (marked unverified in the trace).
 
         ``refused``: this backend's :meth:`answer` just refused the same question (a backend
-        may continue from there). A backend that cannot guess raises CannotAnswer: the
-        original refusal then stands.
+        may reuse that call's work, e.g. its prompt's cached start). A backend that cannot
+        guess raises CannotAnswer: the original refusal then stands.
         """
         raise CannotAnswer(f"the {type(self).__name__} VQA backend offers no guesses")
 

@@ -44,9 +44,10 @@ def _columns(requests: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*requests, strict=True)]
 
 
-RESULTS_REVISION = 3  # bump when a tool's result changes for the same inputs and settings (2:
+RESULTS_REVISION = 4  # bump when a tool's result changes for the same inputs and settings (2:
 # find ranks a closed-vocabulary detector's boxes by the colour or clothing in the name; 3: the
-# offline matcher also looks for sunglasses on a face box)
+# offline matcher also looks for sunglasses on a face box; 4: the scene VQA's answer prompt
+# reads its instructions after the question, and a guess after its refusal has its own prompt)
 
 
 def results_namespace(config: ToolboxConfig) -> str:

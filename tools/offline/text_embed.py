@@ -35,8 +35,9 @@ TORCH_THREADS = 1  # torch's OpenMP pool, once it has two threads, slows the emb
 
 @contextmanager
 def torch_threads(count: int) -> Iterator[None]:
-    """Torch's intra-op threads set to ``count`` inside the block (a process-wide setting);
-    nothing to set where torch is not imported (then no torch op runs)."""
+    """Torch's intra-op threads set to ``count`` inside the block; nothing to set where torch
+    is not imported (then no torch op runs). The setting is process-wide: another thread's
+    torch work inside the block runs on ``count`` threads too."""
     torch = sys.modules.get("torch")
     if torch is None:
         yield

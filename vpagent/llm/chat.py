@@ -76,7 +76,8 @@ def embedded_server(config: LLMConfig, *, progress: bool | None = None) -> Embed
     several chat models for one model loads it once. Its ``llm.slots`` slots (``parallel``, and
     one for the tools' questions) each get ``n_ctx`` tokens of context: llama.cpp gives a
     request the slot whose cached prompt shares the most with it, so the planner's prefix and
-    the tools' prompt start (the scene description's instructions) stay cached side by side.
+    the tools' prompt start (the scene description's instructions) usually stay cached side by
+    side (nothing pins a request to a slot).
     They stop at interpreter exit (or via ``stop()``).
     """
     model = config.resolved_model()

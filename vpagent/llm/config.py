@@ -77,9 +77,10 @@ class LLMConfig(BaseModel):
     tools_slot: bool = Field(
         True,
         description=(
-            "embedded: one llama.cpp slot more than `parallel`, for the questions the tools ask "
-            "the model (simple_query, llm_query, the fallback's guess): their prompts then "
-            "keep their common start cached beside the planner's (n_ctx more KV cache)."
+            "embedded: one llama.cpp slot more than `parallel`. llama.cpp gives a request the "
+            "slot whose cached prompt shares the most with it, so the questions the tools ask "
+            "the model (simple_query, llm_query, the fallback's guess) usually keep their "
+            "common start cached beside the planner's prefix (n_ctx more KV cache)."
         ),
     )
     prompt_cache: bool = Field(
