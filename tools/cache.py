@@ -14,12 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import cachetools
+import numpy as np
 
 
 def json_digest(value: Any) -> str:
     """sha256 of ``value`` as canonical JSON (sorted keys, no spaces)."""
     payload = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def pixels_key(image: np.ndarray) -> str:
+    """An image's identity for in-memory caches: a fast digest of its pixels, shape and dtype."""
+    pixels = np.ascontiguousarray(image)
+    digest = hashlib.blake2b(pixels.data, digest_size=16)
+    digest.update(repr((pixels.shape, pixels.dtype.str)).encode())
+    return digest.hexdigest()
 
 
 def cache_key(image_sha256: str, tool: str, args: dict[str, Any]) -> str:

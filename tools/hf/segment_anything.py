@@ -17,7 +17,6 @@ own); on the CPU in float32.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from contextlib import nullcontext
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from vpagent.tools.cache import pixels_key
 from vpagent.tools.errors import ModelUnavailable
 from vpagent.tools.hf._base import LazyBackend, require, resolve_weights_file
 from vpagent.tools.hf._prompts import Prompt, prepare_batch
@@ -108,7 +108,7 @@ class SamPredictorSegmenter(LazyBackend, Segmenter):
         """The official path: SamPredictor, reusing the embedding of the last image."""
         import torch
 
-        key = hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest() + str(image.shape)
+        key = pixels_key(image)
         with torch.inference_mode():
             if self._predictor_image != key:
                 self._predictor.set_image(image, image_format="RGB")

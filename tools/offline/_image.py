@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 
 from vpagent.tools.types import Box
@@ -21,14 +19,6 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     elif array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB image, got shape {array.shape}")
     return np.ascontiguousarray(array)
-
-
-def pixels_key(image: np.ndarray) -> str:
-    """An image's identity for caches: a digest of its pixels, shape and dtype."""
-    pixels = np.ascontiguousarray(image)
-    digest = hashlib.blake2b(pixels.data, digest_size=16)
-    digest.update(repr((pixels.shape, pixels.dtype.str)).encode())
-    return digest.hexdigest()
 
 
 def int_box(box: Box | None, width: int, height: int) -> tuple[int, int, int, int]:

@@ -16,8 +16,9 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from vpagent.tools.cache import pixels_key
 from vpagent.tools.errors import CannotAnswer, ToolError
-from vpagent.tools.offline._image import as_rgb, pixels_key
+from vpagent.tools.offline._image import as_rgb
 from vpagent.tools.offline.coco_names import COCO_CLASSES, classes_named_in
 from vpagent.tools.offline.colors import name_color, ranked_colors
 from vpagent.tools.roles import OCR, VQA, Captioner, Detector, Image, Matcher
