@@ -39,7 +39,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from vpagent.tools import weights
-from vpagent.tools.offline._image import as_rgb, box_iou, pixels_key
+from vpagent.tools.cache import pixels_key
+from vpagent.tools.offline._image import as_rgb, box_iou
 from vpagent.tools.offline._lazy import Lazy
 from vpagent.tools.offline.classifier import COCO_ANIMALS, EfficientNetClassifier, shared_classifier
 from vpagent.tools.offline.coco_names import (
@@ -348,9 +349,9 @@ class SSDCocoDetector(Detector):
             remembered = {key: self._passes[key] for key in keys if key in self._passes}
             for key in remembered:
                 self._passes.move_to_end(key)
-        unseen = {key: image for key, image in zip(keys, images, strict=True)}
-        for key in remembered:
-            unseen.pop(key)
+        unseen = {
+            key: image for key, image in zip(keys, images, strict=True) if key not in remembered
+        }
         if unseen:
             ran = dict(zip(unseen, self._run_network(list(unseen.values())), strict=True))
             with self._passes_lock:

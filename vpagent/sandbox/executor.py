@@ -200,20 +200,20 @@ class SandboxExecutor:
         if not needed:
             return
         worker: _Worker | None = None
+        failure: Exception | None = None
         try:
             worker = self._start_ready_worker()
         except (WorkerStartError, OSError) as error:
-            worker = None  # a run that needs a worker starts its own and reports why
-            with self._pool:
-                closed = self._closed
-            if not closed:  # close() removed the jail under a start: expected, not news
-                log.info("a spare sandbox worker did not start: %s", error)
+            failure = error  # a run that needs a worker starts its own and reports why
         with self._pool:
             self._starting -= 1
-            if worker is not None and not self._closed:
+            closed = self._closed
+            if worker is not None and not closed:
                 self._idle.append(worker)
                 worker = None
             self._pool.notify_all()
+        if failure is not None and not closed:  # close() removed the jail under a start: no news
+            log.info("a spare sandbox worker did not start: %s", failure)
         if worker is not None:  # closed meanwhile
             worker.kill()
 
