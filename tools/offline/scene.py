@@ -422,9 +422,10 @@ class SceneVQA(_SceneBase, VQA):
         detector, matcher, ocr = offline_specialists()
         return cls(llm, detector, matcher, ocr)
 
-    def prompt(self, image: Image, question: str) -> str:
+    def prompt(self, image: Image, question: str, template: str = VQA_PROMPT) -> str:
+        """``template`` (the answer prompt by default) with the scene description and question."""
         description = self.describe(image, question)
-        return VQA_PROMPT.format(description=description, question=question.strip())
+        return template.format(description=description, question=question.strip())
 
     def answer_batch(self, images: list[Image], questions: list[str]) -> list[str]:
         if len(images) != len(questions):
@@ -438,9 +439,7 @@ class SceneVQA(_SceneBase, VQA):
         caller must mark it unverified). CannotAnswer only if the model gives no answer.
         ``refused``: :meth:`answer` just refused this question; the guess shares the start of
         its prompt."""
-        template = GUESS_AFTER_REFUSAL if refused else GUESS_PROMPT
-        description = self.describe(image, question)
-        prompt = template.format(description=description, question=question.strip())
+        prompt = self.prompt(image, question, GUESS_AFTER_REFUSAL if refused else GUESS_PROMPT)
         reply = clean_reply(self.llm(prompt))
         if not reply or reply.lower().startswith(UNKNOWN_REPLIES):
             raise CannotAnswer(f"the language model gave no guess for '{question}'")
