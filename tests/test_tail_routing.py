@@ -32,6 +32,8 @@ def program(body: str) -> str:
 COUNT = program("return str(len(image.find('spot')))")
 TREE = program("return 'yes' if image.exists('tree') else 'no'")  # not in the vocabulary
 CRASH = program("return str(1 / 0)")
+YES_NO_FOR_WHAT = program("return 'yes' if image.find('spot') else 'no'")
+QUERY = program("return image.simple_query('What is next to the spot?')")
 SLOW_CRASH = program("return str(len(image.find('spot')) / 0)")  # with a slow detector
 SLOW_S = 4.0  # the slow detector's time: past BUDGET_S, which the first reply fits easily
 BUDGET_S = 3.0
@@ -110,6 +112,18 @@ def test_a_runtime_error_is_repaired() -> None:
     assert chat.calls == 2  # the plan and one repair
     assert result.answer == "2" and result.verified
     assert [a.reason for a in result.attempts] == [FailureReason.RUNTIME, None]
+
+
+def test_a_program_that_can_only_answer_in_the_wrong_form_is_repaired_without_running() -> None:
+    agent, chat = make_agent([YES_NO_FOR_WHAT, QUERY], slow=True)
+    with agent:
+        result = agent.ask(spots_image(), "What is next to the spot?")
+    assert chat.calls == 2  # the plan and one repair
+    rejected, repaired = result.attempts
+    assert rejected.reason == FailureReason.REJECTED and rejected.steps == []
+    assert "'no' or 'yes'" in (rejected.message or "")  # what the repair prompt was told
+    assert rejected.execute_s < SLOW_S  # the slow detector was never called
+    assert repaired.reason is None and result.answer == repaired.answer and result.verified
 
 
 def test_the_deadline_returns_an_unverified_answer_with_its_reason() -> None:

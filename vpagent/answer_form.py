@@ -60,8 +60,11 @@ NUMBER_RE = re.compile(r"^\d+(?:[.,]\d+)?$")
 CHOICE_LIST_RE = re.compile(r"choose one of\s*:|options\s*:|choices\s*:|\([a-d]\)", re.I)
 
 
-def answer_problem(question: str, answer: str, choices: Sequence[str] | None = None) -> str | None:
+def answer_problem(
+    question: str, answer: str, choices: Sequence[str] | None = None, shown: str | None = None
+) -> str | None:
     """Why ``answer`` is not an answer of the kind ``question`` asks for, or None if it is.
+    ``shown``: how the message names what the program returned (default: ``answer`` quoted).
 
     A multiple-choice question (``choices``, or options listed in its text) is answered from
     its options in whatever form they suggest: no form is imposed.
@@ -77,6 +80,7 @@ def answer_problem(question: str, answer: str, choices: Sequence[str] | None = N
     """
     if choices or CHOICE_LIST_RE.search(question):
         return None
+    shown = shown or repr(answer)
     tokens = _tokens(question)
     words = [t for t in _tokens(answer) if t not in MARKS]
     if not tokens:
@@ -88,23 +92,23 @@ def answer_problem(question: str, answer: str, choices: Sequence[str] | None = N
             return None
         return (
             f"the question asks to choose ({' or '.join(repr(o) for o in options)}), but the "
-            f"program returned {answer!r}, which is neither: return one of the options"
+            f"program returned {shown}, which is neither: return one of the options"
         )
     if tokens[0] in YES_NO_STARTS:
         if words[:1] and words[0] in YES_NO:
             return None
-        return f"this is a yes/no question, but the program returned {answer!r}: return yes or no"
+        return f"this is a yes/no question, but the program returned {shown}: return yes or no"
     if tokens[:2] == ["how", "many"]:
         if any(NUMBER_RE.match(word) or word in NUMBER_WORDS for word in words):
             return None
-        return f"the question asks how many, but the program returned {answer!r}: return a number"
+        return f"the question asks how many, but the program returned {shown}: return a number"
     if tokens[0] in WH_STARTS:
         bare = len(words) == 1 and (
             words[0] in YES_NO or (NUMBER_RE.match(words[0]) and _asks_for_a_thing(tokens))
         )
         if bare or not words:
             return (
-                f"the question asks {tokens[0]} ..., but the program returned {answer!r}: "
+                f"the question asks {tokens[0]} ..., but the program returned {shown}: "
                 "return the thing asked for, in a word or two"
             )
     return None

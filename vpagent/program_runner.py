@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from vpagent.answer_form import checked
+from vpagent.attempts import FailureReason
 from vpagent.config import Settings
 from vpagent.events import EventCallback, ToolStep
 from vpagent.images import ImageInput, load_image
+from vpagent.program_answers import form_problem
 from vpagent.sandbox.executor import SandboxExecutor, ToolHandler
 from vpagent.sandbox.result import ExecutionResult
 from vpagent.student.backend import register_student_backends
@@ -69,7 +71,13 @@ class ProgramRunner:
                 return host(tool, args)
 
         started = time.perf_counter()
-        result = self.executor.run(program, host.image, handler)
+        problem = form_problem(question, program, choices) if question is not None else None
+        if problem is not None:
+            result = ExecutionResult(
+                ok=False, error_kind=FailureReason.REJECTED, error=problem[0], line=problem[1]
+            )
+        else:
+            result = self.executor.run(program, host.image, handler)
         if question is not None:  # "left or right?" answered "whippet" is not an answer
             result = checked(question, result, choices)
         for step in result.steps:
