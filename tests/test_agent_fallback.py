@@ -41,7 +41,6 @@ class GuessingVQA(VQA):
     def __init__(self, can_guess: bool = True) -> None:
         self.can_guess = can_guess
         self.guesses: list[str] = []
-        self.after_refusal: list[bool] = []  # per guess: did answer() just refuse it?
 
     def info(self) -> ToolInfo:
         return ToolInfo(role="vqa", backend="guessing", model="fake", stand_in=True)
@@ -49,11 +48,10 @@ class GuessingVQA(VQA):
     def answer_batch(self, images: list[np.ndarray], questions: list[str]) -> list[str]:
         raise CannotAnswer("the description does not say")
 
-    def guess(self, image: np.ndarray, question: str, refused: bool = False) -> str:
+    def guess(self, image: np.ndarray, question: str) -> str:
         if not self.can_guess:
             raise CannotAnswer("no guess either")
         self.guesses.append(question)
-        self.after_refusal.append(refused)
         return "yes" if question.startswith("Is the") else "probably two"
 
 
@@ -92,7 +90,7 @@ def test_a_refusal_stops_the_repair_loop_and_the_fallback_answers() -> None:
     assert result.programs_tried == 1  # no re-plan: the detector cannot see trees at all
     assert result.error_kind == "tool_error" and "CannotAnswer" in (result.error or "")
     assert result.answer == "probably two" and not result.verified
-    assert vqa.guesses == ["How many trees are there?"] and vqa.after_refusal == [False]
+    assert vqa.guesses == ["How many trees are there?"]
     reason = result.unverified_reason or ""
     assert "no program succeeded (tool_error)" in reason and "guessing" in reason
     assert "fallback_s" in result.timings
@@ -117,18 +115,17 @@ def test_an_unverifiable_property_becomes_a_marked_guess() -> None:
         result = agent.ask(spots_image(), "Is the spot shiny?")
     assert result.ok and result.answer == "yes" and not result.verified
     assert vqa.guesses == ["Is the spot shiny? Answer yes or no."]
-    assert vqa.after_refusal == [False]  # the matcher refused, not the VQA role
     assert "step 0 (verify_property): a guess" in (result.unverified_reason or "")
     step = result.trace.steps[0] if result.trace else None
     assert step is not None and "cannot check 'shiny'" in (step.artifacts.unverified or "")
 
 
-def test_a_guess_after_the_vqa_roles_own_refusal_is_asked_as_such() -> None:
+def test_a_question_the_vqa_role_refuses_is_answered_by_its_guess_unverified() -> None:
     vqa = GuessingVQA()
     with make_agent([WET], vqa) as agent:
         result = agent.ask(spots_image(), "Is the spot wet?")
     assert result.ok and result.answer == "yes" and not result.verified
-    assert vqa.guesses == ["Is the spot wet?"] and vqa.after_refusal == [True]
+    assert vqa.guesses == ["Is the spot wet?"]
 
 
 def test_locate_refuses_when_even_a_thorough_search_finds_nothing() -> None:

@@ -277,13 +277,10 @@ class ProgramHost:
             )
         return verdict, StepArtifacts(region=region.as_list())
 
-    def _guess(
-        self, crop: np.ndarray, question: str, refusal: CannotAnswer, refused: bool = False
-    ) -> str:
-        """The VQA role's best guess where it offers one; otherwise the original refusal.
-        ``refused``: the refusal was the VQA role's own answer to ``question``."""
+    def _guess(self, crop: np.ndarray, question: str, refusal: CannotAnswer) -> str:
+        """The VQA role's best guess where it offers one; otherwise the original refusal."""
         try:
-            return str(self.toolbox.specialist("vqa").guess(crop, question, refused=refused))
+            return str(self.toolbox.specialist("vqa").guess(crop, question))
         except CannotAnswer:
             raise refusal from None
 
@@ -311,7 +308,7 @@ class ProgramHost:
         try:
             return self.toolbox.answer(crop, args.question), StepArtifacts(region=region.as_list())
         except CannotAnswer as refusal:
-            reply = self._guess(crop, args.question, refusal, refused=True)
+            reply = self._guess(crop, args.question, refusal)
             return reply, StepArtifacts(region=region.as_list(), unverified=f"a guess ({refusal})")
 
     def _caption(self, args: RegionArgs) -> tuple[Any, StepArtifacts]:

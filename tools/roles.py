@@ -107,12 +107,12 @@ class VQA(Specialist):
     def answer(self, image: Image, question: str) -> str:
         return self.answer_batch([image], [question])[0]
 
-    def guess(self, image: Image, question: str, refused: bool = False) -> str:
+    def guess(self, image: Image, question: str) -> str:
         """A best guess where another tool cannot answer (marked unverified in the trace).
 
-        ``refused``: this backend's :meth:`answer` just refused the same question (a backend
-        may reuse that call's work, e.g. its prompt's cached start). A backend that cannot
-        guess raises CannotAnswer: the original refusal then stands.
+        Often asked right after :meth:`answer` refused the same question: a backend may reuse
+        that call's work (its prompt's cached start). A backend that cannot guess raises
+        CannotAnswer: the original refusal then stands.
         """
         raise CannotAnswer(f"the {type(self).__name__} VQA backend offers no guesses")
 

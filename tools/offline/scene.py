@@ -32,6 +32,11 @@ MIN_LABEL_PROBABILITY = 0.05  # a classifier label below this says nothing to th
 CAPTION_LABEL_MIN = 0.3  # classifier probability a label needs to appear in a caption
 CAPTION_TEXT_MIN = 0.85  # OCR confidence a line needs to appear in a caption
 DESCRIPTION_CACHE = 32
+LEGEND = """The tools: an object detector for 80 common object classes (objects of other kinds \
+are never listed); an object's line gives its box [left, top, right, bottom] in percent of the \
+image's width and height, where it is, its share of the image's area and its main colour. An \
+ImageNet classifier labels the whole image (probabilities), colour naming gives its main \
+colours, OCR reads its text."""
 UNKNOWN_REPLIES = ("unknown", "i don't know", "i do not know", "cannot", "can't", "not sure",
                    "no information", "not mentioned", "not enough information")  # fmt: skip
 NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
@@ -145,12 +150,14 @@ def listed_objects(objects: list[SceneObject], question: str | None) -> set[int]
 def object_lines(facts: SceneFacts, question: str | None) -> list[str]:
     """The detector's part of the description: the listed objects, then the counts of all."""
     if not facts.objects:
-        return ["Objects found (80 COCO classes): none."]
+        return ["Objects: none."]
     listed = listed_objects(facts.objects, question)
     shown = (
-        f", {len(listed)} of {len(facts.objects)} shown" if len(listed) < len(facts.objects) else ""
+        f" ({len(listed)} of {len(facts.objects)} shown)"
+        if len(listed) < len(facts.objects)
+        else ""
     )
-    lines = [f"Objects found (80 COCO classes; other kinds are not listed){shown}:"]
+    lines = [f"Objects{shown}:"]
     index: Counter[str] = Counter()
     for obj in facts.objects:
         index[obj.label] += 1
@@ -169,9 +176,11 @@ def object_lines(facts: SceneFacts, question: str | None) -> list[str]:
 def format_facts(
     facts: SceneFacts, has_detector: bool = True, has_ocr: bool = True, question: str | None = None
 ) -> str:
-    """The description text an LLM reads, compact: every token of it is read on every VQA call
-    (an object's line is ~29 tokens; pixel boxes and scores made it ~46). It lists at most
-    :data:`MAX_LISTED` objects, those ``question`` names first; the counts cover every one."""
+    """The description text an LLM reads after :data:`LEGEND`, compact: every token of it is
+    read on every VQA call (an object's line is ~28 tokens; pixel boxes and scores made it ~46),
+    while the legend, the same for every image, is in the model's prompt cache. It lists at
+    most :data:`MAX_LISTED` objects, those ``question`` names first; the counts cover every
+    one."""
     shape = (
         "landscape"
         if facts.width > facts.height
@@ -179,16 +188,13 @@ def format_facts(
         if facts.height > facts.width
         else "square"
     )
-    lines = [
-        f"Image: {facts.width}x{facts.height} pixels ({shape}). Boxes are [left, top, right, "
-        "bottom] in percent of the width and height."
-    ]
+    lines = [f"Image: {facts.width}x{facts.height} pixels, {shape}."]
     if has_detector:
         lines.extend(object_lines(facts, question))
     labels = [(label, p) for label, p in facts.labels if p >= MIN_LABEL_PROBABILITY]
     if labels:
-        shown = ", ".join(f"{label} {p:.2f}" for label, p in labels)
-        lines.append(f"Whole-image classifier (ImageNet): {shown}.")
+        shown = ", ".join(f"{label} {p:.0%}" for label, p in labels)
+        lines.append(f"Classifier: {shown}.")
     if facts.colors:
         colors = ", ".join(f"{name} {share:.0%}" for name, share in facts.colors)
         lines.append(f"Main colours: {colors}.")
@@ -198,9 +204,9 @@ def format_facts(
                 f'"{line.text}" at {position_words(line.box, facts.width, facts.height)}'
                 for line in facts.text
             )
-            lines.append(f"Text read by OCR: {texts}.")
+            lines.append(f"Text (OCR): {texts}.")
         else:
-            lines.append("Text read by OCR: none.")
+            lines.append("Text (OCR): none.")
     lines.extend(f"Note: {note}" for note in facts.notes)
     return "\n".join(lines)
 
@@ -211,9 +217,11 @@ def describe_scene(
     matcher: Matcher | None,
     ocr: OCR | None,
 ) -> str:
-    """A plain-text description of ``image`` from the given specialists (any may be None)."""
+    """A plain-text description of ``image`` from the given specialists (any may be None),
+    after the :data:`LEGEND` that explains it."""
     facts = analyze_scene(image, detector, matcher, ocr)
-    return format_facts(facts, has_detector=detector is not None, has_ocr=ocr is not None)
+    text = format_facts(facts, has_detector=detector is not None, has_ocr=ocr is not None)
+    return f"{LEGEND}\n\n{text}"
 
 
 def _count_phrase(label: str, n: int) -> str:
@@ -359,46 +367,35 @@ class SceneCaptioner(_SceneBase, Captioner):
         )
 
 
-SCENE_QUESTION = """You answer a question about an image that you cannot see. You only have the \
-description below, written by vision tools (an object detector for 80 common object classes, \
-an ImageNet image classifier, colour naming and OCR).
+# The part of every prompt that is the same for every image and question: llama.cpp keeps it
+# cached, so only the description, the question and a short last line are read per call.
+SCENE_QUESTION = (
+    """You answer a question about an image that you cannot see. You only have the \
+description below, written by vision tools.
+"""
+    + LEGEND
+    + """
+Reply with the answer only: one word, a number or a short phrase.
 
 Description:
 {description}
 
 Question: {question}
-
 """
+)
 VQA_PROMPT = (
     SCENE_QUESTION
-    + """Use only facts in the description. Reply with the answer only: one word, a number or \
-a short phrase. If the description does not contain what is needed to answer, reply exactly: unknown
+    + """Use only facts in the description. If they do not settle it, reply exactly: unknown
 Answer:"""
 )
-# A guess for a question VQA_PROMPT was just refused shares its prompt up to the question, which
-# the model's prompt cache still holds: only its last lines are read (0.7 s, not 1.4-3.0 s, on
-# the dev crops). A prompt that continues the refusal itself makes the model repeat "unknown".
-GUESS_AFTER_REFUSAL = (
+# A guess (after the VQA role's refusal, or the fallback's) shares the prompt through the
+# question: after a refusal, only its last line is new to the model.
+GUESS_PROMPT = (
     SCENE_QUESTION
-    + """The description may not settle the question: then give the most likely answer given \
-what it does say and what such scenes usually look like. Reply with the answer only: one word, a \
-number or a short phrase. Never reply unknown.
+    + """If the description does not settle it, give the most likely answer given what it does \
+say and what such scenes usually look like. Never reply unknown.
 Answer:"""
 )
-# A direct guess (the fallback's; a property the matcher cannot check) reads its instructions
-# before the description.
-GUESS_PROMPT = """You answer a question about an image that you cannot see. You only have the \
-description below, written by vision tools (an object detector for 80 common object classes, \
-an ImageNet image classifier, colour naming and OCR). It may not settle the question: then give \
-the most likely answer given what it does say and what such scenes usually look like.
-
-Description:
-{description}
-
-Question: {question}
-
-Reply with the answer only: one word, a number or a short phrase. Never reply unknown.
-Answer:"""
 
 
 class SceneVQA(_SceneBase, VQA):
@@ -434,12 +431,11 @@ class SceneVQA(_SceneBase, VQA):
             self._answer(image, question) for image, question in zip(images, questions, strict=True)
         ]
 
-    def guess(self, image: Image, question: str, refused: bool = False) -> str:
+    def guess(self, image: Image, question: str) -> str:
         """The most likely answer even when the description does not settle it (a guess: the
-        caller must mark it unverified). CannotAnswer only if the model gives no answer.
-        ``refused``: :meth:`answer` just refused this question; the guess shares the start of
-        its prompt."""
-        prompt = self.prompt(image, question, GUESS_AFTER_REFUSAL if refused else GUESS_PROMPT)
+        caller must mark it unverified). CannotAnswer only if the model gives no answer. Its
+        prompt shares :meth:`answer`'s through the question."""
+        prompt = self.prompt(image, question, GUESS_PROMPT)
         reply = clean_reply(self.llm(prompt))
         if not reply or reply.lower().startswith(UNKNOWN_REPLIES):
             raise CannotAnswer(f"the language model gave no guess for '{question}'")
