@@ -47,6 +47,8 @@ RIGHT = [
     ("What size shoe is the man wearing?", "10"),
     ("Which player is holding the ball?", "23"),
     ("What platform is the man standing on?", "3"),
+    ("What are the dogs carrying?", "nothing"),
+    ("What is the man holding?", "none"),
 ]
 WRONG = [
     ("Is the black dog to the left or to the right of the brown dog?", "whippet", "'left' or"),
@@ -59,6 +61,8 @@ WRONG = [
     ("What are the dogs carrying?", "0", "the thing asked for"),
     ("What is the woman on the left doing?", "1", "the thing asked for"),
     ("What is the girl holding in her hand?", "2", "the thing asked for"),
+    ("What animal is looking at the bowl?", "one", "the thing asked for"),
+    ("Who is on the bench?", "Two", "the thing asked for"),
 ]
 
 

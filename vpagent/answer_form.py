@@ -54,6 +54,10 @@ NUMBER_WORDS = frozenset({"zero", "none", "no", "one", "two", "three", "four", "
                           "twenty", "thirty", "forty", "fifty", "hundred", "hundreds", "dozen",
                           "dozens", "several", "many", "few", "lots"})  # fmt: skip
 NUMBER_RE = re.compile(r"^\d+(?:[.,]\d+)?$")
+# A count in words ("one"), which answers no category or action question either; "none" and
+# "no" may ("What is he holding?" "none").
+CARDINALS = NUMBER_WORDS - {"none", "no", "several", "many", "few", "lots", "dozen", "dozens",
+                            "hundreds"}  # fmt: skip
 # A question typed with its choices ("... Choose one of: ...", "(A) ... (B) ...") is answered
 # from that list, in whatever form the list suggests: no form is imposed on it. Choices given
 # as data (``Agent.ask(..., choices=[...])``) are not looked for in the text.
@@ -104,7 +108,7 @@ def answer_problem(
         return f"the question asks how many, but the program returned {shown}: return a number"
     if tokens[0] in WH_STARTS:
         bare = len(words) == 1 and (
-            words[0] in YES_NO or (NUMBER_RE.match(words[0]) and _asks_for_a_thing(tokens))
+            words[0] in YES_NO or (_is_count(words[0]) and _asks_for_a_thing(tokens))
         )
         if bare or not words:
             return (
@@ -126,6 +130,11 @@ def checked(
     return execution.model_copy(
         update={"ok": False, "error_kind": FailureReason.RUNTIME, "error": problem}
     )
+
+
+def _is_count(word: str) -> bool:
+    """A number in digits ("2", "1.5") or a cardinal in words ("one")."""
+    return bool(NUMBER_RE.match(word)) or word in CARDINALS
 
 
 def _asks_for_a_thing(tokens: list[str]) -> bool:
