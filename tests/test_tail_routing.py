@@ -126,6 +126,30 @@ def test_a_program_that_can_only_answer_in_the_wrong_form_is_repaired_without_ru
     assert repaired.reason is None and result.answer == repaired.answer and result.verified
 
 
+def test_a_repair_rejected_for_the_same_reason_ends_the_repairs() -> None:
+    other_yes_no = program("return 'no' if image.find('spot') else 'yes'")
+    agent, chat = make_agent([YES_NO_FOR_WHAT, other_yes_no, QUERY])
+    with agent:
+        result = agent.ask(spots_image(), "What is next to the spot?")
+    assert chat.calls == 2  # the third round would have been asked to fix the same thing
+    first, repaired, fallback = result.attempts
+    assert first.reason == repaired.reason == FailureReason.REJECTED
+    assert first.message == repaired.message
+    assert fallback.kind == "fallback" and result.answer == fallback.answer
+    assert not result.verified
+
+
+def test_a_repair_rejected_for_another_reason_is_repaired_again() -> None:
+    count_for_what = program("return str(len(image.find('spot')))")
+    agent, chat = make_agent([YES_NO_FOR_WHAT, count_for_what, QUERY])
+    with agent:
+        result = agent.ask(spots_image(), "What color is the spot?")
+    assert chat.calls == 3
+    reasons = [attempt.reason for attempt in result.attempts]
+    assert reasons == [FailureReason.REJECTED, FailureReason.REJECTED, None]
+    assert result.verified
+
+
 def test_the_deadline_returns_an_unverified_answer_with_its_reason() -> None:
     agent, chat = make_agent([SLOW_CRASH, COUNT], slow=True, deadline_s=BUDGET_S)
     with agent:

@@ -284,7 +284,9 @@ class Agent:
         ``choices`` its options, so that the answer's form is not checked against the text.
 
         Stops at the first program that runs, after ``max_repairs`` repairs, when a tool says
-        it cannot answer (no new program changes what the tools see), when planning fails
+        it cannot answer (no new program changes what the tools see), when a repair is rejected
+        unrun for the same reason as the program it repairs (the planner cannot fix it: the
+        next round would write the same), when planning fails
         (that run has ``failure`` set and no execution), or when ``budget`` has no time for
         another round or ends while the planner writes (``budget.stopped`` says so).
         ``Agent.ask`` and ``distill traces`` both consume it.
@@ -304,6 +306,7 @@ class Agent:
             yield LiveAttempt(sample, 0, time.perf_counter() - started, failure=failure)
             return
         plan_s = time.perf_counter() - started
+        rejected: str | None = None  # why the last program was rejected unrun, if it was
         for repair in range(self.max_repairs + 1):
             notify(RunningProgram(repair + 1))
             started = time.perf_counter()
@@ -321,6 +324,11 @@ class Agent:
                 )  # fmt: skip
             if execution.ok or repair == self.max_repairs or run.unfixable:
                 return
+            was_rejected = execution.error_kind == FailureReason.REJECTED
+            if was_rejected and execution.error == rejected:
+                log.info("repair %d was rejected for the same reason: no more repairs", repair)
+                return
+            rejected = execution.error if was_rejected else None
             if not budget.allows(run.plan_s + run.execute_s):
                 budget.stop(f"repair of program {repair + 1} ({execution.error_kind})")
                 return
