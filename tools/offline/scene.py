@@ -375,7 +375,6 @@ description below, written by vision tools.
 """
     + LEGEND
     + """
-Reply with the answer only: one word, a number or a short phrase.
 
 Description:
 {description}
@@ -385,15 +384,17 @@ Question: {question}
 )
 VQA_PROMPT = (
     SCENE_QUESTION
-    + """Use only facts in the description. If they do not settle it, reply exactly: unknown
+    + """Use only facts in the description. Reply with the answer only: one word, a number or \
+a short phrase. If the description does not contain what is needed to answer, reply exactly: unknown
 Answer:"""
 )
 # A guess (after the VQA role's refusal, or the fallback's) shares the prompt through the
 # question: after a refusal, only its last line is new to the model.
 GUESS_PROMPT = (
     SCENE_QUESTION
-    + """If the description does not settle it, give the most likely answer given what it does \
-say and what such scenes usually look like. Never reply unknown.
+    + """The description may not settle the question: then give the most likely answer given \
+what it does say and what such scenes usually look like. Reply with the answer only: one word, a \
+number or a short phrase. Never reply unknown.
 Answer:"""
 )
 
