@@ -5,10 +5,12 @@
 For every item of the datasets, the prompt the offline pack's VQA stand-in builds for it (the
 scene description of its photo, as ``SceneVQA`` writes it for that question, inside the VQA
 prompt), counted with the embedded planner's own tokenizer (read from its GGUF file, so the
-default pack must be installed). The prompt is what a ``simple_query`` or a fallback pays for
-on every call: llama.cpp has nothing of it cached. Writes
-``benchmarks/results/scene-prompt-NAME.json``: median, p90 and max tokens per set, and the
-tokens of every item. Run it in two worktrees to compare two versions of the description.
+default pack must be installed). ``new_tokens`` leaves out the prompt's start before the
+description, the same for every image, which llama.cpp keeps cached: what a ``simple_query``
+or a fallback reads on every call. Writes ``benchmarks/results/scene-prompt-NAME.json``:
+median, p90 and max tokens per set, and the tokens of every item. Run it in two worktrees
+(``cd WORKTREE && .venv/bin/python /path/to/bench_scene_prompt.py ...``) to compare two
+versions of the description.
 """
 
 from __future__ import annotations
@@ -54,9 +56,10 @@ def quantiles(values: list[int]) -> dict[str, float]:
 def measure(datasets: list[Path]) -> dict[str, Any]:
     from vpagent.evaluation.datasets import read_dataset
     from vpagent.images import load_image
-    from vpagent.tools.offline.scene import SceneVQA
+    from vpagent.tools.offline.scene import VQA_PROMPT, SceneVQA
 
     count = tokenizer()
+    cached = len(count(VQA_PROMPT.split("{description}")[0])["input_ids"])
     vqa = SceneVQA.offline(lambda prompt: "")  # the prompt is built, never sent
     sets: dict[str, Any] = {}
     for path in datasets:
@@ -64,8 +67,12 @@ def measure(datasets: list[Path]) -> dict[str, Any]:
         for item in read_dataset(path).items:
             prompt = vqa.prompt(load_image(item.image), item.question)
             items[item.id] = len(count(prompt)["input_ids"])
-        sets[path.stem] = {"prompt_tokens": quantiles(list(items.values())), "items": items}
-        print(path.stem, sets[path.stem]["prompt_tokens"], flush=True)
+        sets[path.stem] = {
+            "prompt_tokens": quantiles(list(items.values())),
+            "new_tokens": quantiles([tokens - cached for tokens in items.values()]),
+            "items": items,
+        }
+        print(path.stem, sets[path.stem]["new_tokens"], flush=True)
     return sets
 
 
