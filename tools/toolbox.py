@@ -44,12 +44,12 @@ def _columns(requests: list[tuple[Any, ...]]) -> list[list[Any]]:
     return [list(column) for column in zip(*requests, strict=True)]
 
 
-RESULTS_REVISION = 5  # bump when a tool's result changes for the same inputs and settings (2:
+RESULTS_REVISION = 6  # bump when a tool's result changes for the same inputs and settings (2:
 # find ranks a closed-vocabulary detector's boxes by the colour or clothing in the name; 3: the
 # offline matcher also looks for sunglasses on a face box; 4: the scene VQA's answer prompt
 # reads its instructions after the question, and a guess after its refusal has its own prompt;
 # 5: the scene VQA's prompts share one start, with the description's legend, and every guess
-# shares the answer prompt's through the question)
+# shares the answer prompt's through the question; 6: their last lines are the old ones again)
 
 
 def results_namespace(config: ToolboxConfig) -> str:
