@@ -47,10 +47,10 @@ def test_progress_reaches_the_listener_as_typed_events_in_order() -> None:
     assert steps[0] == ToolStep(1, "find") and str(steps[0]) == "step 1: find"
 
 
-def test_an_answer_outside_the_offered_options_is_repaired() -> None:
+def test_an_answer_outside_the_offered_options_is_repaired_where_the_planner_can() -> None:
     breed = "```python\ndef execute_command(image):\n    return 'whippet'\n```"
     side = "```python\ndef execute_command(image):\n    return 'left'\n```"
-    with make_agent([breed, side]) as agent:
+    with make_agent([breed, side], repair_answer_form=True) as agent:
         result = agent.ask(spots_image(), "Is the big spot to the left or to the right?")
         repair_request = str(agent.planner.chat_model.last_prompt[-1].content)
     assert result.answer == "left" and result.programs_tried == 2

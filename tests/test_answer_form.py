@@ -77,11 +77,11 @@ def test_misfits_are_named(question: str, answer: str, says: str) -> None:
     assert problem is not None and says in problem
 
 
-def test_checked_turns_a_wrong_form_into_a_runtime_failure_and_keeps_the_rest() -> None:
+def test_checked_turns_a_wrong_form_into_a_failure_and_keeps_the_rest() -> None:
     question = "Is the truck facing left or right?"
     run = ExecutionResult(ok=True, answer="whippet", stdout="printed", duration_s=0.5)
     failed = checked(question, run)
-    assert not failed.ok and failed.error_kind is FailureReason.RUNTIME
+    assert not failed.ok and failed.error_kind is FailureReason.ANSWER_FORM
     assert "'whippet'" in (failed.error or "") and failed.stdout == "printed"
     good = ExecutionResult(ok=True, answer="right")
     assert checked(question, good) is good

@@ -45,7 +45,7 @@ def test_the_planner_reads_the_options_and_the_answer_may_be_any_of_them() -> No
 def test_without_the_options_the_same_answer_is_a_misfit() -> None:
     with make_agent([STRIPED], GuessingVQA(), max_repairs=0) as agent:
         result = agent.ask(spots_image(), QUESTION)
-    assert result.attempts[0].reason == FailureReason.RUNTIME
+    assert result.attempts[0].reason == FailureReason.ANSWER_FORM
     assert "neither" in (result.attempts[0].message or "")
 
 

@@ -114,40 +114,38 @@ def test_a_runtime_error_is_repaired() -> None:
     assert [a.reason for a in result.attempts] == [FailureReason.RUNTIME, None]
 
 
-def test_a_program_that_can_only_answer_in_the_wrong_form_is_repaired_without_running() -> None:
+def test_a_program_that_can_only_answer_in_the_wrong_form_goes_to_the_fallback_unrun() -> None:
     agent, chat = make_agent([YES_NO_FOR_WHAT, QUERY], slow=True)
     with agent:
         result = agent.ask(spots_image(), "What is next to the spot?")
-    assert chat.calls == 2  # the plan and one repair
-    rejected, repaired = result.attempts
-    assert rejected.reason == FailureReason.REJECTED and rejected.steps == []
-    assert "'no' or 'yes'" in (rejected.message or "")  # what the repair prompt was told
+    assert chat.calls == 1  # no repair round: the planner does not fix a wrong form
+    rejected, fallback = result.attempts
+    assert rejected.reason == FailureReason.ANSWER_FORM and rejected.steps == []
+    assert "'no' or 'yes'" in (rejected.message or "") and "not run" in (rejected.message or "")
     assert rejected.execute_s < SLOW_S  # the slow detector was never called
-    assert repaired.reason is None and result.answer == repaired.answer and result.verified
-
-
-def test_a_repair_rejected_for_the_same_reason_ends_the_repairs() -> None:
-    other_yes_no = program("return 'no' if image.find('spot') else 'yes'")
-    agent, chat = make_agent([YES_NO_FOR_WHAT, other_yes_no, QUERY])
-    with agent:
-        result = agent.ask(spots_image(), "What is next to the spot?")
-    assert chat.calls == 2  # the third round would have been asked to fix the same thing
-    first, repaired, fallback = result.attempts
-    assert first.reason == repaired.reason == FailureReason.REJECTED
-    assert first.message == repaired.message
     assert fallback.kind == "fallback" and result.answer == fallback.answer
     assert not result.verified
 
 
-def test_a_repair_rejected_for_another_reason_is_repaired_again() -> None:
-    count_for_what = program("return str(len(image.find('spot')))")
-    agent, chat = make_agent([YES_NO_FOR_WHAT, count_for_what, QUERY])
+def test_an_answer_of_the_wrong_form_at_run_time_goes_to_the_fallback() -> None:
+    answer_yes_no = program("found = 'yes' if image.find('spot') else 'no'\n    return found")
+    agent, chat = make_agent([answer_yes_no, QUERY])
     with agent:
-        result = agent.ask(spots_image(), "What color is the spot?")
-    assert chat.calls == 3
-    reasons = [attempt.reason for attempt in result.attempts]
-    assert reasons == [FailureReason.REJECTED, FailureReason.REJECTED, None]
-    assert result.verified
+        result = agent.ask(spots_image(), "What is next to the spot?")
+    assert chat.calls == 1
+    ran, fallback = result.attempts
+    assert ran.reason == FailureReason.ANSWER_FORM and ran.answer == "yes" and ran.steps
+    assert fallback.kind == "fallback" and not result.verified
+
+
+def test_a_wrong_form_is_repaired_where_the_planner_is_trusted_to_fix_it() -> None:
+    agent, chat = make_agent([YES_NO_FOR_WHAT, QUERY], slow=True, repair_answer_form=True)
+    with agent:
+        result = agent.ask(spots_image(), "What is next to the spot?")
+    assert chat.calls == 2  # the plan and one repair
+    rejected, repaired = result.attempts
+    assert rejected.reason == FailureReason.ANSWER_FORM and rejected.steps == []
+    assert repaired.reason is None and result.answer == repaired.answer and result.verified
 
 
 def test_the_deadline_returns_an_unverified_answer_with_its_reason() -> None:

@@ -85,6 +85,7 @@ def build_agent(
     configured = partial(
         Agent,
         max_repairs=settings.agent.max_repairs,
+        repair_answer_form=settings.agent.repair_answer_form,
         samples=settings.agent.samples,
         trace_dir=settings.trace_dir,
         student=student,
@@ -137,6 +138,7 @@ class Agent:
         *,
         program_path: Callable[[], tuple[Planner, ProgramRunner]] | None = None,
         max_repairs: int = 2,
+        repair_answer_form: bool = False,
         samples: int = 1,
         trace_dir: Path | None = None,
         student: StudentAnswerer | None = None,
@@ -147,6 +149,8 @@ class Agent:
 
         ``parallel``: questions :meth:`ask_batch` asks at once (``llm.parallel``).
         ``deadline_s``: each question's time budget (:class:`Budget`); None: none.
+        ``repair_answer_form``: re-plan a program whose answer does not fit the question's
+        form (off: the fallback answers; ``agent.repair_answer_form``).
         """
         if (planner is None or runner is None) == (program_path is None):
             raise ValueError("give the agent a planner and a runner, or a program_path")
@@ -155,6 +159,7 @@ class Agent:
         self._program_path = program_path
         self._building = threading.Lock()
         self.max_repairs = max_repairs
+        self.repair_answer_form = repair_answer_form
         self.samples = samples
         self.trace_dir = trace_dir
         self.parallel = parallel
@@ -284,9 +289,8 @@ class Agent:
         ``choices`` its options, so that the answer's form is not checked against the text.
 
         Stops at the first program that runs, after ``max_repairs`` repairs, when a tool says
-        it cannot answer (no new program changes what the tools see), when a repair is rejected
-        unrun for the same reason as the program it repairs (the planner cannot fix it: the
-        next round would write the same), when planning fails
+        it cannot answer (no new program changes what the tools see), when the answer's form
+        does not fit the question and ``repair_answer_form`` is off, when planning fails
         (that run has ``failure`` set and no execution), or when ``budget`` has no time for
         another round or ends while the planner writes (``budget.stopped`` says so).
         ``Agent.ask`` and ``distill traces`` both consume it.
@@ -306,7 +310,6 @@ class Agent:
             yield LiveAttempt(sample, 0, time.perf_counter() - started, failure=failure)
             return
         plan_s = time.perf_counter() - started
-        rejected: str | None = None  # why the last program was rejected unrun, if it was
         for repair in range(self.max_repairs + 1):
             notify(RunningProgram(repair + 1))
             started = time.perf_counter()
@@ -322,13 +325,11 @@ class Agent:
                     "program %d of sample %d failed (%s): %s",
                     repair + 1, sample, execution.error_kind, execution.error,
                 )  # fmt: skip
-            if execution.ok or repair == self.max_repairs or run.unfixable:
+            fixable = not run.unfixable and (
+                execution.error_kind != FailureReason.ANSWER_FORM or self.repair_answer_form
+            )
+            if execution.ok or repair == self.max_repairs or not fixable:
                 return
-            was_rejected = execution.error_kind == FailureReason.REJECTED
-            if was_rejected and execution.error == rejected:
-                log.info("repair %d was rejected for the same reason: no more repairs", repair)
-                return
-            rejected = execution.error if was_rejected else None
             if not budget.allows(run.plan_s + run.execute_s):
                 budget.stop(f"repair of program {repair + 1} ({execution.error_kind})")
                 return

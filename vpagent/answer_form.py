@@ -5,9 +5,10 @@ where a category ("what color", "what animal", "who") or what someone is holding
 
 A program that answers "Is the black dog to the left or to the right of the brown dog?" with
 "whippet", or "What animal is looking at the bowl?" with "1", has not answered the question,
-however well it ran; the runner reports such an answer as a failed run and the repair loop
-re-plans with this check's message. The check is lenient on purpose: rejecting a right
-answer costs a re-plan and, if that fails too, the answer itself.
+however well it ran; the runner reports such an answer as an ``answer_form`` failure with this
+check's message, and the fallback answers (or, with ``agent.repair_answer_form``, the planner
+re-plans with the message). The check is lenient on purpose: rejecting a right answer costs
+the answer itself.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def checked(
     if problem is None:
         return execution
     return execution.model_copy(
-        update={"ok": False, "error_kind": FailureReason.RUNTIME, "error": problem}
+        update={"ok": False, "error_kind": FailureReason.ANSWER_FORM, "error": problem}
     )
 
 

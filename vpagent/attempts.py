@@ -24,7 +24,9 @@ class FailureReason(StrEnum):
     REJECTED = "rejected"  # the program failed the static check; nothing ran
     TIMEOUT = "timeout"  # ran past its CPU or wall-clock limit and was killed
     MEMORY = "memory"  # ran out of its memory limit
-    RUNTIME = "runtime"  # raised, or returned something that is not an answer to the question
+    RUNTIME = "runtime"  # raised, or returned something that is not an answer
+    ANSWER_FORM = "answer_form"  # its answer (or every answer its source can give) does not fit
+    # the kind the question asks for: yes/no for "what ...?", a number for "what animal?"
     TOOL_ERROR = "tool_error"  # a vision tool failed on a call the program made
     CANNOT_ANSWER = "cannot_answer"  # a tool said it cannot answer this: no new program helps
     CRASHED = "crashed"  # the sandbox worker died without reporting

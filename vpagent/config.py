@@ -122,6 +122,15 @@ class AgentConfig(_Strict):
         ),
     )
     max_repairs: int = Field(2, ge=0, description="New programs after one fails at run time.")
+    repair_answer_form: bool = Field(
+        False,
+        description=(
+            "Re-plan a program whose answer is not of the kind the question asks for (yes/no "
+            "for 'what ...?'). Off: the fallback answers at once, since the embedded 1.5B "
+            "planner fixed 1 of 16 such programs in the committed runs (with a constant "
+            "answer); turn on for a planner that can."
+        ),
+    )
     samples: int = Field(1, ge=1, le=9, description="Programs voted on (self-consistency).")
     deadline_s: float | None = Field(
         12.0,  # the 20 s ceiling of issue 33 less one fallback call (benchmarks/results/tail.md)

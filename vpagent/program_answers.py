@@ -4,9 +4,9 @@ Many wrong-form programs show their mistake in their ``return`` lines: ``return 
 else "no"`` for "What are the dogs carrying?", ``return str(len(animals))`` for "What animal
 is looking at the bowl?". Running one costs its tool calls (seconds of VQA on the embedded
 pack) before :mod:`vpagent.answer_form` rejects its answer. :func:`form_problem` finds the
-program whose every ``return`` can give only answers of the wrong form, so that the repair
-starts at once. A ``return`` whose value is not known from the source (a tool's answer, a
-variable) can give anything: a program with one is never rejected here.
+program whose every ``return`` can give only answers of the wrong form, so that the fallback
+(or a repair) starts at once. A ``return`` whose value is not known from the source (a tool's
+answer, a variable) can give anything: a program with one is never rejected here.
 """
 
 from __future__ import annotations

@@ -74,7 +74,7 @@ class ProgramRunner:
         problem = form_problem(question, program, choices) if question is not None else None
         if problem is not None:
             result = ExecutionResult(
-                ok=False, error_kind=FailureReason.REJECTED, error=problem[0], line=problem[1]
+                ok=False, error_kind=FailureReason.ANSWER_FORM, error=problem[0], line=problem[1]
             )
         else:
             result = self.executor.run(program, host.image, handler)
