@@ -55,8 +55,8 @@ NUMBER_WORDS = frozenset({"zero", "none", "no", "one", "two", "three", "four", "
                           "twenty", "thirty", "forty", "fifty", "hundred", "hundreds", "dozen",
                           "dozens", "several", "many", "few", "lots"})  # fmt: skip
 NUMBER_RE = re.compile(r"^\d+(?:[.,]\d+)?$")
-# A count in words ("one"), which answers no category or action question either; "none" and
-# "no" may ("What is he holding?" "none").
+# A count in words ("one"), which answers no category or action question either; "none" may
+# ("What is he holding?" "none"), and "no" is a yes/no answer.
 CARDINALS = NUMBER_WORDS - {"none", "no", "several", "many", "few", "lots", "dozen", "dozens",
                             "hundreds"}  # fmt: skip
 # A question typed with its choices ("... Choose one of: ...", "(A) ... (B) ...") is answered
@@ -109,7 +109,7 @@ def answer_problem(
         return f"the question asks how many, but the program returned {shown}: return a number"
     if tokens[0] in WH_STARTS:
         bare = len(words) == 1 and (
-            words[0] in YES_NO or (_is_count(words[0]) and _asks_for_a_thing(tokens))
+            words[0] in YES_NO or (is_count(words[0]) and _asks_for_a_thing(tokens))
         )
         if bare or not words:
             return (
@@ -133,7 +133,7 @@ def checked(
     )
 
 
-def _is_count(word: str) -> bool:
+def is_count(word: str) -> bool:
     """A number in digits ("2", "1.5") or a cardinal in words ("one")."""
     return bool(NUMBER_RE.match(word)) or word in CARDINALS
 

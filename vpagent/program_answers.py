@@ -6,27 +6,30 @@ is looking at the bowl?". Running one costs its tool calls (seconds of VQA on th
 pack) before :mod:`vpagent.answer_form` rejects its answer. :func:`form_problem` finds the
 program whose every ``return`` can give only answers of the wrong form, so that the fallback
 (or a repair) starts at once. A ``return`` whose value is not known from the source (a tool's
-answer, a variable) can give anything: a program with one is never rejected here.
+answer, a variable) can give anything: a program with one is never rejected here, nor is one
+the sandbox's own check rejects (that check names its fault).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator, Sequence
 
-from vpagent.answer_form import answer_problem
-from vpagent.sandbox.policy import ENTRY_POINT
+from vpagent.answer_form import YES_NO, answer_problem, is_count
+from vpagent.sandbox.policy import ENTRY_POINT, ProgramRejected, check_program
 
-NUMBER = "2"  # stands for any number a program computes (len, count)
-YES_NO = frozenset({"yes", "no"})  # what a bool becomes as an answer
+NUMBER = "\x00number"  # stands for any number a program computes (len, count)
+NUMBER_EXAMPLE = "2"  # what the answer check is shown for it
 # ImagePatch methods whose value is known by its kind: a count, or a bool.
 COUNTING = frozenset({"count"})
 CHECKING = frozenset({"exists", "verify_property"})
+WORD_RE = re.compile(r"[a-z0-9]+")
 
 
 def returned_answers(node: ast.expr) -> frozenset[str] | None:
     """The answers a returned expression can become, or None when the source does not say
-    (a number stands as :data:`NUMBER`)."""
+    (a computed number stands as :data:`NUMBER`)."""
     if isinstance(node, ast.Constant):
         value = node.value
         if isinstance(value, bool):
@@ -37,44 +40,62 @@ def returned_answers(node: ast.expr) -> frozenset[str] | None:
     if isinstance(node, ast.IfExp):
         body, orelse = returned_answers(node.body), returned_answers(node.orelse)
         return body | orelse if body is not None and orelse is not None else None
-    if isinstance(node, ast.Call) and not node.keywords and len(node.args) <= 1:
-        func = node.func
-        if isinstance(func, ast.Name) and func.id == "len":
-            return frozenset({NUMBER})
-        if isinstance(func, ast.Name) and func.id == "str" and node.args:
-            return returned_answers(node.args[0])
-        if isinstance(func, ast.Attribute) and func.attr in COUNTING:
-            return frozenset({NUMBER})
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        return YES_NO if node.func.attr in CHECKING else None
+    if not isinstance(node, ast.Call) or node.keywords or len(node.args) > 1:
+        return None
+    func = node.func
+    if isinstance(func, ast.Name) and func.id == "len":
+        return frozenset({NUMBER})
+    if isinstance(func, ast.Name) and func.id == "str" and node.args:
+        return _as_text(node.args[0])
+    if isinstance(func, ast.Attribute) and func.attr in COUNTING:
+        return frozenset({NUMBER})
+    if isinstance(func, ast.Attribute) and func.attr in CHECKING:
+        return YES_NO  # the sandbox answers a bool as yes/no
     return None
 
 
+def _as_text(node: ast.expr) -> frozenset[str] | None:
+    """What ``str(node)`` can be: a bool becomes "True"/"False" there, not yes/no."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, bool):
+        return frozenset({str(node.value)})
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in CHECKING
+    ):
+        return frozenset({"True", "False"})
+    return returned_answers(node)
+
+
 def entry_returns(source: str) -> list[ast.Return]:
-    """The ``return`` statements of ``execute_command`` itself (not of functions or lambdas
-    inside it); empty if the source does not parse or defines no entry point."""
+    """The ``return`` statements of ``execute_command`` itself (the last one defined, as
+    Python keeps; not of functions, lambdas or classes inside it); empty for a program the
+    sandbox's check rejects."""
     try:
-        tree = ast.parse(source)
-    except SyntaxError:
+        tree = check_program(source).tree
+    except ProgramRejected:
         return []
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == ENTRY_POINT:
-            return list(_returns(node.body))
-    return []
+    entries = [
+        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == ENTRY_POINT
+    ]
+    try:
+        return [node for node in _own_nodes(entries[-1].body) if isinstance(node, ast.Return)]
+    except RecursionError:  # deeper than the walk can go: leave it to the run
+        return []
 
 
-def _returns(statements: list[ast.stmt]) -> Iterator[ast.Return]:
+def _own_nodes(statements: list[ast.stmt]) -> Iterator[ast.AST]:
+    """Every node of ``statements``, not entering a function, lambda or class defined there."""
     for statement in statements:
-        for node in _walk_skipping_functions(statement):
-            if isinstance(node, ast.Return):
-                yield node
+        yield from _walk(statement)
 
 
-def _walk_skipping_functions(node: ast.AST) -> Iterator[ast.AST]:
+def _walk(node: ast.AST) -> Iterator[ast.AST]:
+    if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda | ast.ClassDef):
+        return
     yield node
     for child in ast.iter_child_nodes(node):
-        if not isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
-            yield from _walk_skipping_functions(child)
+        yield from _walk(child)
 
 
 def form_problem(
@@ -92,8 +113,13 @@ def form_problem(
         if known is None:
             return None
         answers |= known
+    if NUMBER in answers and any(is_count(w) for w in WORD_RE.findall(question.lower())):
+        return None  # "Are there 3 or 4 dogs?": a computed number may be one of them
     shown = " or ".join("a number" if a == NUMBER else repr(a) for a in sorted(answers))
-    problems = [answer_problem(question, answer, choices, shown) for answer in sorted(answers)]
+    problems = [
+        answer_problem(question, NUMBER_EXAMPLE if a == NUMBER else a, choices, shown)
+        for a in sorted(answers)
+    ]
     if any(problem is None for problem in problems):
         return None
     return f"{problems[0]} (read from its return lines: it was not run)", returns[0].lineno

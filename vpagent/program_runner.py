@@ -56,9 +56,11 @@ class ProgramRunner:
 
         ``on_event`` hears a :class:`ToolStep` as each tool call starts. With the ``question``, an
         answer not of the kind it asks for (not one of its options, not yes/no, not a number
-        for "how many", ...) is a failed run (:mod:`vpagent.answer_form`); a multiple-choice
-        question (``choices``) is answered in whatever form its options take. ``marks``: marks
-        given with the question; the program's ``image.marks()`` returns them.
+        for "how many", ...) is an ``answer_form`` failure (:mod:`vpagent.answer_form`), and a
+        program whose every ``return`` can give only such answers fails so without running
+        (:mod:`vpagent.program_answers`); a multiple-choice question (``choices``) is answered
+        in whatever form its options take. ``marks``: marks given with the question; the
+        program's ``image.marks()`` returns them.
         """
         pixels = load_image(image)
         host = ProgramHost(self.toolbox, pixels, marks=marks)
