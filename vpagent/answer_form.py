@@ -109,7 +109,7 @@ def answer_problem(
         return f"the question asks how many, but the program returned {shown}: return a number"
     if tokens[0] in WH_STARTS:
         bare = len(words) == 1 and (
-            words[0] in YES_NO or (is_count(words[0]) and _asks_for_a_thing(tokens))
+            words[0] in YES_NO or (_is_count(words[0]) and _asks_for_a_thing(tokens))
         )
         if bare or not words:
             return (
@@ -133,7 +133,12 @@ def checked(
     )
 
 
-def is_count(word: str) -> bool:
+def names_a_number(question: str) -> bool:
+    """Whether ``question`` has a number among its words ("Are there 3 or 4 dogs?")."""
+    return any(_is_count(token) for token in _tokens(question))
+
+
+def _is_count(word: str) -> bool:
     """A number in digits ("2", "1.5") or a cardinal in words ("one")."""
     return bool(NUMBER_RE.match(word)) or word in CARDINALS
 

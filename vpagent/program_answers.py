@@ -13,18 +13,16 @@ the sandbox's own check rejects (that check names its fault).
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Iterator, Sequence
 
-from vpagent.answer_form import YES_NO, answer_problem, is_count
-from vpagent.sandbox.policy import ENTRY_POINT, ProgramRejected, check_program
+from vpagent.answer_form import YES_NO, answer_problem, names_a_number
+from vpagent.sandbox.policy import ProgramRejected, check_program, entry_points
 
 NUMBER = "\x00number"  # stands for any number a program computes (len, count)
 NUMBER_EXAMPLE = "2"  # what the answer check is shown for it
 # ImagePatch methods whose value is known by its kind: a count, or a bool.
 COUNTING = frozenset({"count"})
 CHECKING = frozenset({"exists", "verify_property"})
-WORD_RE = re.compile(r"[a-z0-9]+")
 
 
 def returned_answers(node: ast.expr) -> frozenset[str] | None:
@@ -75,11 +73,9 @@ def entry_returns(source: str) -> list[ast.Return]:
         tree = check_program(source).tree
     except ProgramRejected:
         return []
-    entries = [
-        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == ENTRY_POINT
-    ]
     try:
-        return [node for node in _own_nodes(entries[-1].body) if isinstance(node, ast.Return)]
+        entry = entry_points(tree)[-1]
+        return [node for node in _own_nodes(entry.body) if isinstance(node, ast.Return)]
     except RecursionError:  # deeper than the walk can go: leave it to the run
         return []
 
@@ -113,7 +109,7 @@ def form_problem(
         if known is None:
             return None
         answers |= known
-    if NUMBER in answers and any(is_count(w) for w in WORD_RE.findall(question.lower())):
+    if NUMBER in answers and names_a_number(question):
         return None  # "Are there 3 or 4 dogs?": a computed number may be one of them
     shown = " or ".join("a number" if a == NUMBER else repr(a) for a in sorted(answers))
     problems = [

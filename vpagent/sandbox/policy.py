@@ -281,15 +281,20 @@ def check_program(source: str) -> CheckedProgram:
         _PolicyVisitor().visit(tree)
     except RecursionError:
         raise ProgramRejected("the program is nested too deeply") from None
-    entry = [
-        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == ENTRY_POINT
-    ]
+    entry = entry_points(tree)
     if not entry:
         raise ProgramRejected(f"the program must define 'def {ENTRY_POINT}(image):'")
     if len(entry[0].args.args) != 1:
         raise ProgramRejected(f"'{ENTRY_POINT}' must take exactly one argument (the image)")
     _check_compiles(tree)
     return CheckedProgram(source=source, tree=tree)
+
+
+def entry_points(tree: ast.Module) -> list[ast.FunctionDef]:
+    """Every top-level ``def execute_command``, in source order (Python keeps the last)."""
+    return [
+        node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == ENTRY_POINT
+    ]
 
 
 def _check_compiles(tree: ast.Module) -> None:
